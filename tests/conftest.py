@@ -1,0 +1,25 @@
+"""Shared fixtures: real test images from ../shared/images, real data folders in tmp dirs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_IMAGES = ROOT.parent / "shared" / "images"
+CONTENT = SHARED_IMAGES / "content" / "tubingen.jpg"
+STYLE = SHARED_IMAGES / "style" / "starry_night.jpg"
+STYLE2 = SHARED_IMAGES / "style" / "the_scream.jpg"
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    assert SHARED_IMAGES.is_dir(), f"test images missing: {SHARED_IMAGES}"
+    return SHARED_IMAGES
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
