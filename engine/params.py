@@ -40,9 +40,9 @@ class Params:
     size: int = 512  # longest side of the result, px
     iterations: int = 500  # at the final size; coarser scales add a cheaper warm-up
     optimizer: str = "lbfgs"
-    learning_rate: float = 1.0
-    content_weight: float = 1.0
-    style_weight: float = 1e4
+    learning_rate: float = 10.0
+    content_weight: float = 5.0
+    style_weight: float = 100.0
     tv_weight: float = 1e-3
     content_layers: tuple[str, ...] = ("conv4_2",)
     style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -113,6 +113,33 @@ class Params:
 
     def total_iterations(self) -> int:
         return sum(n for _, n in self.schedule())
+
+
+# One line of help per field, shared by the CLI's --help and the UI's tooltips.
+HELP: dict[str, str] = {
+    "content": "the photo to repaint",
+    "styles": "one or more paintings whose style to apply",
+    "style_blend": "relative weight of each style image (one per style)",
+    "size": "longest side of the result in pixels",
+    "iterations": "optimisation steps at the final size (coarser sizes add cheaper steps)",
+    "optimizer": "lbfgs (best per step) or adam (less memory)",
+    "learning_rate": "Adam's step size in pixel units (L-BFGS ignores it)",
+    "content_weight": "how strongly the result keeps the photo's content",
+    "style_weight": "how strongly the result takes the paintings' style",
+    "tv_weight": "total-variation weight: higher is smoother",
+    "content_layers": "VGG19 layers whose features the content loss matches",
+    "style_layers": "VGG19 layers whose Gram matrices the style loss matches",
+    "style_layer_weights": "weight of each style layer (one per style layer)",
+    "init": "start from the content image or from noise",
+    "seed": "random seed (noise init); the same seed repeats a result on CPU",
+    "style_scale": "size of the style images relative to the result (2 = bigger brush strokes)",
+    "original_colors": "keep the photo's colours, take only the painting's texture",
+    "pooling": "max or avg pooling inside VGG19 (avg is smoother)",
+    "device": "auto (GPU when present), cpu or cuda",
+    "preview_every": "save an intermediate image every N iterations (0 = none)",
+    "multiscale": "optimise coarse to fine so a small preview predicts the large result",
+    "weights": "caffe (embedded original VGG19), torchvision, or a path to a weights file",
+}
 
 
 # Below this, VGG19's deepest layers have almost no spatial extent left.

@@ -1,0 +1,100 @@
+"""Params: defaults, presets, JSON round trip, and every validation rule."""
+import json
+
+import pytest
+
+from engine.params import LAYERS, PRESETS, Params, ParamsError, preset, validate, validation_errors
+
+GOOD = Params(content="c.jpg", styles=("s.jpg",))
+
+
+def test_defaults_follow_the_method():
+    p = Params()
+    assert p.content_layers == ("conv4_2",)
+    assert p.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert p.optimizer == "lbfgs" and 300 <= p.iterations <= 1000
+    assert validation_errors(GOOD) == {}
+
+
+def test_json_round_trip_keeps_every_field():
+    p = GOOD.with_changes(styles=("a.jpg", "b.jpg"), style_blend=(0.3, 0.7), style_layer_weights=(1, 2, 3, 4, 5),
+                          original_colors=True, seed=7)
+    back = Params.from_json(p.to_json())
+    assert back == p
+    assert json.loads(p.to_json())["styles"] == ["a.jpg", "b.jpg"]
+
+
+def test_from_dict_ignores_unknown_keys():
+    assert Params.from_dict({**GOOD.to_dict(), "from_the_future": 1}) == GOOD
+
+
+def test_presets_are_valid_and_distinct():
+    sizes = [preset(name, content="c", styles=("s",)).size for name in PRESETS]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+    for name in PRESETS:
+        validate(preset(name, content="c", styles=("s",)))
+    with pytest.raises(ParamsError):
+        preset("nope")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("content", "", "content image"),
+    ("styles", (), "at least one style"),
+    ("styles", tuple(f"s{i}" for i in range(9)), "at most 8"),
+    ("size", 8, "at least 16"),
+    ("size", 100_000, "at most 4096"),
+    ("size", 12.5, "whole number"),
+    ("iterations", 0, "at least 1"),
+    ("iterations", True, "whole number"),
+    ("optimizer", "sgd", "lbfgs, adam"),
+    ("learning_rate", 0, "greater than 0"),
+    ("content_weight", -1, "at least 0"),
+    ("style_weight", float("nan"), "must be a number"),
+    ("tv_weight", "lots", "must be a number"),
+    ("content_layers", ("conv9_9",), "unknown layer 'conv9_9'"),
+    ("content_layers", (), "at least one layer"),
+    ("style_layers", ("conv1_1", "conv1_1"), "twice"),
+    ("style_layer_weights", (1.0, 2.0), "2 weights but there are 5 style layers"),
+    ("style_layer_weights", (-1.0, 1, 1, 1, 1), "from 0 to"),
+    ("style_layer_weights", (0.0,) * 5, "above 0"),
+    ("style_blend", (1.0, 1.0), "2 weights but there are 1 style images"),
+    ("init", "random", "content, noise"),
+    ("seed", -5, "at least 0"),
+    ("style_scale", 0.0, "at least 0.05"),
+    ("original_colors", "yes", "true or false"),
+    ("multiscale", 1, "true or false"),
+    ("pooling", "min", "max, avg"),
+    ("device", "tpu", "auto, cpu, cuda"),
+    ("preview_every", -1, "at least 0"),
+    ("weights", "", "caffe, torchvision"),
+])
+def test_each_rule_gives_one_clear_message(field, value, fragment):
+    errors = validation_errors(GOOD.with_changes(**{field: value}))
+    assert list(errors) == [field], errors
+    assert fragment in errors[field]
+    with pytest.raises(ParamsError) as info:
+        validate(GOOD.with_changes(**{field: value}))
+    assert info.value.errors == errors
+
+
+def test_settings_alone_can_be_checked_before_upload():
+    assert validation_errors(Params(), need_images=False) == {}
+    assert "size" in validation_errors(Params(size=3), need_images=False)
+
+
+def test_multiscale_schedule_is_coarse_to_fine():
+    p = GOOD.with_changes(size=1024, iterations=400)
+    assert p.schedule() == [(128, 200), (256, 200), (512, 200), (1024, 400)]
+    assert GOOD.with_changes(size=1024, multiscale=False).schedule() == [(1024, 500)]
+    assert GOOD.with_changes(size=64).schedule() == [(64, 500)]
+
+
+def test_layers_are_vgg19s():
+    assert len(LAYERS) == 16 and LAYERS[0] == "conv1_1" and LAYERS[-1] == "conv5_4"
+
+
+def test_package_import_stays_free_of_torch():
+    import subprocess
+    import sys
+    code = "import engine, engine.params, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
