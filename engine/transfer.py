@@ -1,0 +1,218 @@
+"""Gatys et al. style transfer: optimise an image so its VGG19 features match the content
+image's (conv4_2) and its Gram matrices match the style images' (conv1_1 .. conv5_1).
+
+Loss scales follow jcjohnson/neural-style, so its well-known weights carry over: content is the
+mean squared feature error, style the mean squared error of Grams normalised by C·H·W, total
+variation the sum of squared neighbour differences. The image lives in RGB 0..255 units.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from engine import images
+from engine.params import Params, validate
+from engine.vgg import FeatureNet, Weights, load_weights
+
+
+class Cancelled(Exception):
+    """The caller asked to stop (should_cancel returned true)."""
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory; the message suggests a smaller size."""
+
+
+@dataclass
+class Progress:
+    iteration: int  # 1-based, counted over all scales
+    total: int
+    size: int
+    losses: dict[str, float]
+    elapsed: float
+    preview: Image.Image | None = None
+
+
+@dataclass
+class Result:
+    image: Image.Image
+    losses: dict[str, float]
+    timings: dict[str, float]
+    previews: list[tuple[int, Image.Image]] = field(default_factory=list)
+    weights_name: str = ""
+    weights_sha256: str = ""
+    device: str = "cpu"
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise OutOfMemory("CUDA was asked for but no GPU is available; use device cpu or auto.")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:
+    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    return data.view(img.height, img.width, 3).permute(2, 0, 1).unsqueeze(0).to(device, torch.float32)
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    arr = x.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
+    # A fresh contiguous tensor owns exactly its bytes, so its storage is the pixel buffer.
+    return Image.frombytes("RGB", (arr.shape[1], arr.shape[0]), bytes(arr.untyped_storage()))
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    _, c, h, w = features.shape
+    f = features.reshape(c, h * w)
+    return (f @ f.t()) / (c * h * w)
+
+
+def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
+    """Luminance from the result, chroma from the content (neural-style's -original_colors)."""
+    y, _, _ = result.convert("YCbCr").split()
+    _, cb, cr = content.resize(result.size, Image.BICUBIC).convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
+
+
+class Objective:
+    """The weighted loss at one scale, with content and style targets computed once."""
+
+    def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor]):
+        self.p, self.net = p, net
+        with torch.no_grad():
+            feats = net(content)
+            self.content_targets = {layer: feats[layer].detach() for layer in p.content_layers}
+            # Blended styles share one target Gram per layer (as neural-style does).
+            self.style_targets = {layer: 0 for layer in p.style_layers}
+            for weight, style in zip(p.blend_weights(), styles):
+                feats = net(style)
+                for layer in p.style_layers:
+                    self.style_targets[layer] = self.style_targets[layer] + weight * gram(feats[layer])
+        self.layer_weights = dict(zip(p.style_layers, p.layer_weights()))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        p = self.p
+        feats = self.net(x)
+        content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
+        style = sum(self.layer_weights[layer] * F.mse_loss(gram(feats[layer]), target)
+                    for layer, target in self.style_targets.items())
+        tv = ((x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()) / 2
+        total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
+        return total, {"content": content, "style": style, "tv": tv}
+
+
+def _load_inputs(p: Params) -> tuple[Image.Image, list[Image.Image]]:
+    return images.load_image(p.content), [images.load_image(s) for s in p.styles]
+
+
+def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torch.device) -> list[torch.Tensor]:
+    longest = max(16, round(size * p.style_scale))
+    return [to_tensor(images.resize_longest(s, longest), device) for s in styles]
+
+
+def _make_optimizer(p: Params, x: torch.Tensor) -> torch.optim.Optimizer:
+    if p.optimizer == "adam":
+        return torch.optim.Adam([x], lr=p.learning_rate)
+    # One evaluation per step, no early stopping: the caller decides how many iterations.
+    return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
+                             tolerance_grad=-1.0, tolerance_change=-1.0)
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower() \
+        or "can't allocate memory" in str(e).lower()
+
+
+def run(p: Params, on_progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None) -> Result:
+    """Optimises the result image for `p`, coarse to fine when `p.multiscale`."""
+    validate(p)
+    device = pick_device(p.device)
+    try:
+        return _run(p, device, on_progress, should_cancel)
+    except (Cancelled, images.ImageError):
+        raise
+    except (RuntimeError, MemoryError) as e:
+        if _is_oom(e) or isinstance(e, MemoryError):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise OutOfMemory(
+                f"Out of memory at {p.size} px on {device.type}; try a smaller size "
+                f"(e.g. {max(16, p.size // 2)} px) or fewer style layers.") from e
+        raise
+
+
+def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
+         should_cancel: Callable[[], bool] | None) -> Result:
+    t0 = time.perf_counter()
+    content_img, style_imgs = _load_inputs(p)
+    weights: Weights = load_weights(p.weights, device)
+    net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
+    generator = torch.Generator().manual_seed(p.seed)
+    schedule = p.schedule()
+    total = sum(n for _, n in schedule)
+    setup = time.perf_counter() - t0
+    t_opt = time.perf_counter()
+
+    x: torch.Tensor | None = None
+    previews: list[tuple[int, Image.Image]] = []
+    done = 0
+    losses: dict[str, float] = {}
+    for scale_index, (size, iterations) in enumerate(schedule):
+        w, h = images.fit_within(content_img.width, content_img.height, size)
+        content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
+        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device))
+        if x is None:
+            if p.init == "content":
+                x = content.clone()
+            else:
+                # Mid-grey with mild noise: an unbiased start whose details the style fills in.
+                noise = torch.randn(content.shape, generator=generator).to(device)
+                x = (127.5 + 8.0 * noise).clamp(0, 255)
+        else:
+            x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+        x = x.contiguous().requires_grad_(True)
+        optimizer = _make_optimizer(p, x)
+        parts: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss, found = objective(x)
+            loss.backward()
+            parts.clear()
+            parts.update(found, total=loss)
+            return loss
+
+        for i in range(1, iterations + 1):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            optimizer.step(closure)
+            done += 1
+            losses = {k: float(v.detach()) for k, v in parts.items()}
+            last_of_scale = i == iterations
+            preview = None
+            if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(schedule) - 1):
+                preview = to_image(x)
+                if p.original_colors:
+                    preview = keep_colors(preview, content_img)
+                previews.append((done, preview))
+            if on_progress is not None:
+                on_progress(Progress(done, total, size, losses, time.perf_counter() - t0, preview))
+    image = to_image(x)
+    if p.original_colors:
+        image = keep_colors(image, content_img)
+    optimize = time.perf_counter() - t_opt
+    return Result(image=image, losses=losses,
+                  timings={"setup": setup, "optimize": optimize, "total": time.perf_counter() - t0},
+                  previews=previews, weights_name=weights.name, weights_sha256=weights.sha256,
+                  device=str(device))

@@ -1,0 +1,99 @@
+"""The optimisation on real weights and real images, at tiny sizes on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CONTENT, STYLE, STYLE2
+from engine import images
+from engine.params import Params
+from engine.transfer import Cancelled, Objective, gram, run, to_tensor
+from engine.vgg import FeatureNet, load_weights
+
+TINY = Params(content=str(CONTENT), styles=(str(STYLE),), size=64, iterations=30, device="cpu",
+              multiscale=False, init="noise", seed=3)
+
+
+def gram_distance(img: Image.Image, style_path, size: int, layers=TINY.style_layers) -> float:
+    """Mean squared Gram distance between an image and a painting, over the style layers."""
+    net = FeatureNet(load_weights("caffe"), layers)
+    style = images.resize_longest(images.load_image(style_path), size)
+    with torch.no_grad():
+        a, b = net(to_tensor(img, torch.device("cpu"))), net(to_tensor(style, torch.device("cpu")))
+    return sum(float(((gram(a[layer]) - gram(b[layer])) ** 2).mean()) for layer in layers)
+
+
+def test_total_loss_falls_by_a_large_factor():
+    seen = []
+    result = run(TINY, on_progress=lambda pr: seen.append(pr.losses["total"]))
+    assert len(seen) == TINY.iterations
+    assert seen[-1] < seen[0] / 10, seen
+    assert result.image.size == (64, 48)
+    assert result.weights_name == "caffe" and len(result.weights_sha256) == 64
+
+
+def test_style_distance_to_the_painting_falls():
+    content = images.resize_longest(images.load_image(CONTENT), 64)
+    result = run(TINY.with_changes(init="content"))
+    before = gram_distance(content, STYLE, 64)
+    after = gram_distance(result.image, STYLE, 64)
+    assert after < before / 3, (before, after)
+
+
+def test_fixed_seed_reproduces_the_result_on_cpu():
+    p = TINY.with_changes(iterations=5)
+    a, b = run(p).image, run(p).image
+    assert a.tobytes() == b.tobytes()
+    c = run(p.with_changes(seed=4)).image
+    assert c.tobytes() != a.tobytes()
+
+
+def test_adam_also_lowers_the_loss():
+    seen = []
+    run(TINY.with_changes(optimizer="adam", iterations=15), on_progress=lambda pr: seen.append(pr.losses["total"]))
+    assert seen[-1] < seen[0] / 2
+
+
+def test_cancel_stops_within_one_iteration():
+    seen = []
+    with pytest.raises(Cancelled):
+        run(TINY, on_progress=lambda pr: seen.append(pr.iteration), should_cancel=lambda: len(seen) >= 3)
+    assert seen == [1, 2, 3]
+
+
+def test_previews_every_n_iterations_and_between_scales():
+    p = TINY.with_changes(size=128, iterations=4, multiscale=True, preview_every=3)
+    # 64 px is below the multiscale floor, so 128 px runs as one scale: previews at 3 only.
+    result = run(p)
+    assert [i for i, _ in result.previews] == [3]
+    assert result.image.size == (128, 96)
+
+
+def test_multiscale_runs_each_scale_and_reports_sizes(monkeypatch):
+    monkeypatch.setattr("engine.params.MULTISCALE_MIN_SIZE", 32)
+    sizes = []
+    result = run(TINY.with_changes(size=64, iterations=4, multiscale=True),
+                 on_progress=lambda pr: sizes.append(pr.size))
+    assert sizes == [32, 32, 64, 64, 64, 64]
+    assert [i for i, _ in result.previews] == [2]  # the coarse scale's last image
+    assert result.image.size == (64, 48)
+
+
+def test_blended_styles_target_the_weighted_gram():
+    p = TINY.with_changes(styles=(str(STYLE), str(STYLE2)), style_blend=(3.0, 1.0))
+    net = FeatureNet(load_weights("caffe"), p.style_layers + p.content_layers)
+    dev = torch.device("cpu")
+    imgs = [images.resize_longest(images.load_image(s), 64) for s in p.styles]
+    t = [to_tensor(i, dev) for i in imgs]
+    objective = Objective(p, net, t[0], t)
+    with torch.no_grad():
+        g = [gram(net(x)["conv3_1"]) for x in t]
+    assert torch.allclose(objective.style_targets["conv3_1"], 0.75 * g[0] + 0.25 * g[1], rtol=1e-4)
+
+
+def test_bad_image_raises_image_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"<html>not an image</html>")
+    with pytest.raises(images.ImageError):
+        run(TINY.with_changes(content=str(bad)))
