@@ -1,0 +1,195 @@
+"""Opening gallery.db: refuse files that are not ours, then bring the schema up to date.
+
+The schema version lives in PRAGMA user_version and the file is marked as ours with PRAGMA
+application_id, both set in the same transaction that creates the tables, so a file is either
+empty, ours, or someone else's. Migrations are append-only: MIGRATIONS[n] takes version n to n+1.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlite_utils import Database
+
+from gallery.errors import GalleryError
+
+DB_NAME = "gallery.db"
+APPLICATION_ID = 0x4E535453  # "NSTS": neural style transfer studio
+BUSY_TIMEOUT_MS = 30_000
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FTS_COLUMNS = ("title", "tags", "content_name", "style_names")
+
+_LEAVE_IT = ("It has been left untouched: move it away (or point STUDIO_DATA / --data at another "
+             "folder) to start a new gallery")
+
+
+def _create_v1(db: Database) -> None:
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    db.executescript(f"""
+        CREATE TABLE inputs (
+            sha256 TEXT PRIMARY KEY,
+            name TEXT NOT NULL,             -- the upload's name, cleaned; for display only
+            file TEXT NOT NULL,             -- relative to the data folder, named by sha256
+            format TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            file_size INTEGER NOT NULL,
+            used_as_content INTEGER NOT NULL DEFAULT 0,
+            used_as_style INTEGER NOT NULL DEFAULT 0,
+            created TEXT NOT NULL,
+            last_used TEXT NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: files live under runs/<id>/
+            status TEXT NOT NULL CHECK (status IN ({statuses})),
+            owner TEXT NOT NULL DEFAULT '',
+            batch TEXT,
+            title TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '',       -- comma-separated
+            content_name TEXT NOT NULL,
+            content_sha256 TEXT REFERENCES inputs(sha256),
+            style_names TEXT NOT NULL,           -- JSON array, in blend order
+            size INTEGER NOT NULL,
+            iterations INTEGER NOT NULL,
+            optimizer TEXT NOT NULL,
+            style_weight REAL NOT NULL,
+            content_weight REAL NOT NULL,
+            tv_weight REAL NOT NULL,
+            seed INTEGER NOT NULL,
+            device TEXT NOT NULL,                -- as asked while queued; as used once run
+            params_json TEXT NOT NULL,           -- engine.params.Params; image paths relative
+            created TEXT NOT NULL,               -- ISO 8601, UTC
+            started TEXT,
+            finished TEXT,
+            duration REAL,                       -- seconds
+            favorite INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            iteration INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            losses_json TEXT NOT NULL DEFAULT '{{}}',
+            timings_json TEXT NOT NULL DEFAULT '{{}}',
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            worker TEXT,
+            worker_host TEXT,
+            worker_pid INTEGER,
+            worker_started INTEGER,              -- process start time (clock ticks), tells pid reuse apart
+            worker_token TEXT,
+            heartbeat TEXT,                      -- last sign of life of a running job
+            weights_name TEXT,
+            weights_sha256 TEXT,
+            result_file TEXT,                    -- relative to the data folder
+            result_sha256 TEXT,
+            thumb_file TEXT,
+            preview_file TEXT,                   -- the latest intermediate image
+            requeued_from INTEGER
+        );
+        CREATE TABLE run_styles (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT REFERENCES inputs(sha256),
+            name TEXT NOT NULL,
+            PRIMARY KEY (run_id, position)
+        );
+        CREATE TABLE previews (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            iteration INTEGER NOT NULL,
+            file TEXT NOT NULL,
+            PRIMARY KEY (run_id, iteration)
+        );
+    """)
+    for column in ("status", "owner", "batch", "title", "tags", "content_name", "content_sha256", "size",
+                   "iterations", "optimizer", "style_weight", "seed", "device", "created", "duration",
+                   "favorite", "result_sha256"):
+        db["runs"].create_index([column])
+    db["inputs"].create_index(["last_used"])
+    db["run_styles"].create_index(["name"])
+    db["run_styles"].create_index(["sha256"])
+    db["runs"].enable_fts(list(FTS_COLUMNS), create_triggers=True)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_create_v1]
+
+
+@contextmanager
+def write_transaction(db: Database) -> Iterator[None]:
+    """BEGIN IMMEDIATE takes the write lock up front, so two writers never both read a row and
+    then race to update it; the busy timeout makes the other one wait."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def open_db(path: Path) -> Database:
+    """The gallery database at `path`, created or migrated as needed; GalleryError for a file
+    that is damaged, not a gallery, or from a newer release. Such files are never written."""
+    if path.exists() and path.stat().st_size > 0:
+        _check_ours(path)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # With WAL, NORMAL loses at most the last commits on power loss and never corrupts; files
+        # are fsynced before the rows naming them commit, so what survives is still consistent.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = Database(conn)
+        _migrate(db, path)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise GalleryError(f"Cannot open the gallery database {path}: {e}.") from e
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def _check_ours(path: Path) -> None:
+    # Read-only, so nothing is written to a file that turns out not to be ours (a read-write
+    # connection would, for one, roll back another program's hot journal).
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as e:
+        raise GalleryError(f"Cannot read the gallery database {path}: {e}.") from e
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as e:
+        raise GalleryError(f"{path} is not a gallery database, or it is damaged ({e}). {_LEAVE_IT}.") from e
+    finally:
+        conn.close()
+    if app_id != APPLICATION_ID and (app_id != 0 or n_objects):
+        raise GalleryError(f"{path} is an SQLite database of some other program, not a gallery. {_LEAVE_IT}.")
+    if problems != ["ok"]:
+        raise GalleryError(f"{path} is damaged ({'; '.join(problems)}). {_LEAVE_IT}, "
+                           "or restore it from a backup.")
+    if version > len(MIGRATIONS):
+        raise GalleryError(f"{path} was written by a newer release of the studio (schema version {version}; "
+                           f"this one knows up to {len(MIGRATIONS)}). Upgrade the studio to open it.")
+
+
+def _migrate(db: Database, path: Path) -> None:
+    if db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+        return
+    with write_transaction(db):
+        # Read again under the write lock: another process may have migrated meanwhile.
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise GalleryError(f"{path} was written by a newer release of the studio (schema version "
+                               f"{version}). Upgrade the studio to open it.")
+        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise GalleryError(f"{path} is an SQLite database of some other program, not a gallery. {_LEAVE_IT}.")
+        for migrate in MIGRATIONS[version:]:
+            migrate(db)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")

@@ -1,0 +1,269 @@
+"""Moving runs between galleries as zip files.
+
+A zip holds results/run-<id>.png (parameters embedded by engine.pngmeta), the input images
+under inputs/<sha256>.<ext> (so imported runs can be run again) and runs.csv, one row per run
+with its parameters, for people and spreadsheets. Import trusts nothing in the zip: members
+are read into memory with size bounds, checked, and written under names of our own making.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from engine import pngmeta
+from engine.images import MAX_BYTES, ImageError, load_image
+from engine.params import Params, validate
+from gallery import files
+from gallery.errors import GalleryError
+from gallery.models import Run, now_iso, relative_params
+from gallery.names import display_name
+
+if TYPE_CHECKING:
+    from gallery.store import Gallery
+
+CSV_NAME = "runs.csv"
+CSV_COLUMNS = (
+    "id", "file", "title", "tags", "favorite", "owner", "batch", "created", "finished", "duration",
+    "content_name", "content_sha256", "style_names", "style_sha256s", "size", "iterations", "optimizer",
+    "content_weight", "style_weight", "tv_weight", "seed", "device", "weights_name", "weights_sha256",
+    "losses_json", "params_json",
+)
+MAX_MEMBERS = 100_000
+MAX_CSV_BYTES = 64 * 1024 * 1024
+_INPUT_RE = re.compile(r"^inputs/([0-9a-f]{64})\.[a-z]{1,5}$")
+
+
+# ---- export ---------------------------------------------------------------------------------
+
+def export_zip(gallery: "Gallery", run_ids: list[int], dest: str | os.PathLike | BinaryIO) -> int:
+    runs = [gallery.get(rid) for rid in run_ids]
+    unfinished = [str(r.id) for r in runs if r.status != "done" or r.result_path is None]
+    if unfinished:
+        raise GalleryError(f"Only finished runs can be exported; not finished: {', '.join(unfinished)}.")
+    if not isinstance(dest, (str, os.PathLike)):
+        _write_zip(gallery, runs, dest)
+        return len(runs)
+    path = Path(dest)
+    tmp = files.temp_path(path)
+    try:
+        with open(tmp, "xb") as f:
+            _write_zip(gallery, runs, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        files.remove_quietly(tmp)
+        raise
+    return len(runs)
+
+
+def _write_zip(gallery: "Gallery", runs: list[Run], out: BinaryIO) -> None:
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    inputs: dict[str, Path] = {}
+    # PNG, JPEG and WebP are compressed already: store them; deflate only the CSV.
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
+        for run in runs:
+            member = f"results/run-{run.id}.png"
+            zf.write(run.result_path, member)
+            for sha in [run.content_sha256, *run.style_sha256s]:
+                found = sha and gallery.get_input_or_none(sha)
+                if found:
+                    inputs[sha] = found.path
+            writer.writerow(_csv_row(run, member, gallery.data_dir))
+        for path in sorted(inputs.values()):
+            zf.write(path, f"inputs/{path.name}")
+        zf.writestr(CSV_NAME, table.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def _csv_row(run: Run, member: str, data_dir: Path) -> dict[str, Any]:
+    p = run.params
+    return {
+        "id": run.id, "file": member, "title": run.title, "tags": run.tags, "favorite": int(run.favorite),
+        "owner": run.owner, "batch": run.batch or "", "created": run.created.isoformat(),
+        "finished": run.finished.isoformat() if run.finished else "", "duration": run.duration,
+        "content_name": run.content_name, "content_sha256": run.content_sha256 or "",
+        "style_names": json.dumps(run.style_names), "style_sha256s": json.dumps(run.style_sha256s),
+        "size": p.size, "iterations": p.iterations, "optimizer": p.optimizer, "content_weight": p.content_weight,
+        "style_weight": p.style_weight, "tv_weight": p.tv_weight, "seed": p.seed, "device": run.device,
+        "weights_name": run.weights_name or "", "weights_sha256": run.weights_sha256 or "",
+        "losses_json": json.dumps(run.losses), "params_json": relative_params(p, data_dir).to_json(),
+    }
+
+
+# ---- import ---------------------------------------------------------------------------------
+
+def import_zip(gallery: "Gallery", source: str | os.PathLike | BinaryIO) -> list[int]:
+    label = Path(source).name if isinstance(source, (str, os.PathLike)) else "the file"
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise GalleryError(f"Cannot import {label}: it is not a zip file ({e}).") from e
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise GalleryError(f"Cannot import {label}: it has {len(members)} files, more than {MAX_MEMBERS}.")
+        table = _read_table(zf)
+        _import_inputs(gallery, zf, members, table)
+        new_ids = []
+        for info in members:
+            if info.is_dir() or _INPUT_RE.match(info.filename) or not info.filename.lower().endswith(".png"):
+                continue
+            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), table.get(info.filename, {}))
+            if rid is not None:
+                new_ids.append(rid)
+    return new_ids
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    # The sizes in the directory can lie; read at most one byte past the limit.
+    if info.file_size > limit:
+        return b""
+    try:
+        with zf.open(info) as f:
+            data = f.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+        return b""  # damaged, encrypted or unsupported member: skipped like any unreadable file
+    return data if len(data) <= limit else b""
+
+
+def _read_table(zf: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    try:
+        info = zf.getinfo(CSV_NAME)
+    except KeyError:
+        return {}
+    text = _read(zf, info, MAX_CSV_BYTES).decode("utf-8", errors="replace")
+    csv.field_size_limit(MAX_CSV_BYTES)
+    return {row.get("file") or "": row for row in csv.DictReader(io.StringIO(text))}
+
+
+def _json_list(text: Any) -> list:
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _import_inputs(gallery: "Gallery", zf: zipfile.ZipFile, members: list[zipfile.ZipInfo],
+                   table: dict[str, dict[str, str]]) -> None:
+    names: dict[str, tuple[str, str]] = {}  # sha -> (name, kind)
+    for row in table.values():
+        if row.get("content_sha256"):
+            names[row["content_sha256"]] = (row.get("content_name") or "", "content")
+        for sha, name in zip(_json_list(row.get("style_sha256s")), _json_list(row.get("style_names"))):
+            if isinstance(sha, str) and isinstance(name, str):
+                names[sha] = (name, "style")
+    for info in members:
+        match = _INPUT_RE.match(info.filename)
+        if not match:
+            continue
+        sha = match.group(1)
+        data = _read(zf, info, MAX_BYTES)
+        if hashlib.sha256(data).hexdigest() != sha:
+            continue  # damaged or not what it claims to be
+        name, kind = names.get(sha, ("", None))
+        try:
+            gallery.add_input(data, name or f"{sha[:12]}.{info.filename.rsplit('.', 1)[-1]}", kind)
+        except ImageError:
+            continue
+
+
+def _iso(text: Any) -> str | None:
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _number(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _import_result(gallery: "Gallery", data: bytes, row: dict[str, str]) -> int | None:
+    """Adds one result PNG as a done run; None when it is not one of ours or already here."""
+    try:
+        meta = pngmeta.read_metadata(data)
+        params = Params.from_json(meta[pngmeta.PARAMS_KEY])
+        validate(params, need_images=False)
+        image = load_image(data)
+    except (ImageError, KeyError, ValueError, TypeError):  # ParamsError is a ValueError
+        return None
+    result_sha = hashlib.sha256(data).hexdigest()
+    if gallery._row("SELECT 1 FROM runs WHERE result_sha256 = ?", [result_sha]):
+        return None
+
+    def local(path: str) -> tuple[str, str | None]:
+        """An image reference of the params, kept only if it names an input of this gallery."""
+        match = _INPUT_RE.match(path)
+        if match and gallery.get_input_or_none(match.group(1)):
+            return path, match.group(1)
+        return "", None
+
+    content, content_sha = local(params.content)
+    styles = [local(s) for s in params.styles]
+    params = params.with_changes(content=content, styles=tuple(path for path, _ in styles))
+    style_names = [n for n in _json_list(row.get("style_names") or meta.get("studio:style_names"))
+                   if isinstance(n, str)]
+    if len(style_names) != len(styles):
+        style_names = [f"style {i + 1}" for i in range(len(styles))]
+    weights_name, _, weights_sha = (meta.get("studio:weights") or "").partition(" sha256:")
+    losses = _json_dict(row.get("losses_json") or meta.get("studio:losses"))
+    favorite = row.get("favorite") in ("1", "true", "True")
+
+    staged = files.StagedFiles()
+    try:
+        with gallery._write():
+            rid = gallery._insert_run(
+                params, content_name=display_name(row.get("content_name") or meta.get("studio:content_name") or "",
+                                                  fallback="content"),
+                content_sha256=content_sha,
+                styles=[(sha, display_name(name, fallback="style")) for (_, sha), name in zip(styles, style_names)],
+                owner=row.get("owner") or "", batch=row.get("batch") or None,
+                title=row.get("title") or meta.get("studio:title") or "",
+                tags=row.get("tags") or meta.get("studio:tags") or "",
+                status="done", created=_iso(row.get("created") or meta.get("studio:created")) or now_iso(),
+                finished=_iso(row.get("finished")), duration=_number(row.get("duration")),
+                favorite=int(favorite), iteration=params.total_iterations(),
+                losses_json=json.dumps(losses), timings_json=json.dumps(_json_dict(meta.get("studio:timings"))),
+                device=str(row.get("device") or meta.get("studio:device") or params.device)[:50],
+                weights_name=(row.get("weights_name") or weights_name)[:200] or None,
+                weights_sha256=(row.get("weights_sha256") or weights_sha)[:64] or None,
+                result_sha256=result_sha)
+            result_path, result_rel = gallery._run_file(rid, "result.png")
+            thumb_path, thumb_rel = gallery._run_file(rid, "thumb.webp")
+            staged.add(result_path, data)
+            staged.add(thumb_path, files.thumbnail_bytes(image))
+            staged.place()
+            gallery.db.execute("UPDATE runs SET result_file = ?, thumb_file = ? WHERE id = ?",
+                               [result_rel, thumb_rel, rid])
+    except BaseException:
+        staged.discard()
+        raise
+    return rid
+
+
+def _json_dict(text: Any) -> dict[str, float]:
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -1,0 +1,133 @@
+"""The gallery's records as dataclasses, built from database rows."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from engine.params import Params
+
+
+def now_iso() -> str:
+    # Fixed width (milliseconds, UTC) so text order is time order in SQL.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An uploaded image, stored once under its sha256."""
+
+    sha256: str
+    name: str  # the upload's name, cleaned; display only
+    path: Path
+    format: str
+    width: int
+    height: int
+    file_size: int
+    used_as_content: bool
+    used_as_style: bool
+    created: datetime
+    last_used: datetime
+
+
+@dataclass(frozen=True)
+class Run:
+    """One style-transfer job and, once done, its result."""
+
+    id: int
+    status: str
+    owner: str
+    batch: str | None
+    title: str
+    tags: str
+    params: Params  # image paths are absolute paths into the gallery's inputs/
+    content_name: str
+    style_names: list[str]
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    duration: float | None
+    favorite: bool
+    error: str | None
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    device: str
+    weights_name: str | None
+    weights_sha256: str | None
+    result_path: Path | None
+    thumb_path: Path | None
+    preview_path: Path | None
+    content_sha256: str | None = None
+    style_sha256s: list[str | None] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    cancel_requested: bool = False
+    worker: str | None = None
+    requeued_from: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the CLI's --json, the export CSV)."""
+        d = asdict(self)
+        d["params"] = self.params.to_dict()
+        for key, value in d.items():
+            if isinstance(value, datetime):
+                d[key] = value.isoformat()
+            elif isinstance(value, Path):
+                d[key] = str(value)
+        return d
+
+
+def input_from_row(row: dict[str, Any], data_dir: Path) -> InputImage:
+    return InputImage(
+        sha256=row["sha256"], name=row["name"], path=data_dir / row["file"], format=row["format"],
+        width=row["width"], height=row["height"], file_size=row["file_size"],
+        used_as_content=bool(row["used_as_content"]), used_as_style=bool(row["used_as_style"]),
+        created=parse_time(row["created"]), last_used=parse_time(row["last_used"]),
+    )
+
+
+def absolute_params(params_json: str, data_dir: Path) -> Params:
+    """Stored params name images relative to the data folder (so the folder can move);
+    callers get paths they can open."""
+    p = Params.from_json(params_json)
+    def resolve(path: str) -> str:
+        return str(data_dir / path) if path and not Path(path).is_absolute() else path
+    return p.with_changes(content=resolve(p.content), styles=tuple(resolve(s) for s in p.styles))
+
+
+def relative_params(params: Params, data_dir: Path) -> Params:
+    """The inverse of absolute_params, for what leaves the gallery (exports)."""
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(data_dir).as_posix()
+        except ValueError:
+            return path
+    return params.with_changes(content=relative(params.content), styles=tuple(relative(s) for s in params.styles))
+
+
+def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data_dir: Path) -> Run:
+    def path(column: str) -> Path | None:
+        return data_dir / row[column] if row[column] else None
+    return Run(
+        id=row["id"], status=row["status"], owner=row["owner"], batch=row["batch"], title=row["title"],
+        tags=row["tags"], params=absolute_params(row["params_json"], data_dir),
+        content_name=row["content_name"], style_names=[name for _, name in styles],
+        created=parse_time(row["created"]), started=parse_time(row["started"]),
+        finished=parse_time(row["finished"]), duration=row["duration"], favorite=bool(row["favorite"]),
+        error=row["error"], iteration=row["iteration"], total=row["total"],
+        losses=json.loads(row["losses_json"]), device=row["device"], weights_name=row["weights_name"],
+        weights_sha256=row["weights_sha256"], result_path=path("result_file"), thumb_path=path("thumb_file"),
+        preview_path=path("preview_file"), content_sha256=row["content_sha256"],
+        style_sha256s=[sha for sha, _ in styles], timings=json.loads(row["timings_json"]),
+        cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], requeued_from=row["requeued_from"],
+    )
