@@ -1,0 +1,219 @@
+"""What every page shares: the data folder, the gallery and worker handles, the owner id and
+small formatting helpers. Everything but the `st.*` glue is a plain function, tested directly."""
+from __future__ import annotations
+
+import binascii
+import hashlib
+import os
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+ACTIVE = ("queued", "running")
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+# What engine.images accepts (it sniffs content; the extensions only filter the file picker).
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
+_IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
+
+OWNER_PARAM = "owner"
+XSRF_COOKIE = "_streamlit_xsrf"
+_OWNER_RE = re.compile(r"[0-9a-z]{4,32}")
+
+PAGE_CREATE = "app_pages/create.py"
+PAGE_QUEUE = "app_pages/queue.py"
+PAGE_GALLERY = "app_pages/gallery.py"
+
+
+# --- data folder, gallery, worker -------------------------------------------------------------
+
+def data_dir() -> Path:
+    """The studio's data folder: $STUDIO_DATA, else ./data (the gallery's own default)."""
+    return Path(os.environ.get("STUDIO_DATA") or "data").resolve()
+
+
+def examples_dir() -> Path | None:
+    value = os.environ.get("STUDIO_EXAMPLES")
+    return Path(value).resolve() if value else None
+
+
+@st.cache_resource(show_spinner=False)
+def _gallery(path: str) -> Any:
+    from gallery import Gallery
+
+    return Gallery(Path(path))
+
+
+def get_gallery() -> Any:
+    """The process-wide Gallery for the data folder (keyed by path, so tests with their own
+    temporary folders each get their own)."""
+    return _gallery(str(data_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _worker(path: str) -> Any:
+    from worker import get_worker
+
+    return get_worker(Path(path))
+
+
+def worker_enabled() -> bool:
+    """STUDIO_WORKER=0 serves the UI without running jobs in this process: the page tests use it
+    (they play the worker themselves), and so can a setup whose workers live elsewhere."""
+    return os.environ.get("STUDIO_WORKER", "1") != "0"
+
+
+def ensure_worker() -> Any | None:
+    """Starts this process's worker once; every session shares it."""
+    return _worker(str(data_dir())) if worker_enabled() else None
+
+
+# --- owner id ---------------------------------------------------------------------------------
+
+def owner_from_xsrf_cookie(cookie: str | None) -> str | None:
+    """A stable per-browser id from Streamlit's XSRF cookie ("2|mask|masked token|time").
+
+    The cookie is re-masked on every response but the token under the mask stays the same for
+    the browser's session, in every tab. Only a hash of it is used, so the id reveals nothing
+    about the token."""
+    if not cookie:
+        return None
+    parts = cookie.strip("\"'").split("|")
+    if len(parts) != 4 or parts[0] != "2":
+        return None
+    try:
+        mask = binascii.a2b_hex(parts[1])
+        masked = binascii.a2b_hex(parts[2])
+    except (binascii.Error, ValueError):
+        return None
+    if not mask or not masked:
+        return None
+    token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+    return hashlib.sha256(b"studio-owner:" + token).hexdigest()[:8]
+
+
+def valid_owner(value: Any) -> bool:
+    return isinstance(value, str) and bool(_OWNER_RE.fullmatch(value))
+
+
+def resolve_owner(session_owner: str | None, query_owner: str | None, cookie: str | None) -> str:
+    """Who is this browser? The session's id wins (it never changes under a running page), then
+    the URL's ?owner= (a reload, a bookmarked or shared link), then the XSRF cookie (a new tab of
+    the same browser), then a fresh random id (XSRF protection off, as in the page tests)."""
+    for candidate in (session_owner, query_owner):
+        if valid_owner(candidate):
+            return candidate  # type: ignore[return-value]
+    return owner_from_xsrf_cookie(cookie) or uuid.uuid4().hex[:8]
+
+
+def current_owner() -> str:
+    """This browser's owner id; also written to the URL so a reload keeps it."""
+    try:
+        cookie = st.context.cookies.get(XSRF_COOKIE)
+    except Exception:  # no request context (bare AppTest)
+        cookie = None
+    owner = resolve_owner(st.session_state.get("owner"), st.query_params.get(OWNER_PARAM), cookie)
+    st.session_state["owner"] = owner
+    if st.query_params.get(OWNER_PARAM) != owner:
+        st.query_params[OWNER_PARAM] = owner
+    return owner
+
+
+# --- images -----------------------------------------------------------------------------------
+
+def list_examples(folder: Path | None, kind: str) -> list[Path]:
+    """Example images for `kind` ("content" or "style"). A folder laid out like
+    shared/images (content/, style/) offers each subfolder to its own picker; loose images are
+    offered to both."""
+    if folder is None or not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in _IMAGE_SUFFIXES or not path.is_file():
+            continue
+        parts = {p.lower() for p in path.relative_to(folder).parts[:-1]}
+        other = {"content": "style", "style": "content"}[kind]
+        if other in parts and kind not in parts:
+            continue
+        if parts and not parts & {"content", "style"}:
+            continue  # e.g. reference/: results, not inputs
+        found.append(path)
+    return found
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+def to_datetime(value: Any) -> datetime | None:
+    """Timestamps as the gallery stores them (epoch seconds or ISO text) -> aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def fmt_when(value: Any) -> str:
+    dt = to_datetime(value)
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else "—"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def elapsed_seconds(started: Any, now: datetime | None = None) -> float | None:
+    start = to_datetime(started)
+    if start is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (now - start).total_seconds())
+
+
+def eta_seconds(elapsed: float | None, iteration: int, total: int) -> float | None:
+    """Linear extrapolation over the iterations so far; None until there is one to go on."""
+    if elapsed is None or not iteration or not total or iteration > total:
+        return None
+    return elapsed / iteration * (total - iteration)
+
+
+def fmt_loss(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "—"
+
+
+def escape_md(text: str) -> str:
+    """Plain text for st.markdown/st.error, which would read conv1_1 as italics."""
+    return re.sub(r"([\\`*_\[\]<>|~$])", r"\\\1", str(text))
+
+
+def run_label(run: Any) -> str:
+    """How a run is named in lists: its title, else "content × styles"."""
+    if getattr(run, "title", ""):
+        return run.title
+    styles = " + ".join(Path(n).stem for n in (run.style_names or [])) or "?"
+    return f"{Path(run.content_name or '?').stem} × {styles}"
+
+
+def existing(path: Any) -> Path | None:
+    """A file the gallery says exists, if it really does (deleted files, runs in progress)."""
+    if not path:
+        return None
+    p = Path(path)
+    return p if p.is_file() else None

@@ -1,0 +1,152 @@
+"""Create: choose images and settings, queue a run (or a sweep), watch it progress."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from app_pages import common, inputs, jobs
+from app_pages import params_form as form
+from app_pages import sweep
+from engine.params import Params, validation_errors
+
+NONE = "—"
+
+
+def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | None:
+    """Which job the page shows: ("run", id) or ("batch", id). The URL's choice first (a reload,
+    a shared link), else this owner's latest run, looked up in the database so that a second
+    tab finds it too."""
+    if query.get("batch"):
+        return "batch", query["batch"]
+    if query.get("run", "").isdigit():
+        return "run", int(query["run"])
+    latest = g.list_runs(owner=owner, sort="newest", limit=1)
+    if not latest:
+        return None
+    run = latest[0]
+    return ("batch", run.batch) if run.batch else ("run", run.id)
+
+
+def apply_prefill(g: Any, session: Any, run_id: int) -> None:
+    """ "Re-run with these settings": the run's parameters and images into the form."""
+    run = g.get(run_id)
+    form.prefill(session, run.params)
+    inputs.chosen(session, "content")[:] = [{"path": run.params.content, "name": run.content_name}]
+    names = list(run.style_names) + [""] * len(run.params.styles)
+    inputs.chosen(session, "style")[:] = [
+        {"path": path, "name": name or path} for path, name in zip(run.params.styles, names)]
+
+
+def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
+    """The axes chosen in the Sweep expander, and parse errors keyed by the axis' field."""
+    axes, errors = [], {}
+    for i in (1, 2):
+        name = st.session_state.get(f"sweep_param_{i}")
+        if not name or name == NONE:
+            continue
+        values, error = sweep.parse_values(st.session_state.get(f"sweep_values_{i}", ""), sweep.SWEEPABLE[name])
+        if error:
+            errors[f"sweep_values_{i}"] = error
+        elif name in dict(axes):
+            errors[f"sweep_values_{i}"] = "choose two different parameters"
+        else:
+            axes.append((name, values))
+    return axes, errors
+
+
+def submit(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
+    """Queues one run or a sweep batch; returns the query params that point at it."""
+    if not axes:
+        return {"run": str(g.submit(p, owner=owner))}
+    batch = uuid.uuid4().hex[:12]
+    for variant in sweep.expand(p, axes):
+        g.submit(variant, owner=owner, batch=batch)
+    return {"batch": batch}
+
+
+def render_sweep(errors: dict[str, str]) -> None:
+    st.caption("Queue a grid of runs: one or two parameters, a few values each "
+               f"(at most {sweep.MAX_RUNS} runs).")
+    for i in (1, 2):
+        left, right = st.columns([1, 2])
+        left.selectbox(f"Parameter {i}", [NONE, *sweep.SWEEPABLE], key=f"sweep_param_{i}")
+        right.text_input(f"Values {i}", key=f"sweep_values_{i}", placeholder="e.g. 10, 100, 1000")
+        for field in (f"sweep_values_{i}",):
+            form.field_error(errors, field)
+        name = st.session_state.get(f"sweep_param_{i}")
+        if name in errors:
+            form.field_error(errors, name)
+    form.field_error(errors, "sweep")
+
+
+def page() -> None:
+    g = common.get_gallery()
+    owner = common.current_owner()
+    if st.query_params.get("from", "").isdigit():
+        try:
+            apply_prefill(g, st.session_state, int(st.query_params["from"]))
+        except Exception as exc:
+            st.warning(f"Could not load those settings: {exc}")
+        del st.query_params["from"]
+    form.init_form(st.session_state)
+
+    st.title("Create")
+    settings, job = st.columns([3, 2], gap="large")
+    with settings:
+        style_items = inputs.chosen(st.session_state, "style")
+        p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
+        settings_errors = validation_errors(p, need_images=False)
+        axes, axis_errors = sweep_axes()
+        if axes:
+            axis_errors.update(sweep.sweep_errors(p, axes))
+
+        left, right = st.columns(2)
+        with left:
+            content = inputs.render("content", "Content image", {})
+        with right:
+            styles = inputs.render("style", "Style images", {})
+
+        st.subheader("Settings", anchor=False)
+        form.render_preset()
+        modified = form.changed_from_preset(p, st.session_state.get(form.PRESET_KEY))
+        if modified:
+            st.caption("Modified: " + ", ".join(modified))
+        with st.expander("Advanced", expanded=bool(settings_errors)):
+            form.render_advanced(settings_errors, [s["name"] for s in styles])
+        with st.expander("Sweep", expanded=bool(axes or axis_errors)):
+            render_sweep(axis_errors)
+
+        p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
+                                   tuple(s["path"] for s in styles))
+        errors = validation_errors(p, need_images=True)
+        ready = not errors and not axis_errors
+        runs = len(sweep.expand(p, axes)) if axes else 1
+        label = f"Generate {runs} runs" if runs > 1 else "Generate"
+        if st.button(label, key="generate", type="primary", disabled=not ready, icon=":material/brush:"):
+            target = submit(g, p, owner, axes)
+            for key in ("run", "batch"):
+                st.query_params.pop(key, None)
+            st.query_params.update(target)
+            st.rerun()
+        if errors:
+            missing = [m for f, m in errors.items() if f in ("content", "styles")]
+            st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")
+        form.save_form(st.session_state)
+
+    with job:
+        target = current_job(g, owner, dict(st.query_params))
+        if target is None:
+            st.info("Your runs appear here. Choose images and press **Generate**.")
+        elif target[0] == "run":
+            st.query_params["run"] = str(target[1])
+            jobs.show_job(target[1], owner)
+        else:
+            st.query_params["batch"] = target[1]
+            jobs.show_batch(target[1], owner)
+
+
+# Streamlit runs page files as __main__; tests import the functions above without drawing.
+if __name__ == "__main__":
+    page()

@@ -1,0 +1,187 @@
+"""Gallery: every result as a paginated grid of thumbnails, with filters in the sidebar.
+
+`?run=<id>` shows one result in detail and `?compare=<id>,<id>` two to four side by side, so
+both can be linked to. Only one page of rows is read from SQLite per run (list_runs with
+limit/offset, count_runs for the total), and cards show the small thumbnail files, so the page
+stays quick with thousands of results.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import streamlit as st
+
+from app_pages import common, results
+from engine.params import MAX_SIZE, MIN_SIZE
+from gallery.store import SORTS as STORE_SORTS
+
+COLUMNS = 6
+PAGE_SIZES = (24, 48, 96)
+ANY = "any"
+STATUS_OPTIONS = ("done", ANY, *[s for s in common.STATUSES if s != "done"])
+SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "duration": "Longest first",
+               "title": "Title"}
+SORTS = {k: SORT_LABELS.get(k, k) for k in STORE_SORTS}  # what the gallery can sort by
+
+
+def filters_from_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The sidebar's values as keyword arguments of list_runs/count_runs (unset ones left out)."""
+    f: dict[str, Any] = {}
+    if state.get("g_status", "done") != ANY:
+        f["status"] = state.get("g_status", "done")
+    if state.get("g_style"):
+        f["style"] = state["g_style"]
+    if state.get("g_favorites"):
+        f["favorite"] = True
+    if (state.get("g_search") or "").strip():
+        f["search"] = state["g_search"].strip()
+    low, high = state.get("g_size") or (MIN_SIZE, MAX_SIZE)
+    if low > MIN_SIZE:
+        f["min_size"] = low
+    if high < MAX_SIZE:
+        f["max_size"] = high
+    dates = tuple(state.get("g_dates") or ())
+    if len(dates) >= 1 and isinstance(dates[0], date):
+        f["since"] = datetime.combine(dates[0], time.min).astimezone(timezone.utc)
+    if len(dates) == 2 and isinstance(dates[1], date):  # inclusive: until the next midnight
+        f["until"] = datetime.combine(dates[1] + timedelta(days=1), time.min).astimezone(timezone.utc)
+    return f
+
+
+def page_count(total: int, per_page: int) -> int:
+    return max(1, -(-total // per_page))
+
+
+def clamp_page(page: Any, pages: int) -> int:
+    return min(max(1, int(page or 1)), pages)
+
+
+def style_options(g: Any) -> dict[str, str]:
+    """Style filter choices: style name -> label, for every image used as a style."""
+    return {image.name: image.name for image in g.list_inputs(kind="style", limit=500)}
+
+
+# --- widgets ----------------------------------------------------------------------------------
+
+def _reset_page() -> None:
+    st.session_state["g_page"] = 1
+
+
+def _sidebar(g: Any) -> None:
+    with st.sidebar:
+        st.header("Filter", anchor=False)
+        st.text_input("Search titles, tags, image names", key="g_search", on_change=_reset_page,
+                      placeholder="e.g. starry")
+        st.selectbox("Status", STATUS_OPTIONS, key="g_status", on_change=_reset_page)
+        styles = style_options(g)
+        st.selectbox("Style image", list(styles), index=None, key="g_style", placeholder="Any style",
+                     format_func=lambda k: styles.get(k, k), on_change=_reset_page)
+        st.toggle("Favorites only", key="g_favorites", on_change=_reset_page)
+        st.date_input("Created between", value=(), key="g_dates", on_change=_reset_page)
+        st.slider("Size (px)", MIN_SIZE, MAX_SIZE, (MIN_SIZE, MAX_SIZE), step=16, key="g_size",
+                  on_change=_reset_page)
+        st.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="g_sort", on_change=_reset_page)
+        st.selectbox("Per page", PAGE_SIZES, key="g_per_page", on_change=_reset_page)
+
+
+def _toggle_compare(run_id: int) -> None:
+    chosen: list[int] = st.session_state.setdefault("compare_ids", [])
+    if st.session_state.get(f"cmp-{run_id}"):
+        if run_id not in chosen:
+            chosen.append(run_id)
+    elif run_id in chosen:
+        chosen.remove(run_id)
+
+
+def _clear_compare() -> None:
+    for run_id in st.session_state.get("compare_ids", []):
+        st.session_state.pop(f"cmp-{run_id}", None)
+    st.session_state["compare_ids"] = []
+
+
+def _open(run_id: int) -> None:
+    st.query_params["run"] = str(run_id)
+
+
+def _compare() -> None:
+    st.query_params["compare"] = ",".join(str(i) for i in st.session_state.get("compare_ids", []))
+
+
+def _card(run: Any, compare_ids: list[int]) -> None:
+    # The container's key is the automation hook: CSS class st-key-run-<id>.
+    with st.container(border=True, key=f"run-{run.id}"):
+        thumb = common.existing(run.thumb_path) or common.existing(run.preview_path)
+        if thumb:
+            st.image(str(thumb), width="stretch")
+        else:
+            st.caption(f"({run.status}, no image)")
+        star = "★ " if run.favorite else ""
+        st.markdown(f"**{star}#{run.id}** {common.escape_md(common.run_label(run))}")
+        st.caption(f"{run.params.size} px · {common.fmt_duration(run.duration)} · {common.fmt_when(run.created)}")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        left.button("Open", key=f"open-{run.id}", on_click=_open, args=(run.id,), width="stretch")
+        right.checkbox("Compare", key=f"cmp-{run.id}", value=run.id in compare_ids,
+                       on_change=_toggle_compare, args=(run.id,),
+                       disabled=run.id not in compare_ids and len(compare_ids) >= results.MAX_COMPARE)
+
+
+def _pager(total: int, per_page: int) -> tuple[int, int]:
+    pages = page_count(total, per_page)
+    current = clamp_page(st.session_state.get("g_page", 1), pages)
+    st.session_state["g_page"] = current
+    return current, pages
+
+
+def _set_page(page: int) -> None:
+    st.session_state["g_page"] = page
+
+
+def show_grid(g: Any) -> None:
+    _sidebar(g)
+    filters = filters_from_state(st.session_state)
+    per_page = st.session_state.get("g_per_page", PAGE_SIZES[0])
+    total = g.count_runs(**filters)
+    current, pages = _pager(total, per_page)
+    runs = g.list_runs(**filters, sort=st.session_state.get("g_sort", "newest"),
+                       limit=per_page, offset=(current - 1) * per_page)
+
+    head = st.columns([3, 2, 2], vertical_alignment="center")
+    head[0].caption(f"{total} result{'s' if total != 1 else ''}" + (" (filtered)" if filters != {"status": "done"} else ""))
+    compare_ids = st.session_state.setdefault("compare_ids", [])
+    head[1].button(f"Compare selected ({len(compare_ids)})", key="compare", on_click=_compare,
+                   disabled=not 2 <= len(compare_ids) <= results.MAX_COMPARE, icon=":material/compare:")
+    if compare_ids:
+        head[2].button("Clear selection", key="clear_compare", type="tertiary", on_click=_clear_compare)
+    if not runs:
+        st.info("No results match." if filters != {"status": "done"} else
+                "No results yet: queue one on the Create page.")
+    for start in range(0, len(runs), COLUMNS):
+        for col, run in zip(st.columns(COLUMNS), runs[start:start + COLUMNS]):
+            with col:
+                _card(run, compare_ids)
+    if pages > 1:
+        nav = st.columns([1, 2, 1], vertical_alignment="center")
+        nav[0].button("Previous", key="prev_page", disabled=current <= 1, on_click=_set_page,
+                      args=(current - 1,), icon=":material/chevron_left:")
+        nav[1].caption(f"Page {current} of {pages}")
+        nav[2].button("Next", key="next_page", disabled=current >= pages, on_click=_set_page,
+                      args=(current + 1,), icon=":material/chevron_right:")
+
+
+def page() -> None:
+    g = common.get_gallery()
+    common.current_owner()
+    st.title("Gallery")
+    run_id = st.query_params.get("run", "")
+    if run_id.isdigit():
+        results.show_detail(g, int(run_id))
+    elif st.query_params.get("compare"):
+        results.show_compare(g, results.parse_ids(st.query_params["compare"]))
+    else:
+        show_grid(g)
+
+
+if __name__ == "__main__":
+    page()

@@ -1,0 +1,124 @@
+"""Choosing the content image and the style images on the Create page.
+
+The choice lives in session state as plain {path, name} items. Uploads, earlier inputs and
+examples are only ways to add to it: an upload is stored in the gallery at once (validated
+there by engine.images) and the uploader is emptied, so the choice survives page switches, which
+a file uploader's own state does not.
+"""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app_pages import common
+from engine.params import MAX_STYLES
+
+KINDS = ("content", "style")
+
+
+def chosen(session: MutableMapping[str, Any], kind: str) -> list[dict[str, str]]:
+    return session.setdefault(f"{kind}_chosen", [])
+
+
+def choose(session: MutableMapping[str, Any], kind: str, path: str, name: str) -> None:
+    """Adds an image; content holds one (a new one replaces it), styles up to MAX_STYLES."""
+    items = chosen(session, kind)
+    if kind == "content":
+        items[:] = [{"path": path, "name": name}]
+    elif all(i["path"] != path for i in items) and len(items) < MAX_STYLES:
+        items.append({"path": path, "name": name})
+
+
+def unchoose(session: MutableMapping[str, Any], kind: str, path: str) -> None:
+    items = chosen(session, kind)
+    items[:] = [i for i in items if i["path"] != path]
+
+
+def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
+    """Stores bytes in the gallery's inputs; (path, name). Raises engine.images.ImageError
+    for a file that is not a usable image."""
+    image = g.add_input(data, name, kind=kind)
+    return str(image.path), image.name
+
+
+def options(g: Any, kind: str) -> dict[str, str]:
+    """path -> label: earlier inputs (newest first), then the examples folder's images."""
+    found = {str(image.path): image.name for image in g.list_inputs(kind=kind, limit=100)}
+    for path in common.list_examples(common.examples_dir(), kind):
+        found.setdefault(str(path), f"example: {path.name}")
+    return found
+
+
+def _uploader_key(kind: str) -> str:
+    # A new key empties the uploader once its files are stored.
+    return f"{kind}_file_{st.session_state.get(f'{kind}_upload_version', 0)}"
+
+
+def _on_upload(kind: str) -> None:
+    files = st.session_state.get(_uploader_key(kind))
+    if files is None:
+        return
+    g = common.get_gallery()
+    errors = []
+    for f in files if isinstance(files, list) else [files]:
+        try:
+            path, name = store(g, f.getvalue(), f.name, kind)
+        except Exception as exc:  # ImageError/GalleryError: one sentence for the person
+            errors.append(f"{f.name}: {exc}")
+            continue
+        choose(st.session_state, kind, path, name)
+    st.session_state[f"{kind}_error"] = "; ".join(errors)
+    st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
+
+
+def _on_pick(kind: str, labels: dict[str, str]) -> None:
+    path = st.session_state.get(f"{kind}_pick")
+    if path:
+        choose(st.session_state, kind, path, Path(labels.get(path, path)).name.removeprefix("example: "))
+        st.session_state[f"{kind}_error"] = ""
+    st.session_state[f"{kind}_pick"] = None
+
+
+def _on_remove(kind: str, path: str) -> None:
+    unchoose(st.session_state, kind, path)
+
+
+def render(kind: str, title: str, errors: dict[str, str]) -> list[dict[str, str]]:
+    """Uploader, picker, thumbnails of the choice, and any error; returns the choice."""
+    g = common.get_gallery()
+    st.markdown(f"**{title}**")
+    many = kind == "style"
+    # The stable container key is the automation hook; the uploader inside is re-keyed.
+    with st.container(key=f"{kind}_upload"):
+        st.file_uploader(
+            f"Upload {'style images' if many else 'a content image'}", type=common.IMAGE_TYPES,
+            accept_multiple_files=many, key=_uploader_key(kind), on_change=_on_upload, args=(kind,),
+            label_visibility="collapsed",
+        )
+    labels = options(g, kind)
+    if labels:
+        st.selectbox(
+            "Or pick an earlier upload or an example", list(labels), index=None, key=f"{kind}_pick",
+            format_func=lambda p: labels.get(p, p), placeholder="Earlier uploads and examples",
+            on_change=_on_pick, args=(kind, labels), label_visibility="collapsed",
+        )
+    if st.session_state.get(f"{kind}_error"):
+        st.error(common.escape_md(st.session_state[f"{kind}_error"]), icon=":material/error:")
+    items = chosen(st.session_state, kind)
+    field = "styles" if many else "content"
+    if not items and field in errors:
+        st.caption(errors[field].capitalize())
+    if items:
+        cols = st.columns(4)
+        for i, item in enumerate(items):
+            with cols[i % 4]:
+                if common.existing(item["path"]):
+                    st.image(item["path"], caption=item["name"], width="stretch")
+                else:
+                    st.caption(f"{item['name']} (missing)")
+                st.button("Remove", key=f"remove_{kind}_{i}", on_click=_on_remove,
+                          args=(kind, item["path"]), type="tertiary", icon=":material/close:")
+    return items

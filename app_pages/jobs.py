@@ -1,0 +1,199 @@
+"""Live view of a job or a sweep batch on the Create page.
+
+Everything shown is read back from SQLite (what the worker wrote), never from session state, so
+a reload or a second tab sees the same job. While the job is active a fragment re-reads it every
+POLL_SECONDS without rerunning (or blocking) the rest of the page.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+
+from app_pages import common
+from app_pages.sweep import grid
+
+POLL_SECONDS = 1.0
+STATUS_LABEL = {
+    "queued": "Queued", "running": "Running", "done": "Done", "failed": "Failed",
+    "cancelled": "Cancelled", "interrupted": "Interrupted",
+}
+
+
+@dataclass
+class JobView:
+    """What the job panel shows, computed without Streamlit."""
+
+    status: str
+    label: str
+    fraction: float
+    iteration: int
+    total: int
+    position: int | None
+    elapsed: float | None
+    eta: float | None
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status in common.ACTIVE
+
+    def progress_text(self) -> str:
+        if self.status == "queued":
+            return f"Queued — position {self.position} in the queue" if self.position else "Queued"
+        if self.status == "running" and not self.iteration:
+            return "Starting (loading the network)…"
+        return f"Iteration {self.iteration} of {self.total}"
+
+
+def job_view(run: Any, position: int | None, now: datetime | None = None) -> JobView:
+    total = int(run.total or run.params.total_iterations() or 0)
+    iteration = int(run.iteration or 0)
+    if run.status == "done":
+        iteration = total
+        elapsed = run.duration
+    else:
+        elapsed = common.elapsed_seconds(run.started, now) if run.status == "running" else None
+    fraction = min(1.0, iteration / total) if total else 0.0
+    eta = common.eta_seconds(elapsed, iteration, total) if run.status == "running" else None
+    return JobView(run.status, STATUS_LABEL.get(run.status, run.status), fraction, iteration,
+                   total, position if run.status == "queued" else None, elapsed, eta,
+                   dict(run.losses or {}))
+
+
+def _cancel(run_ids: list[int]) -> None:
+    g = common.get_gallery()
+    for run_id in run_ids:
+        g.request_cancel(run_id)
+
+
+def _requeue(run_id: int) -> None:
+    new_id = common.get_gallery().requeue(run_id)
+    st.query_params["run"] = str(new_id)
+
+
+def _open_in_gallery(run_id: int) -> None:
+    st.switch_page(common.PAGE_GALLERY, query_params={"run": str(run_id), "owner": st.session_state.get("owner", "")})
+
+
+def _draw_progress(view: JobView) -> None:
+    st.progress(view.fraction, text=view.progress_text())
+    cols = st.columns(3)
+    cols[0].metric("Iteration", f"{view.iteration} / {view.total}" if view.total else "—")
+    cols[1].metric("Elapsed", common.fmt_duration(view.elapsed))
+    cols[2].metric("ETA", common.fmt_duration(view.eta))
+    if view.losses:
+        cols = st.columns(4)
+        for col, name in zip(cols, ("total", "content", "style", "tv")):
+            col.metric(f"{name.title()} loss", common.fmt_loss(view.losses.get(name)))
+
+
+def _draw_job(run_id: int, owner: str, polling: bool) -> None:
+    g = common.get_gallery()
+    try:
+        run = g.get(run_id)
+    except Exception as exc:  # NotFound: deleted from the gallery meanwhile
+        st.info(f"Run #{run_id} no longer exists ({exc}).")
+        return
+    if polling and run.status not in common.ACTIVE:
+        st.rerun()  # finished: redraw the page once, without the timer
+    view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
+    mine = run.owner == owner
+    with st.container(border=True, key="job"):
+        head, action = st.columns([4, 1], vertical_alignment="center")
+        head.subheader(f"Run #{run.id} · {view.label}", anchor=False)
+        head.caption(common.run_label(run))
+        if view.active and mine:
+            cancelling = run.status == "running" and run.cancel_requested
+            action.button("Cancelling…" if cancelling else "Cancel", key="cancel", disabled=cancelling,
+                          icon=":material/cancel:", on_click=_cancel, args=([run_id],))
+        elif run.status in ("failed", "cancelled", "interrupted") and mine:
+            action.button("Re-queue", key="requeue", icon=":material/replay:",
+                          on_click=_requeue, args=(run_id,))
+        elif run.status == "done":
+            if action.button("Open in gallery", key="open_result", icon=":material/photo_library:"):
+                _open_in_gallery(run_id)
+        if run.status == "failed" and run.error:
+            st.error(common.escape_md(run.error))
+        if run.status != "done":
+            _draw_progress(view)
+        image = common.existing(run.result_path) if run.status == "done" else common.existing(run.preview_path)
+        if image:
+            caption = (f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.device}"
+                       if run.status == "done" else f"Latest preview (iteration {view.iteration})")
+            st.image(str(image), caption=caption, width="stretch")
+        elif view.active:
+            st.caption("The preview appears here after the first saved iteration.")
+
+
+def show_job(run_id: int, owner: str) -> None:
+    """The job panel; polls while the job is queued or running."""
+    try:
+        active = common.get_gallery().get(run_id).status in common.ACTIVE
+    except Exception:
+        active = False
+    st.fragment(run_every=POLL_SECONDS if active else None)(_draw_job)(run_id, owner, active)
+
+
+# --- sweep batches ------------------------------------------------------------------------------
+
+def batch_runs(g: Any, batch: str, owner: str | None = None) -> list[Any]:
+    """The runs of a batch, oldest first."""
+    return g.list_runs(batch=batch, owner=owner or None, sort="oldest", limit=500)
+
+
+def _fmt_axis(name: str, value: Any) -> str:
+    return f"{name} = {value:g}" if isinstance(value, float) else f"{name} = {value}"
+
+
+def _draw_batch(batch: str, owner: str, polling: bool) -> None:
+    g = common.get_gallery()
+    runs = batch_runs(g, batch, owner)
+    if not runs:
+        st.info("This sweep no longer exists.")
+        return
+    active = [r for r in runs if r.status in common.ACTIVE]
+    if polling and not active:
+        st.rerun()
+    done = sum(r.status == "done" for r in runs)
+    with st.container(border=True, key="job"):
+        head, action = st.columns([4, 1], vertical_alignment="center")
+        head.subheader(f"Sweep · {done} of {len(runs)} done", anchor=False)
+        if active:
+            action.button("Cancel", key="cancel", icon=":material/cancel:", on_click=_cancel,
+                          args=([r.id for r in active],))
+        st.progress(sum(job_view(r, None).fraction for r in runs) / len(runs))
+        axes, rows, cols, cells = grid(runs)
+        if len(axes) == 2:
+            cols_ui = st.columns([1] + [2] * len(cols))
+            for c, value in zip(cols_ui[1:], cols):
+                c.caption(_fmt_axis(axes[1], value))
+        for row in rows:
+            line = st.columns([1] + [2] * len(cols)) if len(axes) == 2 else st.columns(len(cols))
+            cells_ui = line[1:] if len(axes) == 2 else line
+            if len(axes) == 2:
+                line[0].caption(_fmt_axis(axes[0], row))
+            for c, value in zip(cells_ui, cols):
+                run = cells.get((row, value))
+                with c:
+                    _draw_cell(run, axes[-1] if len(axes) == 1 else None, value)
+
+
+def _draw_cell(run: Any, axis: str | None, value: Any) -> None:
+    if run is None:
+        st.caption("—")
+        return
+    image = common.existing(run.thumb_path) or common.existing(run.preview_path)
+    label = _fmt_axis(axis, value) if axis else f"#{run.id}"
+    if image:
+        st.image(str(image), width="stretch")
+    view = job_view(run, None)
+    st.caption(f"{label} · {view.label}" + (f" {view.fraction:.0%}" if run.status == "running" else ""))
+
+
+def show_batch(batch: str, owner: str) -> None:
+    runs = batch_runs(common.get_gallery(), batch, owner)
+    active = any(r.status in common.ACTIVE for r in runs)
+    st.fragment(run_every=POLL_SECONDS if active else None)(_draw_batch)(batch, owner, active)

@@ -1,0 +1,235 @@
+"""The Create page's settings: presets plus an "Advanced" expander with every engine parameter.
+
+Widgets hold their values under `p_<field>` keys in session state. Defaults, presets, choices
+and bounds all come from engine.params; the widgets deliberately have no min/max of their own,
+so an out-of-range value reaches `validation_errors` and the engine's message is shown beside
+the field (one source of truth for what is valid).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import streamlit as st
+
+from app_pages.common import escape_md
+from engine.params import (
+    BUILTIN_WEIGHTS, DEVICES, HELP, INITS, LAYERS, MAX_STYLES, OPTIMIZERS, POOLINGS, PRESETS,
+    Params, preset,
+)
+
+DEFAULT_PRESET = "balanced"
+PRESET_KEY = "preset"
+# Survives page switches, unlike widget state (Streamlit drops the state of widgets a run
+# does not draw, so a trip to the Queue would otherwise reset the form).
+SAVED_KEY = "saved_form"
+
+# field -> widget kind; the order is the order on the page within each group.
+SCALAR_FIELDS: dict[str, str] = {
+    "size": "int", "iterations": "int", "multiscale": "bool", "preview_every": "int",
+    "content_weight": "float", "style_weight": "float", "tv_weight": "float",
+    "style_scale": "float", "original_colors": "bool",
+    "optimizer": "choice", "learning_rate": "float", "init": "choice", "seed": "int",
+    "device": "choice", "pooling": "choice", "weights": "choice",
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": OPTIMIZERS, "init": INITS, "device": DEVICES, "pooling": POOLINGS,
+    "weights": BUILTIN_WEIGHTS,
+}
+STEPS = {"content_weight": 0.5, "style_weight": 10.0, "tv_weight": 0.001, "learning_rate": 1.0,
+         "style_scale": 0.1}
+LABELS = {
+    "size": "Size (longest side, px)", "iterations": "Iterations", "multiscale": "Multiscale",
+    "preview_every": "Preview every (iterations, 0 = none)", "content_weight": "Content weight",
+    "style_weight": "Style weight", "tv_weight": "TV weight (smoothness)",
+    "style_scale": "Style scale", "original_colors": "Keep original colors",
+    "optimizer": "Optimizer", "learning_rate": "Learning rate", "init": "Start from",
+    "seed": "Seed", "device": "Device", "pooling": "Pooling", "weights": "VGG19 weights",
+    "content_layers": "Content layers", "style_layers": "Style layers",
+}
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Output", ("size", "iterations", "multiscale", "preview_every")),
+    ("Loss weights", ("content_weight", "style_weight", "tv_weight")),
+    ("Style", ("style_scale", "original_colors")),
+    ("Optimisation", ("optimizer", "learning_rate", "init", "seed")),
+    ("Compute", ("device", "pooling", "weights")),
+)
+
+
+def key(field: str) -> str:
+    return f"p_{field}"
+
+
+def layer_weight_key(layer: str) -> str:
+    return f"p_lw_{layer}"
+
+
+def blend_key(index: int) -> str:
+    return f"p_blend_{index}"
+
+
+# --- pure state <-> Params ----------------------------------------------------------------
+
+def state_from_params(p: Params) -> dict[str, Any]:
+    """Widget values showing `p` (explicit per-layer/per-style weights; 1.0 where unset)."""
+    state: dict[str, Any] = {key(f): getattr(p, f) for f in SCALAR_FIELDS}
+    state[key("content_layers")] = list(p.content_layers)
+    state[key("style_layers")] = list(p.style_layers)
+    weights = dict(zip(p.style_layers, p.layer_weights()))
+    for layer in LAYERS:
+        state[layer_weight_key(layer)] = float(weights.get(layer, 1.0))
+    blend = list(p.style_blend)
+    for i in range(MAX_STYLES):
+        state[blend_key(i)] = float(blend[i]) if i < len(blend) else 1.0
+    return state
+
+
+def _ordered_layers(selected: Any) -> tuple[str, ...]:
+    # Multiselect keeps click order; network order makes equal settings compare equal.
+    chosen = list(selected or ())
+    return tuple(sorted(chosen, key=lambda l: LAYERS.index(l) if l in LAYERS else len(LAYERS)))
+
+
+def _weights_or_default(values: list[Any]) -> tuple[Any, ...]:
+    # All 1.0 is the engine's default ("equal weights"); storing it as () keeps runs that
+    # differ only in spelling from looking different in Compare.
+    return () if all(v == 1.0 for v in values) else tuple(values)
+
+
+def params_from_state(state: Mapping[str, Any], content: str = "", styles: tuple[str, ...] = ()) -> Params:
+    """The Params the form currently shows. Values are passed through as typed, unvalidated:
+    validation_errors() judges them."""
+    values: dict[str, Any] = {f: state[key(f)] for f in SCALAR_FIELDS if key(f) in state}
+    for f, kind in SCALAR_FIELDS.items():
+        # number_input returns floats for whole numbers typed into a float field and vice versa
+        if kind == "int" and isinstance(values.get(f), float) and values[f].is_integer():
+            values[f] = int(values[f])
+    content_layers = _ordered_layers(state.get(key("content_layers"), Params.content_layers))
+    style_layers = _ordered_layers(state.get(key("style_layers"), Params.style_layers))
+    layer_weights = [state.get(layer_weight_key(l), 1.0) for l in style_layers]
+    blend = [state.get(blend_key(i), 1.0) for i in range(len(styles))]
+    return Params(
+        content=content, styles=tuple(styles), style_blend=_weights_or_default(blend),
+        content_layers=content_layers, style_layers=style_layers,
+        style_layer_weights=_weights_or_default(layer_weights), **values,
+    )
+
+
+def preset_state(name: str) -> dict[str, Any]:
+    """Widget values a preset sets. Only the preset's own fields: choosing "high quality"
+    should not undo a device or seed someone picked."""
+    return {key(f): v for f, v in PRESETS[name].items()}
+
+
+def changed_from_preset(p: Params, name: str | None) -> list[str]:
+    """Fields where `p` departs from the preset (images aside), to say "balanced, modified"."""
+    if name not in PRESETS:
+        return []
+    base = preset(name, content=p.content, styles=p.styles)
+    return [f for f in p.to_dict() if getattr(p, f) != getattr(base, f)]
+
+
+def apply_state(session: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
+    for k, v in values.items():
+        session[k] = v
+
+
+def init_form(session: MutableMapping[str, Any]) -> None:
+    """Fills in widget state that is missing: from the copy saved on leaving the page, else from
+    the default preset. Call before the widgets are drawn."""
+    saved = session.get(SAVED_KEY) or {}
+    defaults = state_from_params(preset(DEFAULT_PRESET))
+    defaults[PRESET_KEY] = DEFAULT_PRESET
+    for k, v in {**defaults, **saved}.items():
+        if k not in session:
+            session[k] = v
+
+
+def save_form(session: MutableMapping[str, Any]) -> None:
+    session[SAVED_KEY] = {k: session[k] for k in form_keys() if k in session}
+
+
+def form_keys() -> list[str]:
+    keys = [PRESET_KEY, key("content_layers"), key("style_layers")]
+    keys += [key(f) for f in SCALAR_FIELDS]
+    keys += [layer_weight_key(l) for l in LAYERS] + [blend_key(i) for i in range(MAX_STYLES)]
+    return keys
+
+
+def prefill(session: MutableMapping[str, Any], p: Params) -> None:
+    """Shows `p` in the form ("re-run with these settings")."""
+    apply_state(session, state_from_params(p))
+    session[PRESET_KEY] = None
+    save_form(session)
+
+
+# --- widgets ------------------------------------------------------------------------------
+
+def field_error(errors: Mapping[str, str], field: str) -> None:
+    if field in errors:
+        st.error(escape_md(errors[field]), icon=":material/error:")
+
+
+def _on_preset() -> None:
+    name = st.session_state.get(PRESET_KEY)
+    if name in PRESETS:
+        apply_state(st.session_state, preset_state(name))
+
+
+def render_preset() -> None:
+    st.segmented_control(
+        "Preset", list(PRESETS), key=PRESET_KEY, on_change=_on_preset,
+        help="A starting point for size, iterations and previews; fine-tune under Advanced.",
+    )
+
+
+def _scalar_widget(field: str) -> None:
+    kind, k, label, help_ = SCALAR_FIELDS[field], key(field), LABELS[field], HELP.get(field)
+    if kind == "int":
+        st.number_input(label, key=k, step=1, help=help_)
+    elif kind == "float":
+        st.number_input(label, key=k, step=STEPS.get(field, 0.1), format="%g", help=help_)
+    elif kind == "bool":
+        st.toggle(label, key=k, help=help_)
+    elif field == "weights":
+        st.selectbox(label, CHOICES[field], key=k, accept_new_options=True, help=help_)
+    else:
+        st.selectbox(label, CHOICES[field], key=k, help=help_)
+
+
+def render_advanced(errors: Mapping[str, str], style_names: list[str]) -> None:
+    """Every engine parameter, grouped; each with the engine's message if it is invalid."""
+    for title, group in GROUPS:
+        st.markdown(f"**{title}**")
+        cols = st.columns(len(group))
+        for col, field in zip(cols, group):
+            with col:
+                _scalar_widget(field)
+                field_error(errors, field)
+    st.markdown("**Layers**")
+    left, right = st.columns(2)
+    with left:
+        st.multiselect(LABELS["content_layers"], LAYERS, key=key("content_layers"),
+                       help=HELP["content_layers"])
+        field_error(errors, "content_layers")
+    with right:
+        st.multiselect(LABELS["style_layers"], LAYERS, key=key("style_layers"),
+                       help=HELP["style_layers"])
+        field_error(errors, "style_layers")
+    chosen = _ordered_layers(st.session_state.get(key("style_layers")))
+    if chosen:
+        st.caption("Style layer weights (relative; all 1 = equal)")
+        cols = st.columns(min(len(chosen), 6))
+        for i, layer in enumerate(chosen):
+            with cols[i % len(cols)]:
+                st.number_input(layer, key=layer_weight_key(layer), step=0.1, format="%g",
+                                help=HELP["style_layer_weights"])
+        field_error(errors, "style_layer_weights")
+    if len(style_names) > 1:
+        st.markdown("**Style blend**")
+        cols = st.columns(min(len(style_names), 4))
+        for i, name in enumerate(style_names):
+            with cols[i % len(cols)]:
+                st.number_input(name, key=blend_key(i), step=0.1, format="%g",
+                                help=HELP["style_blend"])
+        field_error(errors, "style_blend")

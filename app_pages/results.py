@@ -1,0 +1,208 @@
+"""One result in detail, and two to four side by side (the Gallery page's two other views)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from app_pages.sweep import differing_fields
+from engine.params import Params
+
+MAX_COMPARE = 4
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+def fmt_value(field: str, value: Any, run: Any = None) -> str:
+    """A parameter as a person reads it; images by their names, not their stored paths."""
+    if run is not None and field == "content":
+        return run.content_name
+    if run is not None and field == "styles":
+        return ", ".join(run.style_names)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt_value(field, v) for v in value) if value else "(equal)"
+    return str(value)
+
+
+def param_table(run: Any) -> pd.DataFrame:
+    """Every parameter of a run, marking the ones that differ from the engine's defaults."""
+    defaults = Params().to_dict()
+    rows = [{"parameter": f, "value": fmt_value(f, v, run),
+             "default": "" if f in ("content", "styles") or v == defaults[f] else fmt_value(f, defaults[f])}
+            for f, v in run.params.to_dict().items()]
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def compare_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str]]:
+    """Parameters (rows) by run (columns), and the rows that differ between the runs."""
+    fields = list(Params().to_dict())
+    data = {f"#{r.id}": [fmt_value(f, getattr(r.params, f), r) for f in fields] for r in runs}
+    extra = {"duration": lambda r: common.fmt_duration(r.duration), "device": lambda r: r.device or "—",
+             "weights": lambda r: r.weights_name or "—"}
+    table = pd.DataFrame(data, index=fields)
+    for name, get in extra.items():
+        table.loc[name] = [get(r) for r in runs]
+    differing = [f for f in differing_fields([r.params for r in runs]) if f not in ("content", "styles")]
+    # Paths differ for equal images re-uploaded under other names; compare what is shown.
+    differing += [f for f in ("content", "styles") if table.loc[f].nunique() > 1]
+    differing += [name for name in extra if table.loc[name].nunique() > 1 and name != "duration"]
+    return table, differing
+
+
+def scrub_frames(previews: list[tuple[int, Path]], result: Path | None) -> list[tuple[str, Path]]:
+    """(label, image) for the slider: saved intermediate iterations in order, the result last."""
+    frames = [(f"iteration {it}", Path(p)) for it, p in sorted(previews) if Path(p).is_file()]
+    if result is not None and result.is_file():
+        frames.append(("result", result))
+    return frames
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """"3,7,9" -> [3, 7, 9]: unique ids, in order, at most MAX_COMPARE."""
+    ids: list[int] = []
+    for part in (text or "").split(","):
+        if part.strip().isdigit() and int(part) not in ids:
+            ids.append(int(part))
+    return ids[:MAX_COMPARE]
+
+
+# --- detail view ----------------------------------------------------------------------------
+
+def _back() -> None:
+    for key in ("run", "compare"):
+        st.query_params.pop(key, None)
+
+
+def _rerun_with(run_id: int) -> None:
+    st.switch_page(common.PAGE_CREATE, query_params={"from": str(run_id), "owner": st.session_state.get("owner", "")})
+
+
+def _toggle_favorite(run_id: int) -> None:
+    common.get_gallery().set_favorite(run_id, bool(st.session_state[f"favorite-{run_id}"]))
+
+
+def _save_title_tags(run_id: int) -> None:
+    common.get_gallery().set_title_tags(run_id, st.session_state[f"title-{run_id}"],
+                                        st.session_state[f"tags-{run_id}"])
+
+
+@st.dialog("Delete this result?")
+def confirm_delete(run_id: int) -> None:
+    st.write(f"Run #{run_id}, its image, previews and thumbnail are deleted for everyone. "
+             "This cannot be undone.")
+    left, right = st.columns(2)
+    if left.button("Delete", key="confirm_delete", type="primary", icon=":material/delete:"):
+        common.get_gallery().delete(run_id)
+        _back()
+        st.session_state.get("compare_ids", set()).discard(run_id)
+        st.rerun()
+    if right.button("Keep it", key="keep"):
+        st.rerun()
+
+
+def _facts(run: Any) -> list[tuple[str, str]]:
+    losses = ", ".join(f"{k} {common.fmt_loss(v)}" for k, v in (run.losses or {}).items()) or "—"
+    weights = run.weights_name or run.params.weights
+    if run.weights_sha256:
+        weights += f" (sha256 {run.weights_sha256[:12]}…)"
+    return [("Status", run.status), ("Owner", run.owner or "—"), ("Created", common.fmt_when(run.created)),
+            ("Duration", common.fmt_duration(run.duration)), ("Device", run.device or "—"),
+            ("Weights", weights), ("Final losses", losses)]
+
+
+def _inputs(run: Any) -> None:
+    paths = [(run.params.content, f"Content: {run.content_name}")]
+    paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
+    cols = st.columns(len(paths))
+    for col, (path, caption) in zip(cols, paths):
+        if common.existing(path):
+            col.image(path, caption=caption, width="stretch")
+        else:
+            col.caption(f"{caption} (file missing)")
+
+
+def show_detail(g: Any, run_id: int) -> None:
+    try:
+        run = g.get(run_id)
+    except Exception as exc:
+        st.warning(f"Run #{run_id} is not in the gallery ({exc}).")
+        st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
+        return
+    top = st.columns([1, 5], vertical_alignment="center")
+    top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:")
+    top[1].subheader(f"#{run.id} · {common.run_label(run)}", anchor=False)
+
+    image_col, side = st.columns([3, 2], gap="large")
+    with image_col:
+        frames = scrub_frames(g.previews(run_id), common.existing(run.result_path))
+        if len(frames) > 1:
+            choice = st.select_slider("Iterations", options=list(range(len(frames))), value=len(frames) - 1,
+                                      format_func=lambda i: frames[i][0], key=f"scrub-{run_id}")
+            st.image(str(frames[choice][1]), width="stretch", caption=frames[choice][0])
+        elif frames:
+            st.image(str(frames[-1][1]), width="stretch")
+        else:
+            st.info(f"No image: the run is {run.status}." + (f" {run.error}" if run.error else ""))
+    with side:
+        st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
+                  args=(run_id,))
+        if run.status == "done":
+            st.download_button("Download PNG", data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
+                               mime="image/png", key="download", icon=":material/download:",
+                               help="The PNG carries every parameter, so the run can be repeated.")
+        st.button("Re-run with these settings", key="rerun", on_click=_rerun_with, args=(run_id,),
+                  icon=":material/replay:")
+        st.table(pd.DataFrame(_facts(run), columns=["", " "]).set_index(""))
+        with st.form(f"meta-{run_id}", border=False):
+            st.text_input("Title", value=run.title, key=f"title-{run_id}")
+            st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated")
+            st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,))
+        if st.button("Delete…", key="delete", icon=":material/delete:"):
+            confirm_delete(run_id)
+    st.markdown("**Inputs**")
+    _inputs(run)
+    st.markdown("**Parameters**")
+    st.dataframe(param_table(run), width="stretch")
+
+
+# --- compare view ---------------------------------------------------------------------------
+
+def _highlight(differing: list[str]):
+    def style(row: pd.Series) -> list[str]:
+        return ["background-color: #fff3cd; font-weight: 600" if row.name in differing else ""] * len(row)
+    return style
+
+
+def show_compare(g: Any, ids: list[int]) -> None:
+    runs = []
+    for run_id in ids:
+        try:
+            runs.append(g.get(run_id))
+        except Exception:
+            st.caption(f"Run #{run_id} no longer exists.")
+    top = st.columns([1, 5], vertical_alignment="center")
+    top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:")
+    top[1].subheader(f"Compare {len(runs)} results", anchor=False)
+    if len(runs) < 2:
+        st.info("Pick two to four results in the gallery to compare them.")
+        return
+    cols = st.columns(len(runs))
+    for col, run in zip(cols, runs):
+        with col:
+            image = common.existing(run.result_path) or common.existing(run.preview_path)
+            if image:
+                st.image(str(image), width="stretch")
+            st.caption(f"#{run.id} · {common.run_label(run)}")
+    table, differing = compare_table(runs)
+    only = st.toggle("Only differing parameters", value=False, key="compare_only_diff")
+    shown = table.loc[differing] if only and differing else table
+    st.caption("Highlighted: " + (", ".join(differing) if differing else "no differences"))
+    st.dataframe(shown.style.apply(_highlight(differing), axis=1), width="stretch",
+                 height=min(35 * (len(shown) + 1) + 3, 900))

@@ -1,0 +1,36 @@
+"""Neural style transfer studio: `make run` serves this on http://127.0.0.1:8501.
+
+Three pages over one data folder ($STUDIO_DATA, default ./data): Create queues runs, Queue shows
+everyone's jobs, Gallery browses results. Jobs run in this process's worker thread and report
+through SQLite, so every session and tab sees the same state.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import common
+
+st.set_page_config(page_title="Style transfer studio", page_icon=":material/palette:", layout="wide")
+
+try:
+    common.get_gallery()
+except Exception as exc:  # GalleryError for a corrupt or foreign data folder: say so and stop
+    st.error(f"Cannot open the data folder {common.data_dir()}: {common.escape_md(str(exc))}")
+    st.stop()
+try:
+    worker = common.ensure_worker()
+except Exception as exc:  # browsing the gallery still works without one
+    worker = None
+    st.warning(f"No worker could be started, so jobs will wait in the queue: {common.escape_md(str(exc))}")
+
+owner = common.current_owner()
+nav = st.navigation([
+    st.Page(common.PAGE_CREATE, title="Create", icon=":material/brush:", default=True),
+    st.Page(common.PAGE_QUEUE, title="Queue", icon=":material/format_list_numbered:"),
+    st.Page(common.PAGE_GALLERY, title="Gallery", icon=":material/photo_library:"),
+])
+with st.sidebar:
+    status = "worker running" if worker is not None and getattr(worker, "alive", False) else (
+        "no worker in this process" if worker is None else "worker stopped")
+    st.caption(f"You are **{owner}** · {status}")
+nav.run()

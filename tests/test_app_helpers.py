@@ -1,0 +1,174 @@
+"""Shared set-up of the AppTest page tests, and tests of the UI's plain functions.
+
+The page tests use a real data folder in a temporary directory and a real Gallery. They run no
+worker (STUDIO_WORKER=0): the tests play the worker themselves through the gallery API, which
+makes every state (queued, running with a preview, done, failed) quick and deterministic.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from app_pages import common, params_form, sweep
+from conftest import CONTENT, ROOT, STYLE, STYLE2
+from engine.params import PRESETS, Params, preset, validation_errors
+from gallery import Gallery
+
+APP = str(ROOT / "streamlit_app.py")
+
+
+@pytest.fixture
+def studio(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gallery:
+    """The app's environment: STUDIO_DATA at a fresh folder, no worker; the test's own Gallery
+    handle on that folder (the app opens its own, as another process would)."""
+    monkeypatch.setenv("STUDIO_DATA", str(data_dir))
+    monkeypatch.setenv("STUDIO_WORKER", "0")
+    monkeypatch.delenv("STUDIO_EXAMPLES", raising=False)
+    g = Gallery(data_dir)
+    yield g
+    g.close()
+
+
+def app(page: str | None = None, **query: str) -> AppTest:
+    """The whole app (navigation included) on `page`, after one run."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def small_params(**changes) -> Params:
+    base = {"content": str(CONTENT), "styles": (str(STYLE),), "size": 64, "iterations": 10, "device": "cpu"}
+    return preset("preview", **{**base, **changes})
+
+
+def fake_result(color: str = "orange", previews: int = 2) -> SimpleNamespace:
+    """Duck-types engine.transfer.Result, which the gallery's finish() takes."""
+    img = Image.new("RGB", (64, 48), color)
+    return SimpleNamespace(
+        image=img, losses={"total": 12.5, "content": 2.0, "style": 10.0, "tv": 0.5},
+        timings={"setup": 0.5, "optimize": 1.0, "total": 1.5},
+        previews=[(5 * (i + 1), Image.new("RGB", (64, 48), "gray")) for i in range(previews)],
+        weights_name="caffe", weights_sha256="ab" * 32, device="cpu")
+
+
+def play_worker(g: Gallery, until: str = "done", iteration: int = 4) -> int:
+    """Takes the next queued run as a worker would and leaves it `until` ("running", "done" or
+    "failed"); returns its id."""
+    run = g.claim_next("test-worker")
+    assert run is not None, "nothing queued"
+    if until == "running":
+        g.report_progress(run.id, iteration, run.total, {"total": 20.0, "content": 4.0, "style": 15.0, "tv": 1.0},
+                          preview=Image.new("RGB", (64, 48), "teal"))
+        g.report_progress(run.id, iteration, run.total, {"total": 20.0}, None)  # flush throttled write
+    elif until == "done":
+        g.finish(run.id, fake_result())
+    else:
+        g.fail(run.id, "The device ran out of memory; try a smaller size.")
+    return run.id
+
+
+# --- plain functions --------------------------------------------------------------------------
+
+def test_owner_from_xsrf_cookie_is_stable_across_masks():
+    token = bytes(range(16))
+    def cookie(mask: bytes) -> str:
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(token))
+        return f"2|{mask.hex()}|{masked.hex()}|1700000000"
+    first = common.owner_from_xsrf_cookie(cookie(b"\x01\x02\x03\x04"))
+    assert first == common.owner_from_xsrf_cookie(cookie(b"\xff\x00\xaa\x55"))
+    assert common.valid_owner(first)
+    assert common.owner_from_xsrf_cookie("garbage") is None
+    assert common.owner_from_xsrf_cookie(None) is None
+
+
+def test_resolve_owner_prefers_session_then_url_then_cookie():
+    assert common.resolve_owner("aaaa1111", "bbbb2222", None) == "aaaa1111"
+    assert common.resolve_owner(None, "bbbb2222", None) == "bbbb2222"
+    assert common.resolve_owner(None, "<script>", None) != "<script>"  # invalid ids are ignored
+    fresh = common.resolve_owner(None, None, None)
+    assert common.valid_owner(fresh) and fresh != common.resolve_owner(None, None, None)
+
+
+def test_durations_and_eta():
+    assert common.fmt_duration(None) == "—"
+    assert common.fmt_duration(5.4) == "5 s"
+    assert common.fmt_duration(125) == "2 min 05 s"
+    assert common.fmt_duration(3 * 3600 + 60) == "3 h 01 min"
+    assert common.eta_seconds(10.0, 5, 20) == 30.0
+    assert common.eta_seconds(10.0, 0, 20) is None
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert common.elapsed_seconds(start, start + timedelta(seconds=42)) == 42
+
+
+def test_examples_split_by_subfolder(tmp_path: Path):
+    for rel in ("content/a.jpg", "style/b.png", "loose.webp", "reference/r.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    names = lambda kind: [p.name for p in common.list_examples(tmp_path, kind)]
+    assert names("content") == ["a.jpg", "loose.webp"]
+    assert names("style") == ["loose.webp", "b.png"]
+    assert common.list_examples(None, "style") == []
+
+
+def test_form_state_round_trips_params():
+    p = Params(size=300, style_layers=("conv1_1", "conv3_1"), style_layer_weights=(2.0, 0.5),
+               content=str(CONTENT), styles=(str(STYLE), str(STYLE2)), style_blend=(3.0, 1.0),
+               original_colors=True, device="cpu")
+    state = params_form.state_from_params(p)
+    assert params_form.params_from_state(state, p.content, p.styles) == p
+    # equal weights are stored as the engine's "equal" default, not spelled out
+    default = params_form.params_from_state(params_form.state_from_params(Params()), "", ())
+    assert default == Params()
+
+
+def test_form_sorts_layers_and_keeps_invalid_values_for_the_engine_to_judge():
+    state = params_form.state_from_params(Params())
+    state["p_style_layers"] = ["conv5_1", "conv1_1"]
+    state["p_size"] = 5
+    p = params_form.params_from_state(state)
+    assert p.style_layers == ("conv1_1", "conv5_1")
+    assert "size" in validation_errors(p, need_images=False)
+
+
+def test_presets_set_only_their_fields():
+    state = params_form.preset_state("high quality")
+    assert state == {f"p_{k}": v for k, v in PRESETS["high quality"].items()}
+    p = preset("balanced", device="cpu")
+    assert params_form.changed_from_preset(p, "balanced") == ["device"]
+    assert params_form.changed_from_preset(p, None) == []
+
+
+def test_sweep_values_and_errors():
+    assert sweep.parse_values("1e3, 1e4 100000", float) == ([1000.0, 10000.0, 100000.0], None)
+    assert sweep.parse_values("10, 20.5", int)[1] == "'20.5' is not a whole number"
+    assert sweep.parse_values("", int)[1]
+    base = small_params()
+    runs = sweep.expand(base, [("style_weight", [10.0, 100.0]), ("iterations", [5, 10, 20])])
+    assert [(p.style_weight, p.iterations) for p in runs][:3] == [(10.0, 5), (10.0, 10), (10.0, 20)]
+    assert len(runs) == 6
+    errors = sweep.sweep_errors(base, [("size", [64, 2])])
+    assert errors["size"] == validation_errors(base.with_changes(size=2))["size"]
+    assert "sweep" in sweep.sweep_errors(base, [("seed", list(range(5))), ("size", [32, 48, 64, 80])])
+
+
+def test_sweep_grid_from_differing_params():
+    runs = [SimpleNamespace(id=i, params=p) for i, p in enumerate(
+        sweep.expand(small_params(), [("style_weight", [10.0, 100.0]), ("iterations", [5, 10])]))]
+    axes, rows, cols, cells = sweep.grid(runs)
+    assert axes == ["iterations", "style_weight"]  # Params' field order
+    assert rows == [5, 10] and cols == [10.0, 100.0]
+    assert cells[(10, 100.0)].params.iterations == 10
+    axes, rows, cols, cells = sweep.grid(runs[:2])
+    assert axes == ["iterations"] and rows == [None] and cols == [5, 10]
