@@ -77,6 +77,31 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return (f @ f.t()) / (c * h * w)
 
 
+class GramMSE(torch.autograd.Function):
+    """mean((gram(F) - A)²) with a hand-written backward.
+
+    Autograd differentiates F·Fᵀ as a product of two tensors: two matmuls and an add. As G − A is
+    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F; this saves a third of the Gram work,
+    which is about a tenth of an iteration at 256 px on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _, c, h, w = features.shape
+        f = features.reshape(c, h * w)
+        diff = torch.mm(f, f.t()).div_(c * h * w).sub_(target)
+        ctx.save_for_backward(f, diff)
+        ctx.shape, ctx.n = features.shape, c * h * w
+        return diff.pow(2).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        f, diff = ctx.saved_tensors
+        c = diff.shape[0]
+        g = torch.mm(diff, f).mul_(grad * (4.0 / (c * c * ctx.n)))
+        return g.view(ctx.shape), None
+
+
 def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     """Luminance from the result, chroma from the content (neural-style's -original_colors)."""
     y, _, _ = result.convert("YCbCr").split()
@@ -104,7 +129,7 @@ class Objective:
         p = self.p
         feats = self.net(x)
         content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
-        style = sum(self.layer_weights[layer] * F.mse_loss(gram(feats[layer]), target)
+        style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
                     for layer, target in self.style_targets.items())
         tv = ((x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()) / 2
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv

@@ -97,3 +97,12 @@ def test_bad_image_raises_image_error(tmp_path):
     bad.write_bytes(b"<html>not an image</html>")
     with pytest.raises(images.ImageError):
         run(TINY.with_changes(content=str(bad)))
+
+
+def test_fused_gram_loss_matches_autograd():
+    from engine.transfer import GramMSE
+    f = torch.randn(1, 4, 5, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(4, 4, dtype=torch.float64)
+    a = a + a.t()  # targets are Grams, hence symmetric
+    assert torch.autograd.gradcheck(lambda t: GramMSE.apply(t, a), (f,))
+    assert torch.allclose(GramMSE.apply(f, a), ((gram(f) - a) ** 2).mean())
