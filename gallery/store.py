@@ -154,15 +154,15 @@ class Gallery:
         `kind` ("content" or "style") only marks what it was uploaded as, for list_inputs."""
         flags = self._kind_flags(kind)
         data = bytes(data)
-        image = load_image(data)
         sha = hashlib.sha256(data).hexdigest()
-        fmt = sniff(data) or "unknown"
-        relative = f"inputs/{sha}.{_EXTENSIONS.get(fmt, 'img')}"
         now = now_iso()
-        if self.get_input_or_none(sha) is not None:  # the common case: the same upload again
+        if self.get_input_or_none(sha) is not None:  # the same upload again: checked already
             with self._write():
                 self._touch_input(sha, flags, now)
             return self.get_input(sha)
+        image = load_image(data)
+        fmt = sniff(data) or "unknown"
+        relative = f"inputs/{sha}.{_EXTENSIONS.get(fmt, 'img')}"
         staged = files.StagedFiles()
         try:
             staged.add(self.data_dir / relative, data)

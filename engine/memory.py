@@ -1,0 +1,130 @@
+"""How much memory a run needs, estimated before it starts, so a job that cannot fit is refused
+with a size that would, instead of failing minutes later (or taking the machine down).
+
+Plain arithmetic over the shapes engine.transfer creates; stdlib only (the UI imports this).
+Peak use is at the final (largest) scale and is dominated by VGG19's activations, kept for the
+backward pass, and by L-BFGS's history of image-sized vectors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.params import LAYERS, Params
+
+FLOAT_BYTES = 4
+# torch.optim.LBFGS(history_size=100), as engine.transfer uses it: 100 step and 100 gradient
+# differences, plus a handful of working vectors.
+LBFGS_VECTORS = 2 * 100 + 4
+ADAM_VECTORS = 2  # exp_avg, exp_avg_sq
+# Allocator rounding and fragmentation, and the cuDNN workspace, on top of the tensors.
+SAFETY_FACTOR = 1.2
+OVERHEAD_BYTES = 300 * 1024**2
+# Sizes suggested when a run does not fit, largest first.
+NICE_SIZES = (4096, 3072, 2048, 1536, 1280, 1024, 768, 640, 512, 384, 256, 192, 128, 64, 32, 16)
+
+# (output channels, number of convolutions) of VGG19's five blocks; each block but the last
+# ends in a 2x2 pooling.
+_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+
+def _layer_shapes(deepest: str) -> list[tuple[int, int, int]]:
+    """(in channels, out channels, downscale) for each convolution up to `deepest`."""
+    shapes, in_ch, stop = [], 3, LAYERS.index(deepest)
+    for block, (channels, depth) in enumerate(_BLOCKS):
+        for _ in range(depth):
+            if len(shapes) > stop:
+                return shapes
+            shapes.append((in_ch, channels, 2**block))
+            in_ch = channels
+    return shapes
+
+
+def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _activations(shapes: list[tuple[int, int, int]], width: int, height: int) -> int:
+    """Floats held by one forward pass: each convolution's output (ReLU works in place) and
+    each pooling's output."""
+    total, last_scale = 0, 1
+    for in_channels, channels, scale in shapes:
+        if scale != last_scale:  # a pooling before this block
+            total += in_channels * (width // scale) * (height // scale)
+            last_scale = scale
+        total += channels * (width // scale) * (height // scale)
+    return total
+
+
+def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None) -> int:
+    """Peak bytes for `params` on one device. `content_shape` is the content image's (width,
+    height); without it the result is assumed square, an upper bound."""
+    width, height = _fit(*(content_shape or (1, 1)), params.size)
+    pixels = width * height
+    used = set(params.content_layers) | set(params.style_layers)
+    shapes = _layer_shapes(max(used, key=LAYERS.index))
+    weights = sum(i * o * 9 + o for i, o, _ in shapes)
+
+    # Optimisation: activations and as much again for their gradients during backward.
+    optimise = 2 * _activations(shapes, width, height)
+    vectors = LBFGS_VECTORS if params.optimizer == "lbfgs" else ADAM_VECTORS
+    optimise += 3 * pixels * (vectors + 3)  # + the image, its gradient, the content image
+    grams = sum(out * out for name, (_, out, _) in zip(LAYERS, shapes) if name in params.style_layers)
+    optimise += grams * max(1, len(params.styles))
+
+    # Before that, each style image passes through the network once without gradients.
+    style_side = max(16, round(params.size * params.style_scale))
+    style = _activations(shapes, style_side, style_side) + 3 * style_side * style_side
+
+    floats = weights + max(optimise, style)
+    return int(floats * FLOAT_BYTES * SAFETY_FACTOR) + OVERHEAD_BYTES
+
+
+def largest_size_that_fits(params: Params, available: int, content_shape: tuple[int, int] | None = None) -> int | None:
+    """The largest of NICE_SIZES, up to params.size, whose estimate fits in `available` bytes."""
+    for size in NICE_SIZES:
+        if size <= params.size and estimate_bytes(params.with_changes(size=size), content_shape) <= available:
+            return size
+    return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def refusal(params: Params, available: int | None, device: str = "the device",
+            content_shape: tuple[int, int] | None = None) -> str | None:
+    """Why `params` cannot run in `available` bytes, or None when it fits (or nothing is known)."""
+    if available is None:
+        return None
+    need = estimate_bytes(params, content_shape)
+    if need <= available:
+        return None
+    message = f"Not enough memory: this run needs about {format_bytes(need)}, {device} has {format_bytes(available)} free"
+    size = largest_size_that_fits(params, available, content_shape)
+    advice = f"try a size of {size} or less" if size else "free some memory or use another device"
+    return f"{message}; {advice}."
+
+
+def cpu_available_bytes() -> int | None:
+    """Memory the system can give this process without swapping: MemAvailable, capped by the
+    cgroup (container) limit when there is one; None where neither can be read."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None

@@ -1,0 +1,283 @@
+"""`python -m gallery`: the gallery from a terminal, a thin layer over the Python API.
+
+    python -m gallery [--data DIR] run CONTENT STYLE... [engine flags]
+    python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
+    python -m gallery show ID | export ID DEST | export --all DEST | import ZIP | rm ID... | requeue ID
+    python -m gallery cancel ID | work
+
+Bad input exits with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.cli import OneLineParser, add_param_arguments, params_from_args
+from engine.images import ImageError
+from engine.params import ParamsError
+from gallery.db import STATUSES
+from gallery.errors import GalleryError
+from gallery.models import Run
+from gallery.store import DATA_ENV, Gallery, run_id
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line: exit 2 with the message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m gallery", description="The style-transfer studio's gallery and queue.")
+    parser.add_argument("--data", metavar="DIR", help=f"data folder (default: ${DATA_ENV}, else ./data)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="queue a run and process it now, in this process")
+    run.add_argument("content", metavar="CONTENT", help="content image")
+    run.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
+    run.add_argument("--title", default="", help="a title for the gallery")
+    run.add_argument("--tags", default="", help="comma-separated tags")
+    run.add_argument("--owner", default="", help="who ran it")
+    add_param_arguments(run)
+
+    ls = commands.add_parser("list", help="list runs, newest first")
+    ls.add_argument("--status", choices=STATUSES)
+    ls.add_argument("--style", metavar="NAME", help="runs using this style image (name or sha256)")
+    ls.add_argument("--favorite", action="store_true", help="favourites only")
+    ls.add_argument("--search", metavar="TEXT", help="words in title, tags, content or style names")
+    ls.add_argument("--owner")
+    ls.add_argument("--json", action="store_true", help="one JSON array with every field")
+    ls.add_argument("--limit", type=int, default=50, metavar="N")
+
+    show = commands.add_parser("show", help="a run's parameters and files")
+    show.add_argument("id", metavar="ID")
+
+    export = commands.add_parser("export", help="one run as a PNG (params embedded), or several as a zip")
+    export.add_argument("--all", action="store_true", help="every finished run, as a zip")
+    export.add_argument("items", nargs="+", metavar="ID|DEST", help="ID... DEST, or DEST with --all")
+
+    imp = commands.add_parser("import", help="add the runs of an exported zip")
+    imp.add_argument("zip", metavar="ZIP")
+
+    rm = commands.add_parser("rm", help="delete runs and their files")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+
+    requeue = commands.add_parser("requeue", help="queue an interrupted, failed or cancelled run again")
+    requeue.add_argument("id", metavar="ID")
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("id", metavar="ID")
+
+    commands.add_parser("work", help="process the queue until interrupted (Ctrl-C)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        gallery = Gallery(args.data)
+        with gallery:
+            return COMMANDS[args.command](gallery, args)
+    except (UsageError, GalleryError, ParamsError, ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
+    from worker import Worker  # here: the worker sits above the gallery, and this runs a job
+
+    for path in [args.content, *args.styles]:
+        if not Path(path).is_file():
+            raise UsageError(f"no such file: {path}")
+    params = params_from_args(args, args.content, args.styles)
+    rid = gallery.submit(params, owner=args.owner, title=args.title, tags=args.tags)
+    print(f"run {rid} queued", flush=True)
+    worker = Worker(gallery.data_dir, params.device)
+    gallery.recover_interrupted()
+    gallery.sweep()
+    run = gallery.claim(rid, worker.name)
+    if run is None:
+        raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")
+    printer = _ProgressPrinter(rid)
+    try:
+        status = worker.run_job(gallery, run, on_progress=printer)
+    except KeyboardInterrupt:
+        gallery.mark_cancelled(rid)
+        print(f"\nrun {rid} cancelled", file=sys.stderr)
+        return 130
+    printer.end()
+    run = gallery.get(rid)
+    if status != "done":
+        print(f"run {rid} {status}: {run.error or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"run {rid} done in {run.duration:.1f}s: {run.result_path}")
+    return 0
+
+
+class _ProgressPrinter:
+    """One progress line: redrawn in place on a terminal, at most one line a second otherwise."""
+
+    def __init__(self, rid: int):
+        self.rid = rid
+        self.tty = sys.stdout.isatty()
+        self.last = 0.0
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.1 if self.tty else 1.0) and p.iteration < p.total:
+            return
+        self.last = now
+        line = (f"run {self.rid}: iteration {p.iteration}/{p.total} at {p.size} px, "
+                f"loss {p.losses.get('total', 0):.4g}, {p.elapsed:.1f}s")
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def end(self) -> None:
+        if self.tty and self.last:
+            print()
+
+
+def cmd_list(gallery: Gallery, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    runs = gallery.list_runs(status=args.status, style=args.style, favorite=True if args.favorite else None,
+                             search=args.search, owner=args.owner, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return 0
+    rows = [("ID", "STATUS", "CREATED", "SIZE", "ITERS", "CONTENT", "STYLES", "TITLE")]
+    rows += [(str(r.id), r.status + (" *" if r.favorite else ""), r.created.astimezone().strftime("%Y-%m-%d %H:%M"),
+              str(r.params.size), f"{r.iteration}/{r.total}", r.content_name, ", ".join(r.style_names), r.title)
+             for r in runs]
+    widths = [min(40, max(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
+    run = gallery.get(run_id(args.id))
+    fields = [
+        ("id", run.id), ("status", run.status), ("title", run.title), ("tags", run.tags),
+        ("owner", run.owner), ("favorite", "yes" if run.favorite else "no"),
+        ("content", run.content_name), ("styles", ", ".join(run.style_names)),
+        ("created", run.created.isoformat()), ("started", run.started and run.started.isoformat()),
+        ("finished", run.finished and run.finished.isoformat()),
+        ("duration", f"{run.duration:.1f}s" if run.duration is not None else None),
+        ("progress", f"{run.iteration}/{run.total}"), ("device", run.device),
+        ("weights", run.weights_name), ("losses", json.dumps(run.losses) if run.losses else None),
+        ("error", run.error), ("requeued from", run.requeued_from),
+        ("result", run.result_path), ("thumbnail", run.thumb_path),
+    ]
+    for name, value in fields:
+        if value not in (None, ""):
+            print(f"{name + ':':15}{value}")
+    for iteration, path in gallery.previews(run.id):
+        print(f"{'preview:':15}{path} (iteration {iteration})")
+    print("params:")
+    print(json.dumps(run.params.to_dict(), indent=2))
+    return 0
+
+
+def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
+    *ids, dest = args.items
+    if args.all:
+        if ids:
+            raise UsageError("give either IDs or --all, not both")
+        ids = [r.id for r in _all_done(gallery)]
+        if not ids:
+            raise UsageError("there are no finished runs to export")
+    elif not ids:
+        raise UsageError("give the ID of the run to export and where to write it")
+    ids = [run_id(i) for i in ids]
+    dest_path = Path(dest)
+    as_zip = args.all or len(ids) > 1 or dest_path.suffix.lower() == ".zip"
+    if dest_path.is_dir():
+        dest_path = dest_path / ("gallery-export.zip" if as_zip else f"run-{ids[0]}.png")
+    if not dest_path.parent.is_dir():
+        raise UsageError(f"no such folder: {dest_path.parent}")
+    if as_zip:
+        count = gallery.export_zip(ids, dest_path)
+        print(f"wrote {count} run{'s' * (count != 1)} to {dest_path}")
+    else:
+        from gallery.files import write_atomic
+        write_atomic(dest_path, gallery.export_png(ids[0]))
+        print(f"wrote {dest_path}")
+    return 0
+
+
+def _all_done(gallery: Gallery) -> list[Run]:
+    runs, page = [], 1000
+    while True:
+        batch = gallery.list_runs(status="done", sort="oldest", limit=page, offset=len(runs))
+        runs += batch
+        if len(batch) < page:
+            return runs
+
+
+def cmd_import(gallery: Gallery, args: argparse.Namespace) -> int:
+    if not Path(args.zip).is_file():
+        raise UsageError(f"no such file: {args.zip}")
+    ids = gallery.import_zip(args.zip)
+    print(f"imported {len(ids)} run{'s' * (len(ids) != 1)}" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    return 0
+
+
+def cmd_rm(gallery: Gallery, args: argparse.Namespace) -> int:
+    ids = [run_id(i) for i in args.ids]
+    for rid in ids:
+        gallery.get(rid)  # all must exist before any goes
+    for rid in ids:
+        gallery.delete(rid)
+        print(f"deleted run {rid}")
+    return 0
+
+
+def cmd_requeue(gallery: Gallery, args: argparse.Namespace) -> int:
+    new = gallery.requeue(run_id(args.id))
+    print(f"run {new} queued (again from run {run_id(args.id)}); a running worker (the web app or "
+          f"`python -m gallery work`) will start it")
+    return 0
+
+
+def cmd_cancel(gallery: Gallery, args: argparse.Namespace) -> int:
+    rid = run_id(args.id)
+    status = gallery.request_cancel(rid)
+    print(f"run {rid} cancelled" if status == "cancelled" else
+          f"run {rid} will stop at its next iteration" if status == "running" else
+          f"run {rid} is {status} already")
+    return 0
+
+
+def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
+    from worker import Worker
+
+    worker = Worker(gallery.data_dir).start()
+    print(f"processing the queue of {gallery.data_dir}; Ctrl-C stops", flush=True)
+    # SIGTERM too should end the current job as interrupted rather than leave it running.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while worker.alive:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        worker.stop()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export, "import": cmd_import,
+    "rm": cmd_rm, "requeue": cmd_requeue, "cancel": cmd_cancel, "work": cmd_work,
+}

@@ -1,0 +1,215 @@
+"""Runs queued jobs: one daemon thread per device claims runs from the gallery, checks they fit
+in memory, runs the engine, and records progress and the result.
+
+`import worker` stays cheap (no torch) so the web UI can import it at start-up; the engine and
+torch are imported inside the worker thread, when the first job starts.
+
+Every browser session shares one worker per (data folder, device): get_worker() keeps them in a
+module-level dict. Any number of processes may run workers on the same data folder; claiming
+is atomic in the database, so each job runs exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from engine import memory
+from engine.params import DEVICES, Params
+from gallery import Gallery, Run, resolve_data_dir
+from gallery.procs import HOST
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.5
+ERROR_BACKOFF_S = 5.0
+
+ProgressHook = Callable[[Any], None]
+
+
+class MemoryRefused(RuntimeError):
+    """The job would not fit in the device's free memory; the message says what would."""
+
+
+def available_memory(device: str) -> int | None:
+    """Free bytes on `device` ("cpu" or "cuda[:n]"), or None when it cannot be told."""
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            return None  # the engine says so, in its own words
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        # Memory this process's caching allocator holds but does not use is free to us too.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return memory.cpu_available_bytes()
+
+
+def resolve_device(device: str) -> str:
+    """"auto" becomes "cuda" when a GPU is usable, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Worker:
+    """One thread running the queue of a data folder on one device. `device="auto"` takes every
+    job; "cpu" or "cuda" take jobs asking for that device or for "auto"."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, device: str = "auto", *,
+                 engine: ModuleType | Any = None,
+                 memory_probe: Callable[[str], int | None] = available_memory,
+                 poll_interval: float = POLL_INTERVAL_S):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        self.data_dir: Path = resolve_data_dir(data_dir)
+        self.device = device
+        self.name = f"{device}@{HOST}:{os.getpid()}"
+        # `engine`: anything with run, Cancelled and OutOfMemory like engine.transfer (tests
+        # pass a stand-in); None imports engine.transfer when the first job starts.
+        self._engine = engine
+        self._memory_probe = memory_probe
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: int | None = None  # id of the run in progress
+        self.last_error: str | None = None  # why the loop is backing off, for the UI
+
+    # ---- the thread ---------------------------------------------------------------------------
+
+    def start(self) -> "Worker":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"worker-{self.device}", daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next poll (call after submit)."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops the thread; a job in progress ends as interrupted (it can be requeued)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _claimable(self) -> list[str] | None:
+        return None if self.device == "auto" else [self.device, "auto"]
+
+    def _loop(self) -> None:
+        gallery: Gallery | None = None
+        while not self._stop.is_set():
+            try:
+                if gallery is None:
+                    gallery = Gallery(self.data_dir)
+                    recovered = gallery.recover_interrupted()
+                    if recovered:
+                        log.warning("runs %s were left running by a worker that is gone; marked interrupted", recovered)
+                    gallery.sweep()
+                run = gallery.claim_next(self.name, self._claimable())
+                self.last_error = None
+                if run is None:
+                    self._wake.wait(self._poll_interval)
+                    self._wake.clear()
+                    continue
+                self.run_job(gallery, run)
+            except Exception as e:  # the loop must outlive anything (a locked or broken db, a full disk)
+                log.exception("worker %s", self.name)
+                self.last_error = str(e)
+                self._stop.wait(ERROR_BACKOFF_S)
+        if gallery is not None:
+            gallery.close()
+
+    # ---- one job ------------------------------------------------------------------------------
+
+    def _engine_module(self) -> Any:
+        if self._engine is None:
+            from engine import transfer  # torch: only now, in the worker
+            self._engine = transfer
+        return self._engine
+
+    def _params_for(self, gallery: Gallery, run: Run) -> Params:
+        """The run's params on a concrete device, after checking they fit in its memory."""
+        device = self.device if self.device != "auto" else run.params.device
+        device = resolve_device(device)
+        params = run.params.with_changes(device=device)
+        shape = None
+        if run.content_sha256:
+            found = gallery.get_input_or_none(run.content_sha256)
+            shape = (found.width, found.height) if found else None
+        reason = memory.refusal(params, self._memory_probe(device), device, shape)
+        if reason:
+            raise MemoryRefused(reason)
+        return params
+
+    def run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None = None) -> str:
+        """Runs a claimed job to its end and records it; returns the final status. A failing
+        job is recorded as failed, never raised."""
+        self.current = run.id
+        try:
+            return self._run_job(gallery, run, on_progress)
+        finally:
+            self.current = None
+
+    def _run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None) -> str:
+        def progress(p: Any) -> None:
+            gallery.report_progress(run.id, p.iteration, p.total, p.losses, p.preview)
+            if on_progress is not None:
+                on_progress(p)
+
+        def should_cancel() -> bool:
+            return self._stop.is_set() or gallery.cancel_requested(run.id)
+
+        try:
+            engine = self._engine_module()
+            result = engine.run(self._params_for(gallery, run), on_progress=progress, should_cancel=should_cancel)
+        except Exception as e:
+            return self._record_failure(gallery, run, e)
+        try:
+            gallery.finish(run.id, result)
+        except Exception as e:
+            log.exception("saving the result of run %s", run.id)
+            gallery.fail(run.id, f"The result could not be saved: {e}")
+            return "failed"
+        return "done"
+
+    def _record_failure(self, gallery: Gallery, run: Run, error: Exception) -> str:
+        engine = self._engine
+        if engine is not None and isinstance(error, engine.Cancelled):
+            if self._stop.is_set():
+                gallery.mark_interrupted(run.id, "The worker was stopped before the run finished.")
+                return "interrupted"
+            gallery.mark_cancelled(run.id)
+            return "cancelled"
+        if type(error).__module__.split(".")[0] in ("engine", __name__):
+            # Our own errors (bad image or params, out of memory, weights) speak for themselves.
+            message = str(error)
+        else:
+            log.error("run %s failed", run.id, exc_info=error)
+            message = f"{type(error).__name__}: {error}"
+        gallery.fail(run.id, message)
+        return "failed"
+
+
+_WORKERS: dict[tuple[Path, str], Worker] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def get_worker(data_dir: str | os.PathLike | None = None, device: str = "auto") -> Worker:
+    """The process's worker for this data folder and device, started on first use (and again
+    should its thread ever have ended)."""
+    key = (resolve_data_dir(data_dir), device)
+    with _WORKERS_LOCK:
+        worker = _WORKERS.get(key)
+        if worker is None or not worker.alive:
+            worker = _WORKERS[key] = Worker(key[0], device).start()
+        return worker
