@@ -59,8 +59,12 @@ def clamp_page(page: Any, pages: int) -> int:
 
 
 def style_options(g: Any) -> dict[str, str]:
-    """Style filter choices: style name -> label, for every image used as a style."""
-    return {image.name: image.name for image in g.list_inputs(kind="style", limit=500)}
+    """Style filter choices, sha256 -> label, for every image used as a style. By sha256, not
+    name: two different paintings can both be uploaded as "style.jpg"."""
+    images = g.list_inputs(kind="style", limit=500)
+    names = [image.name for image in images]
+    return {image.sha256: image.name if names.count(image.name) == 1 else f"{image.name} ({image.sha256[:6]})"
+            for image in images}
 
 
 # --- widgets ----------------------------------------------------------------------------------

@@ -80,7 +80,9 @@ def _back() -> None:
         st.query_params.pop(key, None)
 
 
-def _rerun_with(run_id: int) -> None:
+def rerun_with(run_id: int) -> None:
+    """Opens Create pre-filled with a run's settings. (Not from a widget callback: pages are
+    only known to switch_page once st.navigation has run.)"""
     st.switch_page(common.PAGE_CREATE, query_params={"from": str(run_id), "owner": st.session_state.get("owner", "")})
 
 
@@ -93,17 +95,36 @@ def _save_title_tags(run_id: int) -> None:
                                         st.session_state[f"tags-{run_id}"])
 
 
-@st.dialog("Delete this result?")
+# The dialog is (re)opened on every run while a deletion is pending, so its buttons work whether
+# a click reruns only the dialog (the browser) or the whole script (AppTest).
+PENDING_DELETE = "pending_delete"
+
+
+def _ask_delete(run_id: int) -> None:
+    st.session_state[PENDING_DELETE] = run_id
+
+
+def _drop_pending_delete() -> None:
+    st.session_state.pop(PENDING_DELETE, None)
+
+
+@st.dialog("Delete this result?", on_dismiss=_drop_pending_delete)
 def confirm_delete(run_id: int) -> None:
     st.write(f"Run #{run_id}, its image, previews and thumbnail are deleted for everyone. "
              "This cannot be undone.")
     left, right = st.columns(2)
     if left.button("Delete", key="confirm_delete", type="primary", icon=":material/delete:"):
-        common.get_gallery().delete(run_id)
+        _drop_pending_delete()
+        try:
+            common.get_gallery().delete(run_id)
+        except Exception as exc:  # e.g. it started running meanwhile
+            st.error(common.escape_md(str(exc)))
+            return
         _back()
-        st.session_state.get("compare_ids", set()).discard(run_id)
+        if run_id in st.session_state.get("compare_ids", []):
+            st.session_state["compare_ids"].remove(run_id)
         st.rerun()
-    if right.button("Keep it", key="keep"):
+    if right.button("Keep it", key="keep", on_click=_drop_pending_delete):
         st.rerun()
 
 
@@ -141,13 +162,13 @@ def show_detail(g: Any, run_id: int) -> None:
 
     image_col, side = st.columns([3, 2], gap="large")
     with image_col:
-        frames = scrub_frames(g.previews(run_id), common.existing(run.result_path))
+        frames = dict(scrub_frames(g.previews(run_id), common.existing(run.result_path)))
         if len(frames) > 1:
-            choice = st.select_slider("Iterations", options=list(range(len(frames))), value=len(frames) - 1,
-                                      format_func=lambda i: frames[i][0], key=f"scrub-{run_id}")
-            st.image(str(frames[choice][1]), width="stretch", caption=frames[choice][0])
+            labels = list(frames)
+            choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
+            st.image(str(frames[choice]), width="stretch", caption=choice)
         elif frames:
-            st.image(str(frames[-1][1]), width="stretch")
+            st.image(str(next(iter(frames.values()))), width="stretch")
         else:
             st.info(f"No image: the run is {run.status}." + (f" {run.error}" if run.error else ""))
     with side:
@@ -157,14 +178,16 @@ def show_detail(g: Any, run_id: int) -> None:
             st.download_button("Download PNG", data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
                                mime="image/png", key="download", icon=":material/download:",
                                help="The PNG carries every parameter, so the run can be repeated.")
-        st.button("Re-run with these settings", key="rerun", on_click=_rerun_with, args=(run_id,),
-                  icon=":material/replay:")
+        if st.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
+            rerun_with(run_id)
         st.table(pd.DataFrame(_facts(run), columns=["", " "]).set_index(""))
         with st.form(f"meta-{run_id}", border=False):
             st.text_input("Title", value=run.title, key=f"title-{run_id}")
             st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated")
             st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,))
-        if st.button("Delete…", key="delete", icon=":material/delete:"):
+        st.button("Delete…", key="delete", icon=":material/delete:", on_click=_ask_delete, args=(run_id,),
+                  disabled=run.status == "running", help="Cancel a running job first." if run.status == "running" else None)
+        if st.session_state.get(PENDING_DELETE) == run_id:
             confirm_delete(run_id)
     st.markdown("**Inputs**")
     _inputs(run)

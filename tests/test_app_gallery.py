@@ -1,0 +1,170 @@
+"""AppTest of the Gallery page: the paginated grid and its filters, the detail view (scrubbing,
+download, favorite, title/tags, re-run, delete with confirmation) and Compare."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from test_app_helpers import app, assert_ok, play_worker, small_params, studio  # noqa: F401 (fixture)
+
+from app_pages.gallery import clamp_page, filters_from_state, page_count
+from app_pages.results import compare_table, parse_ids, scrub_frames
+from conftest import STYLE2
+from engine.pngmeta import read_params_json
+from engine.params import Params
+
+GALLERY = "app_pages/gallery.py"
+
+
+def done_runs(g, n: int, **changes) -> list[int]:
+    ids = []
+    for i in range(n):
+        g.submit(small_params(seed=i, **changes), owner="maker001", title=f"result {i}")
+        ids.append(play_worker(g, until="done"))
+    return ids
+
+
+def card_ids(at) -> list[int]:
+    return [int(b.key.removeprefix("open-")) for b in at.button if b.key and b.key.startswith("open-")]
+
+
+def test_filters_from_state():
+    assert filters_from_state({}) == {"status": "done"}
+    f = filters_from_state({"g_status": "any", "g_favorites": True, "g_search": " starry ", "g_size": (64, 4096),
+                            "g_dates": (date(2026, 1, 1), date(2026, 1, 31)), "g_style": "abc"})
+    assert f["favorite"] is True and f["search"] == "starry" and f["min_size"] == 64 and "max_size" not in f
+    assert "status" not in f and f["style"] == "abc"
+    assert f["since"] < f["until"] and (f["until"] - f["since"]).days == 31  # the last day included
+    assert page_count(0, 24) == 1 and page_count(49, 24) == 3
+    assert clamp_page(9, 3) == 3 and clamp_page(0, 3) == 1
+
+
+def test_grid_is_newest_first_and_paginated(studio):
+    ids = done_runs(studio, 26)
+    studio.submit(small_params(), owner="x0000001")  # queued: not a result, not shown by default
+    at = app(GALLERY)
+    assert_ok(at)
+    assert card_ids(at) == ids[::-1][:24]
+    assert any(c.value.startswith("26 results") for c in at.caption)
+    assert at.button(key="prev_page").disabled
+    at.button(key="next_page").click().run()
+    assert card_ids(at) == ids[::-1][24:]
+    assert "Page 2 of 2" in [c.value for c in at.caption]
+
+
+def block_keys(node) -> list[str]:
+    """User keys of the containers under `node` (a block's proto id ends with "-<key>")."""
+    keys = []
+    for child in getattr(node, "children", {}).values():
+        proto_id = getattr(getattr(child, "proto", None), "id", "")
+        if hasattr(child, "children") and isinstance(proto_id, str) and proto_id.startswith("$$ID-"):
+            keys.append(proto_id.split("-", 2)[2])
+        keys += block_keys(child)
+    return keys
+
+
+def test_cards_are_keyed_containers(studio):
+    ids = done_runs(studio, 2)
+    at = app(GALLERY)
+    assert [k for k in block_keys(at._tree) if k.startswith("run-")] == [f"run-{i}" for i in ids[::-1]]
+
+
+def test_filters_narrow_the_grid(studio):
+    plain = done_runs(studio, 2)
+    blended = done_runs(studio, 1, styles=(str(STYLE2),))[0]
+    studio.set_favorite(plain[0], True)
+    studio.set_title_tags(plain[1], "Evening walk", "walk, test")
+    at = app(GALLERY)
+    at.toggle(key="g_favorites").set_value(True).run()
+    assert card_ids(at) == [plain[0]]
+    at.toggle(key="g_favorites").set_value(False)
+    at.text_input(key="g_search").set_value("walk").run()
+    assert card_ids(at) == [plain[1]]
+    at.text_input(key="g_search").set_value("")
+    at.selectbox(key="g_style").set_value(studio.get(blended).style_sha256s[0]).run()
+    assert card_ids(at) == [blended]
+    at.selectbox(key="g_style").set_value(None)
+    at.selectbox(key="g_sort").set_value("oldest").run()
+    assert card_ids(at) == [*plain, blended]
+    at.slider(key="g_size").set_value((128, 4096)).run()
+    assert card_ids(at) == []
+    assert at.info[0].value == "No results match."
+
+
+def test_detail_view_shows_everything_and_edits(studio):
+    rid = done_runs(studio, 1)[0]
+    at = app(GALLERY)
+    at.button(key=f"open-{rid}").click().run()
+    assert_ok(at)
+    assert at.query_params["run"] == str(rid)
+    # slider over the saved previews, the result last
+    slider = at.select_slider(key=f"scrub-{rid}")
+    assert len(slider.options) == 3
+    slider.set_value(slider.options[0]).run()
+    assert at.image[0].captions == ["iteration 5"]
+    facts = at.table[0].value
+    assert "caffe (sha256 abababababab…)" in facts.to_string() and "cpu" in facts.to_string()
+    params = at.dataframe[0].value
+    assert params.loc["size", "value"] == "64" and params.loc["style_weight", "value"] == f"{Params().style_weight:g}"
+    # download (the browser test fetches the file itself): the PNG carries its parameters
+    assert at.get("download_button")[0].label == "Download PNG"
+    assert json.loads(read_params_json(studio.export_png(rid)))["size"] == 64
+    at.toggle(key=f"favorite-{rid}").set_value(True).run()
+    assert studio.get(rid).favorite
+    at.text_input(key=f"title-{rid}").set_value("Night walk")
+    at.text_input(key=f"tags-{rid}").set_value("night, tübingen")
+    at.button[[b.label for b in at.button].index("Save title and tags")].click().run()
+    assert (studio.get(rid).title, studio.get(rid).tags) == ("Night walk", "night, tübingen")
+
+
+def test_rerun_opens_create_prefilled(studio):
+    rid = done_runs(studio, 1, style_weight=42.0)[0]
+    at = app(GALLERY, run=str(rid))
+    at.button(key="rerun").click().run()
+    assert_ok(at)
+    assert [t.value for t in at.title] == ["Create"]
+    assert at.number_input(key="p_style_weight").value == 42.0
+    assert at.number_input(key="p_size").value == 64
+
+
+def test_delete_asks_for_confirmation(studio):
+    rid = done_runs(studio, 1)[0]
+    run_dir = studio.run_dir(rid)
+    at = app(GALLERY, run=str(rid))
+    at.button(key="delete").click().run()
+    assert studio.count_runs() == 1  # nothing yet: a dialog asks
+    assert at.button(key="confirm_delete")
+    at.button(key="confirm_delete").click().run()
+    assert_ok(at)
+    assert studio.count_runs() == 0 and not run_dir.exists()
+    assert "run" not in at.query_params
+
+
+def test_compare_highlights_differing_parameters(studio):
+    a = done_runs(studio, 1, style_weight=10.0)[0]
+    b = done_runs(studio, 1, style_weight=1000.0, styles=(str(STYLE2),))[0]
+    table, differing = compare_table([studio.get(a), studio.get(b)])
+    assert differing == ["style_weight", "styles"]
+    assert table.loc["style_weight"].tolist() == ["10", "1000"]
+    at = app(GALLERY)
+    at.checkbox(key=f"cmp-{a}").check().run()
+    at.checkbox(key=f"cmp-{b}").check().run()
+    at.button(key="compare").click().run()
+    assert_ok(at)
+    assert at.query_params["compare"] == f"{a},{b}"
+    assert "Highlighted: style_weight, styles" in [c.value for c in at.caption]
+    assert len(at.image) == 2
+
+
+@pytest.mark.parametrize("text,ids", [("3,7,3", [3, 7]), ("1,2,3,4,5", [1, 2, 3, 4]), ("x,2", [2]), (None, [])])
+def test_parse_compare_ids(text, ids):
+    assert parse_ids(text) == ids
+
+
+def test_scrub_frames_orders_previews_and_ends_with_the_result(tmp_path):
+    paths = [tmp_path / n for n in ("p10.jpg", "p5.jpg", "r.png")]
+    for p in paths:
+        p.write_bytes(b"x")
+    frames = scrub_frames([(10, paths[0]), (5, paths[1]), (15, tmp_path / "gone.jpg")], paths[2])
+    assert [label for label, _ in frames] == ["iteration 5", "iteration 10", "result"]
