@@ -146,7 +146,7 @@ def _render(params: Params, output: Path, quiet: bool) -> int:
 
     try:
         result = run(params, on_progress=on_progress)
-    except (ImageError, WeightsError, OutOfMemory) as e:
+    except (ImageError, WeightsError, OutOfMemory, ParamsError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted")
