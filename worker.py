@@ -183,14 +183,16 @@ class Worker:
         return "done"
 
     def _record_failure(self, gallery: Gallery, run: Run, error: Exception) -> str:
-        engine = self._engine
-        if engine is not None and isinstance(error, engine.Cancelled):
+        # The engine may have failed to import (then it is None): its types match nothing.
+        cancelled, out_of_memory = (getattr(self._engine, name, ()) for name in ("Cancelled", "OutOfMemory"))
+        if isinstance(error, cancelled):
             if self._stop.is_set():
                 gallery.mark_interrupted(run.id, "The worker was stopped before the run finished.")
                 return "interrupted"
             gallery.mark_cancelled(run.id)
             return "cancelled"
-        if type(error).__module__.split(".")[0] in ("engine", __name__):
+        ours = type(error).__module__.split(".")[0] == "engine"
+        if ours or isinstance(error, (MemoryRefused, out_of_memory)):
             # Our own errors (bad image or params, out of memory, weights) speak for themselves.
             message = str(error)
         else:

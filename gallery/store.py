@@ -108,6 +108,7 @@ class Gallery:
         self._lock = threading.RLock()
         self._last_progress: dict[int, float] = {}
         self._pending_preview: dict[int, tuple[int, Image.Image]] = {}
+        self._unsaved_progress: dict[int, tuple[int, int, str]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -307,14 +308,17 @@ class Gallery:
         iteration always); returns whether it was written. A preview that falls between writes
         is kept and written with the next one, so watchers always get the latest picture."""
         rid = run_id(rid)
+        progress = (int(iteration), int(total), json.dumps(_floats(losses)))
         with self._lock:
             if preview is not None:
                 self._pending_preview[rid] = (iteration, preview)
             last = self._last_progress.get(rid)
             now = time.monotonic()
             if last is not None and now - last < PROGRESS_INTERVAL_S and iteration < total:
+                self._unsaved_progress[rid] = progress  # recorded if the run ends before the next write
                 return False
             self._last_progress[rid] = now
+            self._unsaved_progress.pop(rid, None)
             pending = self._pending_preview.pop(rid, None)
         staged = files.StagedFiles()
         try:
@@ -322,8 +326,7 @@ class Gallery:
             with self._write():
                 changed = self.db.execute(
                     "UPDATE runs SET iteration = ?, total = ?, losses_json = ?, heartbeat = ? "
-                    "WHERE id = ? AND status = 'running'",
-                    [int(iteration), int(total), json.dumps(_floats(losses)), now_iso(), rid]).rowcount
+                    "WHERE id = ? AND status = 'running'", [*progress, now_iso(), rid]).rowcount
                 if changed and stored:
                     self._record_previews(rid, stored, staged)
                 else:
@@ -388,20 +391,25 @@ class Gallery:
         finally:
             self._forget_progress(rid)
 
-    def _forget_progress(self, rid: int) -> None:
+    def _forget_progress(self, rid: int) -> tuple[int, int, str] | None:
+        """Drops the throttling state of a run that ended; returns progress not yet written."""
         with self._lock:
             self._last_progress.pop(rid, None)
             self._pending_preview.pop(rid, None)
+            return self._unsaved_progress.pop(rid, None)
 
     def _end(self, rid: int, status: str, error: str | None, from_statuses: tuple[str, ...]) -> bool:
         rid = run_id(rid)
-        self._forget_progress(rid)
+        unsaved = self._forget_progress(rid)
         with self._write():
             self._status(rid)  # NotFound for an unknown id
             changed = self.db.execute(
                 f"UPDATE runs SET status = ?, error = ?, finished = ?, cancel_requested = 0 "
                 f"WHERE id = ? AND status IN ({', '.join('?' * len(from_statuses))})",
                 [status, error and error[:MAX_ERROR], now_iso(), rid, *from_statuses]).rowcount
+            if changed and unsaved:  # where it stopped, not where the last throttled write was
+                self.db.execute("UPDATE runs SET iteration = ?, total = ?, losses_json = ? WHERE id = ?",
+                                [*unsaved, rid])
         return bool(changed)
 
     def fail(self, rid: int, message: str) -> bool:

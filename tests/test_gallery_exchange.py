@@ -1,0 +1,90 @@
+"""Zip export and import between galleries."""
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import STYLE2
+from engine import pngmeta
+from gallery import Gallery, GalleryError
+from test_gallery_store import files_under, finished_run, tiny_params
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Gallery:
+    g = Gallery(tmp_path / "source")
+    finished_run(g, title="First", tags="a, b", owner="ana")
+    finished_run(g, params=tiny_params(styles=(STYLE2,), seed=9), title="Second")
+    g.set_favorite(2, True)
+    yield g
+    g.close()
+
+
+def test_round_trip(source: Gallery, tmp_path: Path) -> None:
+    dest = tmp_path / "out.zip"
+    assert source.export_zip([1, 2], dest) == 2
+    with zipfile.ZipFile(dest) as zf:
+        names = set(zf.namelist())
+        assert {"results/run-1.png", "results/run-2.png", "runs.csv"} <= names
+        assert len([n for n in names if n.startswith("inputs/")]) == 3
+        rows = list(csv.DictReader(io.StringIO(zf.read("runs.csv").decode())))
+    assert [r["title"] for r in rows] == ["First", "Second"] and rows[1]["seed"] == "9"
+
+    with Gallery(tmp_path / "target") as target:
+        new = target.import_zip(dest)
+        assert len(new) == 2
+        for old_id, new_id in zip([1, 2], new):
+            old, copy = source.get(old_id), target.get(new_id)
+            assert copy.status == "done"
+            assert (copy.title, copy.tags, copy.owner, copy.favorite) == (old.title, old.tags, old.owner, old.favorite)
+            assert (copy.content_name, copy.style_names) == (old.content_name, old.style_names)
+            assert copy.content_sha256 == old.content_sha256 and copy.style_sha256s == old.style_sha256s
+            assert copy.params.with_changes(content="", styles=()) == old.params.with_changes(content="", styles=())
+            assert Path(copy.params.content).is_file()  # the inputs came along
+            assert copy.result_path.read_bytes() == old.result_path.read_bytes()
+            assert copy.thumb_path.is_file() and copy.losses == old.losses and copy.weights_name == old.weights_name
+            assert copy.created == old.created
+        assert target.list_runs(search="second")[0].id == new[1]
+        assert target.import_zip(dest) == []  # already there: nothing twice
+        assert target.count_runs() == 2
+
+
+def test_export_to_a_file_object_and_all_runs_only_finished(source: Gallery) -> None:
+    buffer = io.BytesIO()
+    assert source.export_zip([2], buffer) == 1
+    assert "results/run-2.png" in zipfile.ZipFile(io.BytesIO(buffer.getvalue())).namelist()
+    source.submit(tiny_params())
+    with pytest.raises(GalleryError, match="Only finished runs"):
+        source.export_zip([1, 3], io.BytesIO())
+
+
+def test_import_plain_pngs_and_ignore_the_rest(source: Gallery, tmp_path: Path) -> None:
+    png = source.export_png(1)
+    archive = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../escape.png", png)  # a hostile name: only its bytes are used
+        zf.writestr("notes/readme.txt", "hello")
+        zf.writestr("fake.png", b"\x89PNG\r\n\x1a\nnot really")
+        zf.writestr("inputs/" + "0" * 64 + ".jpg", b"does not match its hash")
+    with Gallery(tmp_path / "target") as target:
+        new = target.import_zip(archive)
+        assert len(new) == 1
+        run = target.get(new[0])
+        assert run.status == "done" and run.title == "First" and run.content_name == "tubingen.jpg"
+        assert run.content_sha256 is None  # the input image was not in the zip
+        with pytest.raises(GalleryError):
+            target.requeue(run.id)
+        assert files_under(tmp_path / "target") >= {f"runs/{run.id}/result.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"source", "target", "mixed.zip"}
+    assert pngmeta.read_params_json(run.result_path)
+
+
+def test_import_refuses_a_non_zip(source: Gallery, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK but not really")
+    with pytest.raises(GalleryError, match="not a zip file"):
+        source.import_zip(junk)

@@ -1,0 +1,49 @@
+"""engine.memory: the estimate's shape, and the refusal message."""
+from __future__ import annotations
+
+import pytest
+
+from engine.memory import (cpu_available_bytes, estimate_bytes, format_bytes, largest_size_that_fits,
+                           refusal)
+from engine.params import Params
+
+GB = 1000**3
+
+
+def test_estimate_grows_with_pixels_and_is_bounded_by_the_square() -> None:
+    sizes = [estimate_bytes(Params(size=s)) for s in (256, 512, 1024, 2048)]
+    assert sizes == sorted(sizes)
+    # Activations and L-BFGS history scale with pixels: about 4x per doubling at large sizes.
+    assert 3.5 < sizes[3] / sizes[2] < 4.1
+    assert estimate_bytes(Params(size=1024), (1024, 512)) < estimate_bytes(Params(size=1024))
+    assert estimate_bytes(Params(size=1024), (512, 1024)) == estimate_bytes(Params(size=1024), (1024, 512))
+
+
+def test_what_the_estimate_depends_on() -> None:
+    base = Params(size=1024)
+    assert estimate_bytes(base.with_changes(optimizer="adam")) < estimate_bytes(base)  # no L-BFGS history
+    shallow = base.with_changes(content_layers=("conv2_2",), style_layers=("conv1_1", "conv2_1"))
+    assert estimate_bytes(shallow) < estimate_bytes(base)  # the network stops earlier
+    # In a plausible range for a 1024 px L-BFGS run with VGG19 up to conv5_1.
+    assert 3 * GB < estimate_bytes(base) < 12 * GB
+
+
+def test_refusal_message() -> None:
+    p = Params(size=2048)
+    assert refusal(p, None) is None
+    assert refusal(Params(size=256), 8 * GB, "cuda") is None
+    message = refusal(p, int(7.8 * GB), "cuda")
+    need = format_bytes(estimate_bytes(p))
+    assert message == f"Not enough memory: this run needs about {need}, cuda has 7.8 GB free; try a size of 1024 or less."
+    assert largest_size_that_fits(p, int(7.8 * GB)) == 1024
+    assert "free some memory" in refusal(p, 1000)
+
+
+@pytest.mark.parametrize("n, text", [(512, "512 bytes"), (1500, "1.5 KB"), (9.1e9, "9.1 GB"), (12e12, "12000.0 GB")])
+def test_format_bytes(n: float, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+def test_cpu_available_bytes() -> None:
+    found = cpu_available_bytes()
+    assert found is None or found > 0

@@ -1,0 +1,238 @@
+"""The worker: claiming, running, recording; most tests use a stand-in engine so they test the
+queue, not the optimisation (tests/test_worker_engine.py runs the real one)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from gallery import Gallery
+from test_gallery_store import fake_result, tiny_params
+
+import worker as worker_module
+from worker import Worker, get_worker
+
+
+class FakeEngine:
+    """Stands in for engine.transfer: `iterations` steps of `step_s` seconds each, reporting
+    progress and checking should_cancel before every step, as the real one does."""
+
+    class Cancelled(Exception):
+        pass
+
+    class OutOfMemory(RuntimeError):
+        pass
+
+    def __init__(self, step_s: float = 0.0, fail_seeds: dict[int, Exception] | None = None):
+        self.step_s = step_s
+        self.fail_seeds = fail_seeds or {}
+        self.calls: list[tuple[int, int]] = []  # (thread id, seed)
+        self.last_step = 0
+        self.pause_at: int | None = None  # iteration at which to wait for `resume`
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self, params, on_progress=None, should_cancel=None):
+        with self.lock:
+            self.calls.append((threading.get_ident(), params.seed))
+        if params.seed in self.fail_seeds:
+            raise self.fail_seeds[params.seed]
+        total = params.total_iterations()
+        for i in range(1, total + 1):
+            if should_cancel():
+                raise self.Cancelled()
+            time.sleep(self.step_s)
+            self.last_step = i
+            preview = Image.new("RGB", (16, 12), "blue") if params.preview_every else None
+            on_progress(SimpleNamespace(iteration=i, total=total, size=params.size, losses={"total": 1.0 / i},
+                                        elapsed=i * self.step_s, preview=preview))
+            if i == self.pause_at:
+                self.paused.set()
+                self.resume.wait(10)
+        return fake_result()
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def statuses(g: Gallery) -> Counter:
+    return Counter(r.status for r in g.list_runs(limit=1000))
+
+
+def settled(g: Gallery, n: int) -> bool:
+    return sum(statuses(g)[s] for s in ("done", "failed", "cancelled", "interrupted")) >= n
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop(timeout=10)
+
+
+def start(workers: list[Worker], data_dir: Path, engine, device: str = "auto", **kwargs) -> Worker:
+    w = Worker(data_dir, device, engine=engine, poll_interval=0.05, **kwargs).start()
+    workers.append(w)
+    return w
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_forty_jobs_from_eight_threads_each_run_once(data_dir: Path, workers, n_workers: int) -> None:
+    engine = FakeEngine(step_s=0.005)
+    for _ in range(n_workers):
+        start(workers, data_dir, engine)
+
+    def submit_five(t: int) -> None:
+        with Gallery(data_dir) as mine:
+            for i in range(5):
+                mine.submit(tiny_params(seed=t * 5 + i, preview_every=1))
+
+    threads = [threading.Thread(target=submit_five, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Gallery(data_dir) as g:
+        wait_for(lambda: settled(g, 40), 60, "40 results")
+        assert statuses(g) == Counter(done=40)
+        runs = g.list_runs(limit=100)
+        assert sorted(r.params.seed for r in runs) == list(range(40))
+        assert all(r.result_path.is_file() and r.thumb_path.is_file() for r in runs)
+    seeds = Counter(seed for _, seed in engine.calls)
+    assert len(seeds) == 40 and set(seeds.values()) == {1}  # none lost, none twice
+    assert len({thread for thread, _ in engine.calls}) == n_workers  # they did compete
+    assert all(w.alive for w in workers)
+
+
+def test_cancel_stops_within_one_iteration(data_dir: Path, workers) -> None:
+    engine = FakeEngine()
+    engine.pause_at = 3
+    start(workers, data_dir, engine)
+    with Gallery(data_dir) as g:
+        rid = g.submit(tiny_params(iterations=100))
+        assert engine.paused.wait(20)
+        assert g.request_cancel(rid) == "running"
+        engine.resume.set()
+        wait_for(lambda: g.get(rid).status == "cancelled", 10, "cancelled")
+        # Cancelled during iteration 3: the check before iteration 4 stopped it, and the run
+        # records where it stopped even though progress writes are throttled.
+        assert engine.last_step == 3
+        assert g.get(rid).iteration == 3
+        nxt = g.submit(tiny_params(seed=1))
+        wait_for(lambda: g.get(nxt).status == "done", 10, "the next job")
+
+
+def test_failures_never_stop_the_worker(data_dir: Path, workers) -> None:
+    from engine.images import ImageError
+    from engine.params import ParamsError
+
+    engine = FakeEngine(fail_seeds={
+        1: FakeEngine.OutOfMemory("Out of memory at 4096 px on cuda; try a smaller size (e.g. 2048 px)."),
+        2: ImageError("The image file is truncated or damaged."),
+        3: ParamsError({"size": "must be at most 4096"}),
+        4: ZeroDivisionError("division by zero"),
+    })
+    w = start(workers, data_dir, engine)
+    with Gallery(data_dir) as g:
+        ids = [g.submit(tiny_params(seed=s)) for s in (1, 2, 3, 4, 5)]
+        wait_for(lambda: settled(g, 5), 20, "five jobs")
+        runs = [g.get(i) for i in ids]
+        assert [r.status for r in runs] == ["failed"] * 4 + ["done"]
+        assert runs[0].error == "Out of memory at 4096 px on cuda; try a smaller size (e.g. 2048 px)."
+        assert runs[1].error == "The image file is truncated or damaged."
+        assert runs[2].error == "size: must be at most 4096"
+        assert runs[3].error == "ZeroDivisionError: division by zero"
+    assert w.alive and w.current is None
+
+
+def test_oversize_job_is_refused_before_it_starts(data_dir: Path, workers) -> None:
+    engine = FakeEngine()
+    start(workers, data_dir, engine, memory_probe=lambda device: 1_500_000_000)
+    with Gallery(data_dir) as g:
+        big = g.submit(tiny_params(size=2048, seed=1))
+        small = g.submit(tiny_params(size=256, seed=2))
+        wait_for(lambda: settled(g, 2), 20, "both jobs")
+        refused = g.get(big)
+        assert refused.status == "failed"
+        assert refused.error.startswith("Not enough memory: this run needs about ")
+        assert "cpu has 1.5 GB free; try a size of 384 or less." in refused.error
+        assert g.get(small).status == "done"
+    assert [seed for _, seed in engine.calls] == [2]  # the engine never saw the big one
+
+
+def test_device_workers_take_their_jobs(data_dir: Path, workers) -> None:
+    engine = FakeEngine()
+    with Gallery(data_dir) as g:
+        cuda = g.submit(tiny_params(seed=1).with_changes(device="cuda"))
+        cpu = g.submit(tiny_params(seed=2))
+        auto = g.submit(tiny_params(seed=3).with_changes(device="auto"))
+        start(workers, data_dir, engine, device="cpu", memory_probe=lambda d: None)
+        wait_for(lambda: settled(g, 2), 20, "cpu and auto jobs")
+        assert g.get(cpu).status == g.get(auto).status == "done"
+        assert g.get(cuda).status == "queued"  # waits for a cuda worker
+        assert g.get(auto).params.device == "auto"  # as asked; it ran on the worker's device
+
+
+def test_stop_interrupts_the_running_job(data_dir: Path, workers) -> None:
+    engine = FakeEngine(step_s=0.02)
+    w = start(workers, data_dir, engine)
+    with Gallery(data_dir) as g:
+        rid = g.submit(tiny_params(iterations=10_000))
+        wait_for(lambda: g.get(rid).iteration > 0, 20, "progress")
+        w.stop(timeout=10)
+        assert not w.alive
+        run = g.get(rid)
+        assert run.status == "interrupted" and "stopped" in run.error
+        assert g.get(g.requeue(rid)).status == "queued"
+
+
+def test_worker_recovers_runs_of_dead_processes_on_start(data_dir: Path, workers) -> None:
+    from test_gallery_store import dead_pid
+
+    with Gallery(data_dir) as g:
+        rid = g.submit(tiny_params())
+        g.claim(rid, "gone")
+        g.db.execute("UPDATE runs SET worker_pid = ? WHERE id = ?", [dead_pid(), rid])
+        start(workers, data_dir, FakeEngine())
+        wait_for(lambda: g.get(rid).status == "interrupted", 10, "recovery")
+
+
+def test_get_worker_is_one_per_folder_and_device(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(worker_module, "_WORKERS", {})
+    found: list[Worker] = []
+    threads = [threading.Thread(target=lambda: found.append(get_worker(data_dir))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len({id(w) for w in found}) == 1 and found[0].alive
+        assert get_worker(str(data_dir) + "/.") is found[0]
+        other = get_worker(data_dir, "cpu")
+        assert other is not found[0] and other.device == "cpu"
+        found[0].stop(timeout=10)
+        assert get_worker(data_dir) is not found[0]  # a dead one is replaced
+    finally:
+        for w in worker_module._WORKERS.values():
+            w.stop(timeout=10)
+
+
+def test_importing_worker_and_gallery_does_not_import_torch() -> None:
+    code = ("import sys, worker, gallery, gallery.cli, gallery.exchange, engine.memory; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
