@@ -7,6 +7,7 @@ empty, ours, or someone else's. Migrations are append-only: MIGRATIONS[n] takes 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,15 +128,33 @@ def write_transaction(db: Database) -> Iterator[None]:
     db.conn.execute("COMMIT")
 
 
+def _is_busy(error: sqlite3.Error) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def open_db(path: Path) -> Database:
     """The gallery database at `path`, created or migrated as needed; GalleryError for a file
     that is damaged, not a gallery, or from a newer release. Such files are never written."""
+    # SQLite skips the busy handler where waiting could deadlock (two connections creating the
+    # file and switching it to WAL at once, say): such a clash is retried here instead.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return _open(path)
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e) or time.monotonic() > deadline:
+                raise GalleryError(f"Cannot open the gallery database {path}: {e}.") from e
+            time.sleep(0.05)
+
+
+def _open(path: Path) -> Database:
     if path.exists() and path.stat().st_size > 0:
         _check_ours(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
         # With WAL, NORMAL loses at most the last commits on power loss and never corrupts; files
         # are fsynced before the rows naming them commit, so what survives is still consistent.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -144,6 +163,8 @@ def open_db(path: Path) -> Database:
         _migrate(db, path)
     except sqlite3.DatabaseError as e:
         conn.close()
+        if isinstance(e, sqlite3.OperationalError) and _is_busy(e):
+            raise
         raise GalleryError(f"Cannot open the gallery database {path}: {e}.") from e
     except BaseException:
         conn.close()
@@ -165,6 +186,8 @@ def _check_ours(path: Path) -> None:
         n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
     except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.OperationalError) and _is_busy(e):
+            raise  # someone else's lock, not damage: open_db tries again
         raise GalleryError(f"{path} is not a gallery database, or it is damaged ({e}). {_LEAVE_IT}.") from e
     finally:
         conn.close()
