@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import auth, common
 
 st.set_page_config(page_title="Style transfer studio", page_icon=":material/palette:", layout="wide")
+auth.gate()  # share mode: nothing below runs until this browser has given the password
 
 try:
     common.get_gallery()

@@ -13,6 +13,8 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages import auth
+
 ACTIVE = ("queued", "running")
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 # What engine.images accepts (it sniffs content; the extensions only filter the file picker).
@@ -73,7 +75,7 @@ def ensure_worker() -> Any | None:
 
 # --- owner id ---------------------------------------------------------------------------------
 
-def owner_from_xsrf_cookie(cookie: str | None) -> str | None:
+def owner_from_xsrf_cookie(cookie: str | None, digits: int = 8) -> str | None:
     """A stable per-browser id from Streamlit's XSRF cookie ("2|mask|masked token|time").
 
     The cookie is re-masked on every response but the token under the mask stays the same for
@@ -92,21 +94,22 @@ def owner_from_xsrf_cookie(cookie: str | None) -> str | None:
     if not mask or not masked:
         return None
     token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
-    return hashlib.sha256(b"studio-owner:" + token).hexdigest()[:8]
+    return hashlib.sha256(b"studio-owner:" + token).hexdigest()[:digits]
 
 
 def valid_owner(value: Any) -> bool:
     return isinstance(value, str) and bool(_OWNER_RE.fullmatch(value))
 
 
-def resolve_owner(session_owner: str | None, query_owner: str | None, cookie: str | None) -> str:
+def resolve_owner(session_owner: str | None, query_owner: str | None, cookie: str | None,
+                  digits: int = 8) -> str:
     """Who is this browser? The session's id wins (it never changes under a running page), then
     the URL's ?owner= (a reload, a bookmarked or shared link), then the XSRF cookie (a new tab of
     the same browser), then a fresh random id (XSRF protection off, as in the page tests)."""
     for candidate in (session_owner, query_owner):
         if valid_owner(candidate):
             return candidate  # type: ignore[return-value]
-    return owner_from_xsrf_cookie(cookie) or uuid.uuid4().hex[:8]
+    return owner_from_xsrf_cookie(cookie, digits) or uuid.uuid4().hex[:8]
 
 
 def current_owner() -> str:
@@ -115,7 +118,11 @@ def current_owner() -> str:
         cookie = st.context.cookies.get(XSRF_COOKIE)
     except Exception:  # no request context (bare AppTest)
         cookie = None
-    owner = resolve_owner(st.session_state.get("owner"), st.query_params.get(OWNER_PARAM), cookie)
+    # Share mode: ids are public (the Queue lists them) and rights hang on them, so the URL's id
+    # counts for nothing and the cookie's is long enough not to be forged by brute force.
+    shared = auth.share_mode()
+    query = None if shared else st.query_params.get(OWNER_PARAM)
+    owner = resolve_owner(st.session_state.get("owner"), query, cookie, digits=16 if shared else 8)
     st.session_state["owner"] = owner
     if st.query_params.get(OWNER_PARAM) != owner:
         st.query_params[OWNER_PARAM] = owner

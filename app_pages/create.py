@@ -20,7 +20,7 @@ def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | 
     tab finds it too."""
     if query.get("batch"):
         return "batch", query["batch"]
-    if query.get("run", "").isdigit():
+    if query.get("run", "").isdecimal():
         return "run", int(query["run"])
     latest = g.list_runs(owner=owner, sort="newest", limit=1)
     if not latest:

@@ -179,7 +179,7 @@ def page() -> None:
     common.current_owner()
     st.title("Gallery")
     run_id = st.query_params.get("run", "")
-    if run_id.isdigit():
+    if run_id.isdecimal():
         results.show_detail(g, int(run_id))
     elif st.query_params.get("compare"):
         results.show_compare(g, results.parse_ids(st.query_params["compare"]))

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import auth, common
 from app_pages.sweep import grid
 
 POLL_SECONDS = 1.0
@@ -66,7 +66,7 @@ def job_view(run: Any, position: int | None, now: datetime | None = None) -> Job
 def _cancel(run_ids: list[int]) -> None:
     g = common.get_gallery()
     for run_id in run_ids:
-        g.request_cancel(run_id)
+        auth.cancel(g, run_id)
 
 
 def _requeue(run_id: int) -> None:
@@ -100,7 +100,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
     if polling and run.status not in common.ACTIVE:
         st.rerun()  # finished: redraw the page once, without the timer
     view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
-    mine = run.owner == owner
+    mine = auth.may_cancel(run.owner, owner)
     with st.container(border=True, key="job"):
         head, action = st.columns([4, 1], vertical_alignment="center")
         head.subheader(f"Run #{run.id} · {view.label}", anchor=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import auth, common
 from app_pages.jobs import STATUS_LABEL, job_view
 
 POLL_SECONDS = 2.0
@@ -34,7 +34,7 @@ def queue_rows(g: Any, owner: str) -> tuple[list[Row], list[Row]]:
     def row(run: Any, position: int | None) -> Row:
         mine = run.owner == owner
         return Row(run, position, mine,
-                   can_cancel=mine and run.status in common.ACTIVE,
+                   can_cancel=auth.may_cancel(run.owner, owner) and run.status in common.ACTIVE,
                    can_requeue=run.status == "interrupted" or (mine and run.status in ("failed", "cancelled")))
 
     active = [row(r, None) for r in running] + [row(r, g.queue_position(r.id)) for r in queued]
@@ -42,7 +42,7 @@ def queue_rows(g: Any, owner: str) -> tuple[list[Row], list[Row]]:
 
 
 def _cancel(run_id: int) -> None:
-    common.get_gallery().request_cancel(run_id)
+    auth.cancel(common.get_gallery(), run_id)
 
 
 def _requeue(run_id: int) -> None:

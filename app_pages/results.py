@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import auth, common
 from app_pages.sweep import differing_fields
 from engine.params import Params
 
@@ -68,7 +68,7 @@ def parse_ids(text: str | None) -> list[int]:
     """"3,7,9" -> [3, 7, 9]: unique ids, in order, at most MAX_COMPARE."""
     ids: list[int] = []
     for part in (text or "").split(","):
-        if part.strip().isdigit() and int(part) not in ids:
+        if part.strip().isdecimal() and int(part) not in ids:
             ids.append(int(part))
     return ids[:MAX_COMPARE]
 
@@ -116,7 +116,7 @@ def confirm_delete(run_id: int) -> None:
     if left.button("Delete", key="confirm_delete", type="primary", icon=":material/delete:"):
         _drop_pending_delete()
         try:
-            common.get_gallery().delete(run_id)
+            auth.delete(common.get_gallery(), run_id)
         except Exception as exc:  # e.g. it started running meanwhile
             st.error(common.escape_md(str(exc)))
             return
@@ -186,7 +186,8 @@ def show_detail(g: Any, run_id: int) -> None:
             st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated")
             st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,))
         st.button("Delete…", key="delete", icon=":material/delete:", on_click=_ask_delete, args=(run_id,),
-                  disabled=run.status == "running", help="Cancel a running job first." if run.status == "running" else None)
+                  disabled=run.status == "running" or not auth.may_delete(run.owner, auth.session_owner()),
+                  help="Cancel a running job first." if run.status == "running" else None)
         if st.session_state.get(PENDING_DELETE) == run_id:
             confirm_delete(run_id)
     st.markdown("**Inputs**")
