@@ -31,7 +31,5 @@ nav = st.navigation([
     st.Page(common.PAGE_GALLERY, title="Gallery", icon=":material/photo_library:"),
 ])
 with st.sidebar:
-    status = "worker running" if worker is not None and getattr(worker, "alive", False) else (
-        "no worker in this process" if worker is None else "worker stopped")
-    st.caption(f"You are **{owner}** · {status}")
+    st.caption(f"You are **{owner}** · {common.escape_md(common.worker_status(worker))}")
 nav.run()

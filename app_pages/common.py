@@ -55,7 +55,8 @@ def get_gallery() -> Any:
     return _gallery(str(data_dir()))
 
 
-@st.cache_resource(show_spinner=False)
+# validate: should the thread ever die, the next run asks get_worker again, which restarts it.
+@st.cache_resource(show_spinner=False, validate=lambda w: w.alive)
 def _worker(path: str) -> Any:
     from worker import get_worker
 
@@ -71,6 +72,24 @@ def worker_enabled() -> bool:
 def ensure_worker() -> Any | None:
     """Starts this process's worker once; every session shares it."""
     return _worker(str(data_dir())) if worker_enabled() else None
+
+
+def wake_worker() -> None:
+    """After a submit: start now rather than at the worker's next poll."""
+    worker = ensure_worker()
+    if worker is not None:
+        worker.wake()
+
+
+def worker_status(worker: Any | None) -> str:
+    if worker is None:
+        return "no worker in this process"
+    if not worker.alive:
+        return "worker stopped"
+    if getattr(worker, "last_error", None):
+        return f"worker retrying after an error: {worker.last_error}"
+    current = getattr(worker, "current", None)
+    return f"worker busy with run #{current}" if current else "worker idle"
 
 
 # --- owner id ---------------------------------------------------------------------------------

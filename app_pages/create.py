@@ -59,11 +59,13 @@ def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
 def submit(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
     """Queues one run or a sweep batch; returns the query params that point at it."""
     if not axes:
-        return {"run": str(g.submit(p, owner=owner))}
-    batch = uuid.uuid4().hex[:12]
-    for variant in sweep.expand(p, axes):
-        g.submit(variant, owner=owner, batch=batch)
-    return {"batch": batch}
+        target = {"run": str(g.submit(p, owner=owner))}
+    else:
+        target = {"batch": uuid.uuid4().hex[:12]}
+        for variant in sweep.expand(p, axes):
+            g.submit(variant, owner=owner, batch=target["batch"])
+    common.wake_worker()
+    return target
 
 
 def render_sweep(errors: dict[str, str]) -> None:
@@ -91,6 +93,8 @@ def page() -> None:
             st.warning(f"Could not load those settings: {exc}")
         del st.query_params["from"]
     form.init_form(st.session_state)
+    if "toast" in st.session_state:
+        st.toast(st.session_state.pop("toast"), icon=":material/schedule:")
 
     st.title("Create")
     settings, job = st.columns([3, 2], gap="large")
@@ -110,12 +114,18 @@ def page() -> None:
 
         st.subheader("Settings", anchor=False)
         form.render_preset()
-        modified = form.changed_from_preset(p, st.session_state.get(form.PRESET_KEY))
-        if modified:
-            st.caption("Modified: " + ", ".join(modified))
-        with st.expander("Advanced", expanded=bool(settings_errors)):
+        chosen_preset = st.session_state.get(form.PRESET_KEY)
+        modified = form.changed_from_preset(p, chosen_preset)
+        st.caption(("Changed from the preset: " + ", ".join(modified)) if modified else
+                   "Unchanged preset." if chosen_preset else "Custom settings.")
+        # Keyed expanders keep their open/closed state across reruns; errors open them.
+        if settings_errors:
+            st.session_state["advanced"] = True
+        if axis_errors:
+            st.session_state["sweep"] = True
+        with st.expander("Advanced", key="advanced"):
             form.render_advanced(settings_errors, [s["name"] for s in styles])
-        with st.expander("Sweep", expanded=bool(axes or axis_errors)):
+        with st.expander("Sweep", key="sweep"):
             render_sweep(axis_errors)
 
         p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
@@ -126,6 +136,9 @@ def page() -> None:
         label = f"Generate {runs} runs" if runs > 1 else "Generate"
         if st.button(label, key="generate", type="primary", disabled=not ready, icon=":material/brush:"):
             target = submit(g, p, owner, axes)
+            # The job panel may be scrolled out of view; a toast is seen wherever one is. Shown
+            # by the next run: this one ends in st.rerun().
+            st.session_state["toast"] = f"Queued run #{target['run']}" if "run" in target else f"Queued {runs} runs"
             for key in ("run", "batch"):
                 st.query_params.pop(key, None)
             st.query_params.update(target)

@@ -17,8 +17,8 @@ from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
 from gallery.store import SORTS as STORE_SORTS
 
-COLUMNS = 6
-PAGE_SIZES = (24, 48, 96)
+COLUMNS = 5
+PAGE_SIZES = (20, 40, 100)
 ANY = "any"
 STATUS_OPTIONS = ("done", ANY, *[s for s in common.STATUSES if s != "done"])
 SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "duration": "Longest first",
@@ -124,11 +124,10 @@ def _card(run: Any, compare_ids: list[int]) -> None:
         star = "★ " if run.favorite else ""
         st.markdown(f"**{star}#{run.id}** {common.escape_md(common.run_label(run))}")
         st.caption(f"{run.params.size} px · {common.fmt_duration(run.duration)} · {common.fmt_when(run.created)}")
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        left.button("Open", key=f"open-{run.id}", on_click=_open, args=(run.id,), width="stretch")
-        right.checkbox("Compare", key=f"cmp-{run.id}", value=run.id in compare_ids,
-                       on_change=_toggle_compare, args=(run.id,),
-                       disabled=run.id not in compare_ids and len(compare_ids) >= results.MAX_COMPARE)
+        st.checkbox("Compare", key=f"cmp-{run.id}", value=run.id in compare_ids,
+                    on_change=_toggle_compare, args=(run.id,),
+                    disabled=run.id not in compare_ids and len(compare_ids) >= results.MAX_COMPARE)
+        st.button("Open", key=f"open-{run.id}", on_click=_open, args=(run.id,), width="stretch")
 
 
 def _pager(total: int, per_page: int) -> tuple[int, int]:

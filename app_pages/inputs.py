@@ -112,9 +112,9 @@ def render(kind: str, title: str, errors: dict[str, str]) -> list[dict[str, str]
     if not items and field in errors:
         st.caption(errors[field].capitalize())
     if items:
-        cols = st.columns(4)
+        cols = st.columns(3)
         for i, item in enumerate(items):
-            with cols[i % 4]:
+            with cols[i % 3]:
                 if common.existing(item["path"]):
                     st.image(item["path"], caption=item["name"], width="stretch")
                 else:

@@ -102,9 +102,10 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
     view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
     mine = auth.may_cancel(run.owner, owner)
     with st.container(border=True, key="job"):
-        head, action = st.columns([4, 1], vertical_alignment="center")
-        head.subheader(f"Run #{run.id} · {view.label}", anchor=False)
-        head.caption(common.run_label(run))
+        st.subheader(f"Run #{run.id} · {view.label}", anchor=False)
+        st.caption(f"{common.escape_md(common.run_label(run))} · {run.params.size} px · "
+                   f"{run.params.iterations} iterations · {run.params.device}")
+        action = st.container(horizontal=True)
         if view.active and mine:
             cancelling = run.status == "running" and run.cancel_requested
             action.button("Cancelling…" if cancelling else "Cancel", key="cancel", disabled=cancelling,
@@ -123,7 +124,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
         if image:
             caption = (f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.device}"
                        if run.status == "done" else f"Latest preview (iteration {view.iteration})")
-            st.image(str(image), caption=caption, width="stretch")
+            st.image(str(image), caption=caption, width="content")
         elif view.active:
             st.caption("The preview appears here after the first saved iteration.")
 
@@ -159,8 +160,8 @@ def _draw_batch(batch: str, owner: str, polling: bool) -> None:
         st.rerun()
     done = sum(r.status == "done" for r in runs)
     with st.container(border=True, key="job"):
-        head, action = st.columns([4, 1], vertical_alignment="center")
-        head.subheader(f"Sweep · {done} of {len(runs)} done", anchor=False)
+        st.subheader(f"Sweep · {done} of {len(runs)} done", anchor=False)
+        action = st.container(horizontal=True)
         if active:
             action.button("Cancel", key="cancel", icon=":material/cancel:", on_click=_cancel,
                           args=([r.id for r in active],))

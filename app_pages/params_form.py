@@ -39,18 +39,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
 STEPS = {"content_weight": 0.5, "style_weight": 10.0, "tv_weight": 0.001, "learning_rate": 1.0,
          "style_scale": 0.1}
 LABELS = {
-    "size": "Size (longest side, px)", "iterations": "Iterations", "multiscale": "Multiscale",
-    "preview_every": "Preview every (iterations, 0 = none)", "content_weight": "Content weight",
+    "size": "Size (px)", "iterations": "Iterations", "multiscale": "Multiscale",
+    "preview_every": "Preview every", "content_weight": "Content weight",
     "style_weight": "Style weight", "tv_weight": "TV weight (smoothness)",
-    "style_scale": "Style scale", "original_colors": "Keep original colors",
+    "style_scale": "Style scale", "original_colors": "Original colors",
     "optimizer": "Optimizer", "learning_rate": "Learning rate", "init": "Start from",
     "seed": "Seed", "device": "Device", "pooling": "Pooling", "weights": "VGG19 weights",
     "content_layers": "Content layers", "style_layers": "Style layers",
 }
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Output", ("size", "iterations", "multiscale", "preview_every")),
+    ("Output", ("size", "iterations", "preview_every")),
     ("Loss weights", ("content_weight", "style_weight", "tv_weight")),
-    ("Style", ("style_scale", "original_colors")),
+    ("Style and schedule", ("style_scale", "original_colors", "multiscale")),
     ("Optimisation", ("optimizer", "learning_rate", "init", "seed")),
     ("Compute", ("device", "pooling", "weights")),
 )
@@ -199,6 +199,12 @@ def _scalar_widget(field: str) -> None:
 
 def render_advanced(errors: Mapping[str, str], style_names: list[str]) -> None:
     """Every engine parameter, grouped; each with the engine's message if it is invalid."""
+    # A scrolling box keeps the page short, so Generate and the job panel stay in view.
+    with st.container(height=440, border=False):
+        _render_fields(errors, style_names)
+
+
+def _render_fields(errors: Mapping[str, str], style_names: list[str]) -> None:
     for title, group in GROUPS:
         st.markdown(f"**{title}**")
         cols = st.columns(len(group))

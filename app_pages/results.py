@@ -141,7 +141,7 @@ def _facts(run: Any) -> list[tuple[str, str]]:
 def _inputs(run: Any) -> None:
     paths = [(run.params.content, f"Content: {run.content_name}")]
     paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
-    cols = st.columns(len(paths))
+    cols = st.columns(max(len(paths), 5))  # thumbnails, not posters
     for col, (path, caption) in zip(cols, paths):
         if common.existing(path):
             col.image(path, caption=caption, width="stretch")
@@ -166,9 +166,10 @@ def show_detail(g: Any, run_id: int) -> None:
         if len(frames) > 1:
             labels = list(frames)
             choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
-            st.image(str(frames[choice]), width="stretch", caption=choice)
+            # Native size up to the column's width: small results are not blown up into mush.
+            st.image(str(frames[choice]), width="content", caption=choice)
         elif frames:
-            st.image(str(next(iter(frames.values()))), width="stretch")
+            st.image(str(next(iter(frames.values()))), width="content")
         else:
             st.info(f"No image: the run is {run.status}." + (f" {run.error}" if run.error else ""))
     with side:
@@ -180,7 +181,7 @@ def show_detail(g: Any, run_id: int) -> None:
                                help="The PNG carries every parameter, so the run can be repeated.")
         if st.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
             rerun_with(run_id)
-        st.table(pd.DataFrame(_facts(run), columns=["", " "]).set_index(""))
+        st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
         with st.form(f"meta-{run_id}", border=False):
             st.text_input("Title", value=run.title, key=f"title-{run_id}")
             st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated")

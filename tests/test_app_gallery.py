@@ -45,11 +45,11 @@ def test_grid_is_newest_first_and_paginated(studio):
     studio.submit(small_params(), owner="x0000001")  # queued: not a result, not shown by default
     at = app(GALLERY)
     assert_ok(at)
-    assert card_ids(at) == ids[::-1][:24]
+    assert card_ids(at) == ids[::-1][:20]
     assert any(c.value.startswith("26 results") for c in at.caption)
     assert at.button(key="prev_page").disabled
     at.button(key="next_page").click().run()
-    assert card_ids(at) == ids[::-1][24:]
+    assert card_ids(at) == ids[::-1][20:]
     assert "Page 2 of 2" in [c.value for c in at.caption]
 
 
@@ -103,8 +103,8 @@ def test_detail_view_shows_everything_and_edits(studio):
     assert len(slider.options) == 3
     slider.set_value(slider.options[0]).run()
     assert at.image[0].captions == ["iteration 5"]
-    facts = at.table[0].value
-    assert "caffe (sha256 abababababab…)" in facts.to_string() and "cpu" in facts.to_string()
+    facts = " ".join(m.value for m in at.markdown)
+    assert "**Weights:** caffe (sha256 abababababab…)" in facts and "**Device:** cpu" in facts
     params = at.dataframe[0].value
     assert params.loc["size", "value"] == "64" and params.loc["style_weight", "value"] == f"{Params().style_weight:g}"
     # download (the browser test fetches the file itself): the PNG carries its parameters

@@ -1,0 +1,283 @@
+"""Drive the studio in a real headless Chromium: a server on a free port, a browser, helpers.
+
+Used by tests/test_e2e_browser.py, and runnable to regenerate the README screenshots:
+
+    .venv/bin/python tests/browser.py screenshots    # writes docs/screenshots/*.png
+
+Only Debian's /usr/bin/chromium and /usr/bin/chromedriver are used: the driver path is given
+explicitly, so Selenium Manager never runs (and never downloads anything).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make engine/gallery importable
+    sys.path.insert(0, str(ROOT))
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Polls `check` until it returns something truthy; AssertionError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # stale elements while Streamlit redraws
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                         + (f" (last error: {last_error})" if last_error else ""))
+
+
+@contextlib.contextmanager
+def studio_server(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free port with its own data folder; yields the URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    full_env = {**os.environ, "STUDIO_DATA": str(data_dir), **env}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            def healthy() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log_path}")
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    return r.status == 200
+            wait_for(healthy, 90, f"streamlit on port {port}", interval=0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def chromium(download_dir: Path, width: int = 1440, height: int = 1000) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                 "--hide-scrollbars"):
+        options.add_argument(flag)
+    download_dir.mkdir(parents=True, exist_ok=True)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(download_dir), "download.prompt_for_download": False,
+        "download.directory_upgrade": True, "safebrowsing.enabled": False,
+    })
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        # Headless Chrome only saves downloads where it is told to, over CDP as well as prefs.
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
+        yield driver
+    finally:
+        driver.quit()
+
+
+# --- page helpers -------------------------------------------------------------------------------
+
+def css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def wait_css(driver: Any, selector: str, timeout: float = 30, visible: bool = True) -> Any:
+    def found() -> Any:
+        elements = [e for e in css(driver, selector) if e.is_displayed() or not visible]
+        return elements[0] if elements else None
+    return wait_for(found, timeout, selector)
+
+
+def click(driver: Any, selector: str, timeout: float = 30) -> None:
+    def clicked() -> bool:
+        element = wait_css(driver, selector, timeout=2)
+        if not element.is_enabled():
+            return False
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+        return True
+    wait_for(clicked, timeout, f"clickable {selector}")
+
+
+def wait_idle(driver: Any, timeout: float = 30) -> None:
+    """Until Streamlit has finished the current script run (its status widget disappears)."""
+    time.sleep(0.3)
+    wait_for(lambda: not css(driver, '[data-testid="stStatusWidget"]'), timeout, "the script run to finish")
+
+
+def set_number(driver: Any, key: str, value: Any) -> None:
+    """Types into the number input with widget key `key` and commits it (Enter)."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = wait_css(driver, f".st-key-{key} input")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value), Keys.ENTER)
+    wait_for(lambda: css(driver, f".st-key-{key} input")[0].get_attribute("value") == str(value), 15,
+             f"{key} = {value}")
+    wait_idle(driver)
+
+
+def choose_option(driver: Any, key: str, option: str) -> None:
+    """Picks `option` in the selectbox with widget key `key`."""
+    click(driver, f".st-key-{key} [role='combobox']")
+    def pick() -> bool:
+        for item in css(driver, "[role='option']"):
+            if item.text.strip() == option:
+                item.click()
+                return True
+        return False
+    wait_for(pick, 15, f"option {option!r} of {key}")
+    wait_idle(driver)
+
+
+def upload(driver: Any, key: str, path: Path) -> None:
+    """Sends a file to the file input inside the container with key `key`."""
+    wait_css(driver, f".st-key-{key} input[type='file']", visible=False).send_keys(str(path))
+
+
+def expand(driver: Any, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    summary = wait_for(lambda: [s for s in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander'] summary")
+                                if s.text.strip().endswith(label)], 15, f"expander {label}")[0]
+    details = summary.find_element(By.XPATH, "..")
+    if details.get_attribute("open") is None:
+        summary.click()
+    wait_idle(driver)
+
+
+def go_to(driver: Any, page_title: str) -> None:
+    """Clicks a page in the sidebar navigation."""
+    from selenium.webdriver.common.by import By
+
+    def link() -> Any:
+        for a in driver.find_elements(By.CSS_SELECTOR, "a[data-testid='stSidebarNavLink']"):
+            if a.text.strip().splitlines()[-1:] == [page_title]:  # the icon's ligature comes first
+                return a
+        return None
+    wait_for(link, 15, f"nav link {page_title}").click()
+    wait_for(lambda: any(h.text.strip() == page_title for h in css(driver, "h1")), 30, f"page {page_title}")
+    wait_idle(driver)
+
+
+def scroll_to(driver: Any, selector: str) -> None:
+    driver.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'start'})", selector)
+    time.sleep(0.3)
+
+
+def screenshot(driver: Any, path: Path, max_width: int | None = None, max_kb: int | None = None) -> Path:
+    """Saves the viewport; with max_width/max_kb, shrunk for committing (README screenshots)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = driver.get_screenshot_as_png()
+    if max_width is None and max_kb is None:
+        path.write_bytes(data)
+        return path
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    if max_width and img.width > max_width:
+        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.Resampling.LANCZOS)
+    for colors in (256, 128, 64):
+        out = io.BytesIO()
+        img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            out, "PNG", optimize=True)
+        if max_kb is None or out.tell() <= max_kb * 1024:
+            break
+    path.write_bytes(out.getvalue())
+    return path
+
+
+# --- README screenshots -------------------------------------------------------------------------
+
+def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
+    """A few quick runs fill the gallery, then a slower one is caught mid-way on Create."""
+    from gallery import Gallery
+    from engine.params import preset
+
+    shared = ROOT.parent / "shared" / "images"
+    contents = sorted((shared / "content").glob("*.jpg"))
+    styles = sorted((shared / "style").glob("*.jpg"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        data = tmp_path / "data"
+        g = Gallery(data)
+        for i, style in enumerate(styles):
+            content = contents[i % len(contents)]
+            params = preset("preview", content=str(content), styles=(str(style),), size=160,
+                            iterations=40, device="cpu", preview_every=10)
+            g.submit(params, owner="screens", title=f"{content.stem} in the style of {style.stem}")
+        with studio_server(data, tmp_path / "server.log") as url, chromium(tmp_path / "downloads") as driver:
+            driver.get(f"{url}/?owner=screens")
+            wait_css(driver, ".st-key-generate", timeout=60)
+            wait_for(lambda: g.count_runs(status="done") == len(styles), 900, "the gallery runs", interval=2)
+            upload(driver, "content_upload", contents[-1])
+            upload(driver, "style_upload", styles[0])
+            wait_css(driver, "[data-testid='stImage']", timeout=30)
+            wait_idle(driver)
+            expand(driver, "Advanced")
+            set_number(driver, "p_size", 320)
+            set_number(driver, "p_iterations", 150)
+            set_number(driver, "p_preview_every", 5)
+            choose_option(driver, "p_device", "cpu")
+            click(driver, ".st-key-generate button")
+
+            def running_with_preview() -> bool:
+                runs = g.list_runs(status="running", limit=1)
+                return bool(runs and runs[0].iteration >= 40 and runs[0].preview_path)
+            wait_for(running_with_preview, 600, "a running job with a preview", interval=1)
+            time.sleep(2.5)  # one more fragment refresh draws the preview
+            scroll_to(driver, "h1")
+            shots = [screenshot(driver, out_dir / "create-running.png", max_width=1280, max_kb=300)]
+            wait_for(lambda: g.count_runs(status="done") == len(styles) + 1, 900, "the last run", interval=2)
+            go_to(driver, "Gallery")
+            wait_css(driver, "[class*='st-key-run-'] img", timeout=30)
+            time.sleep(1)
+            shots.append(screenshot(driver, out_dir / "gallery.png", max_width=1280, max_kb=300))
+    return shots
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["screenshots"]:
+        sys.exit(f"usage: {sys.argv[0]} screenshots")
+    for shot in make_screenshots():
+        print(shot, f"{shot.stat().st_size // 1024} KB")

@@ -1,0 +1,100 @@
+"""End to end in a real headless Chromium against `streamlit run`, with the real engine: upload,
+set a tiny run, generate, watch progress, find it in the Gallery, download the PNG (parameters
+embedded), delete it. Screenshots of each page go to test-artifacts/."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from browser import (ARTIFACTS, CHROMIUM, choose_option, chromium, click, css, expand, go_to, screenshot,
+                     scroll_to, set_number, studio_server, upload, wait_css, wait_for, wait_idle)
+
+from conftest import CONTENT, STYLE
+from engine.pngmeta import read_params_json
+from gallery import Gallery
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")]
+
+
+def query_param(url: str, name: str) -> str | None:
+    from urllib.parse import parse_qs, urlparse
+
+    values = parse_qs(urlparse(url).query).get(name)
+    return values[0] if values else None
+
+
+def test_generate_watch_browse_download_delete(tmp_path: Path):
+    data, downloads = tmp_path / "data", tmp_path / "downloads"
+    ARTIFACTS.mkdir(exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    with studio_server(data, ARTIFACTS / "e2e-server.log") as url, chromium(downloads) as driver:
+        timings["server+browser"] = time.monotonic() - t0
+        driver.get(url)
+        wait_css(driver, ".st-key-generate", timeout=60)
+        wait_idle(driver)
+        owner = wait_for(lambda: query_param(driver.current_url, "owner"), 15, "the owner id in the URL")
+
+        upload(driver, "content_upload", CONTENT)
+        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 30, "the content thumbnail")
+        upload(driver, "style_upload", STYLE)
+        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
+        wait_idle(driver)
+        expand(driver, "Advanced")
+        set_number(driver, "p_size", 64)
+        set_number(driver, "p_iterations", 10)
+        set_number(driver, "p_preview_every", 2)
+        choose_option(driver, "p_device", "cpu")
+        screenshot(driver, ARTIFACTS / "create.png")
+
+        t1 = time.monotonic()
+        click(driver, ".st-key-generate button")
+        run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
+        # Progress appears without reloading the page: the bar while queued/running, or the result.
+        wait_css(driver, ".st-key-job [data-testid='stProgress'], .st-key-job [data-testid='stImage']", timeout=60)
+        scroll_to(driver, "h1")
+        screenshot(driver, ARTIFACTS / "create-progress.png")
+        g = Gallery(data)
+        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 600, "the run to finish", interval=1)
+        timings["generate"] = time.monotonic() - t1
+        run = g.get(run_id)
+        assert run.status == "done", run.error
+        assert run.owner == owner
+        wait_for(lambda: "Done" in wait_css(driver, ".st-key-job h3").text, 30, "the job panel to say Done")
+        scroll_to(driver, "h1")
+        screenshot(driver, ARTIFACTS / "create-done.png")
+
+        go_to(driver, "Queue")
+        wait_for(lambda: f"#{run_id}" in driver.find_element("css selector", "[data-testid='stMain']").text, 30, "the run in the queue")
+        screenshot(driver, ARTIFACTS / "queue.png")
+
+        go_to(driver, "Gallery")
+        card = wait_css(driver, f".st-key-run-{run_id}")
+        assert card.find_elements("css selector", "img"), "the card shows a thumbnail"
+        screenshot(driver, ARTIFACTS / "gallery.png")
+        click(driver, f".st-key-open-{run_id} button")
+        wait_css(driver, ".st-key-download button", timeout=30)
+        wait_idle(driver)
+        screenshot(driver, ARTIFACTS / "detail.png")
+
+        click(driver, ".st-key-download button")
+        png = wait_for(lambda: [p for p in downloads.glob("*.png")], 30, "the downloaded PNG")[0]
+        wait_for(lambda: not list(downloads.glob("*.crdownload")), 30, "the download to complete")
+        params = json.loads(read_params_json(png.read_bytes()))
+        assert (params["size"], params["iterations"], params["device"]) == (64, 10, "cpu")
+        assert params["preview_every"] == 2
+
+        click(driver, ".st-key-delete button")
+        wait_css(driver, "[role='dialog'] .st-key-confirm_delete button", timeout=15)
+        screenshot(driver, ARTIFACTS / "delete-confirm.png")
+        click(driver, ".st-key-confirm_delete button")
+        wait_for(lambda: g.count_runs() == 0, 30, "the run to be deleted")
+        wait_for(lambda: not css(driver, f".st-key-run-{run_id}") and query_param(driver.current_url, "run") is None,
+                 30, "the gallery without the run")
+        assert not g.run_dir(run_id).exists()
+        g.close()
+    timings["total"] = time.monotonic() - t0
+    (ARTIFACTS / "e2e-timings.json").write_text(json.dumps(timings, indent=2))
