@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import io
 import os
 import re
 import uuid
@@ -235,6 +236,31 @@ def run_label(run: Any) -> str:
         return run.title
     styles = " + ".join(Path(n).stem for n in (run.style_names or [])) or "?"
     return f"{Path(run.content_name or '?').stem} × {styles}"
+
+
+PREVIEW_SIDE = 512
+
+
+@st.cache_data(show_spinner=False, max_entries=500)
+def _preview_bytes(path: str, mtime_ns: int) -> bytes | None:
+    from engine.images import ImageError, load_image
+
+    try:
+        img = load_image(path)
+    except ImageError:
+        return None
+    img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def image_preview(path: Any) -> bytes | None:
+    """An input image as st.image can always show it: decoded by engine.images (every mode, EXIF
+    orientation, first frame), at most PREVIEW_SIDE px, cached. Given the path, st.image re-encodes
+    the raw file itself: that fails for 16-bit PNGs and decodes a 24 MP photo on every rerun."""
+    found = existing(path)
+    return _preview_bytes(str(found), found.stat().st_mtime_ns) if found else None
 
 
 def existing(path: Any) -> Path | None:

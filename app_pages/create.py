@@ -10,6 +10,7 @@ from app_pages import common, inputs, jobs
 from app_pages import params_form as form
 from app_pages import sweep
 from engine.params import Params, validation_errors
+from gallery import GalleryError
 
 NONE = "—"
 
@@ -75,21 +76,18 @@ def render_sweep(errors: dict[str, str]) -> None:
         left, right = st.columns([1, 2])
         left.selectbox(f"Parameter {i}", [NONE, *sweep.SWEEPABLE], key=f"sweep_param_{i}")
         right.text_input(f"Values {i}", key=f"sweep_values_{i}", placeholder="e.g. 10, 100, 1000")
-        for field in (f"sweep_values_{i}",):
-            form.field_error(errors, field)
-        name = st.session_state.get(f"sweep_param_{i}")
-        if name in errors:
-            form.field_error(errors, name)
+        form.field_error(errors, f"sweep_values_{i}")  # unparsable values
+        form.field_error(errors, st.session_state.get(f"sweep_param_{i}", ""))  # the engine's verdict
     form.field_error(errors, "sweep")
 
 
 def page() -> None:
     g = common.get_gallery()
     owner = common.current_owner()
-    if st.query_params.get("from", "").isdigit():
+    if st.query_params.get("from", "").isdecimal():
         try:
             apply_prefill(g, st.session_state, int(st.query_params["from"]))
-        except Exception as exc:
+        except GalleryError as exc:  # NotFound: deleted meanwhile
             st.warning(f"Could not load those settings: {exc}")
         del st.query_params["from"]
     form.init_form(st.session_state)
@@ -108,9 +106,9 @@ def page() -> None:
 
         left, right = st.columns(2)
         with left:
-            content = inputs.render("content", "Content image", {})
+            content = inputs.render("content", "Content image")
         with right:
-            styles = inputs.render("style", "Style images", {})
+            styles = inputs.render("style", "Style images")
 
         st.subheader("Settings", anchor=False)
         form.render_preset()

@@ -14,7 +14,10 @@ from typing import Any
 import streamlit as st
 
 from app_pages import common
+from engine.images import ImageError
 from engine.params import MAX_STYLES
+from gallery import GalleryError
+from gallery.names import display_name
 
 KINDS = ("content", "style")
 
@@ -44,11 +47,14 @@ def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
     return str(image.path), image.name
 
 
+EXAMPLE = "example: "
+
+
 def options(g: Any, kind: str) -> dict[str, str]:
-    """path -> label: earlier inputs (newest first), then the examples folder's images."""
+    """path -> label: earlier inputs (most recently used first), then the examples folder's."""
     found = {str(image.path): image.name for image in g.list_inputs(kind=kind, limit=100)}
     for path in common.list_examples(common.examples_dir(), kind):
-        found.setdefault(str(path), f"example: {path.name}")
+        found.setdefault(str(path), EXAMPLE + path.name)
     return found
 
 
@@ -66,8 +72,8 @@ def _on_upload(kind: str) -> None:
     for f in files if isinstance(files, list) else [files]:
         try:
             path, name = store(g, f.getvalue(), f.name, kind)
-        except Exception as exc:  # ImageError/GalleryError: one sentence for the person
-            errors.append(f"{f.name}: {exc}")
+        except (ImageError, GalleryError, OSError) as exc:  # one sentence for the person; OSError: a full disk
+            errors.append(f"{display_name(f.name)}: {exc}")  # the name as stored: no bidi tricks
             continue
         choose(st.session_state, kind, path, name)
     st.session_state[f"{kind}_error"] = "; ".join(errors)
@@ -77,7 +83,7 @@ def _on_upload(kind: str) -> None:
 def _on_pick(kind: str, labels: dict[str, str]) -> None:
     path = st.session_state.get(f"{kind}_pick")
     if path:
-        choose(st.session_state, kind, path, Path(labels.get(path, path)).name.removeprefix("example: "))
+        choose(st.session_state, kind, path, labels.get(path, Path(path).name).removeprefix(EXAMPLE))
         st.session_state[f"{kind}_error"] = ""
     st.session_state[f"{kind}_pick"] = None
 
@@ -86,7 +92,7 @@ def _on_remove(kind: str, path: str) -> None:
     unchoose(st.session_state, kind, path)
 
 
-def render(kind: str, title: str, errors: dict[str, str]) -> list[dict[str, str]]:
+def render(kind: str, title: str) -> list[dict[str, str]]:
     """Uploader, picker, thumbnails of the choice, and any error; returns the choice."""
     g = common.get_gallery()
     st.markdown(f"**{title}**")
@@ -108,15 +114,13 @@ def render(kind: str, title: str, errors: dict[str, str]) -> list[dict[str, str]
     if st.session_state.get(f"{kind}_error"):
         st.error(common.escape_md(st.session_state[f"{kind}_error"]), icon=":material/error:")
     items = chosen(st.session_state, kind)
-    field = "styles" if many else "content"
-    if not items and field in errors:
-        st.caption(errors[field].capitalize())
     if items:
         cols = st.columns(3)
         for i, item in enumerate(items):
             with cols[i % 3]:
-                if common.existing(item["path"]):
-                    st.image(item["path"], caption=item["name"], width="stretch")
+                preview = common.image_preview(item["path"])
+                if preview:
+                    st.image(preview, caption=item["name"], width="stretch")
                 else:
                     st.caption(f"{item['name']} (missing)")
                 st.button("Remove", key=f"remove_{kind}_{i}", on_click=_on_remove,

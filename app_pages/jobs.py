@@ -14,6 +14,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.sweep import grid
+from gallery import NotFound
 
 POLL_SECONDS = 1.0
 STATUS_LABEL = {
@@ -78,24 +79,34 @@ def _open_in_gallery(run_id: int) -> None:
     st.switch_page(common.PAGE_GALLERY, query_params={"run": str(run_id), "owner": st.session_state.get("owner", "")})
 
 
+LOSSES = ("total", "content", "style", "tv")
+
+
+def timing_line(view: JobView) -> str:
+    return f"Elapsed {common.fmt_duration(view.elapsed)} · ETA {common.fmt_duration(view.eta)}"
+
+
+def loss_table(losses: dict[str, float]) -> str:
+    """The losses as a one-row Markdown table (compact enough for the narrow job column)."""
+    names = [n for n in LOSSES if n in losses] + [n for n in losses if n not in LOSSES]
+    return ("| " + " | ".join(f"{n} loss" for n in names) + " |\n|" + "---:|" * len(names) + "\n| "
+            + " | ".join(common.fmt_loss(losses[n]) for n in names) + " |")
+
+
 def _draw_progress(view: JobView) -> None:
     st.progress(view.fraction, text=view.progress_text())
-    cols = st.columns(3)
-    cols[0].metric("Iteration", f"{view.iteration} / {view.total}" if view.total else "—")
-    cols[1].metric("Elapsed", common.fmt_duration(view.elapsed))
-    cols[2].metric("ETA", common.fmt_duration(view.eta))
+    if view.status == "running":
+        st.caption(timing_line(view))
     if view.losses:
-        cols = st.columns(4)
-        for col, name in zip(cols, ("total", "content", "style", "tv")):
-            col.metric(f"{name.title()} loss", common.fmt_loss(view.losses.get(name)))
+        st.markdown(loss_table(view.losses))
 
 
 def _draw_job(run_id: int, owner: str, polling: bool) -> None:
     g = common.get_gallery()
     try:
         run = g.get(run_id)
-    except Exception as exc:  # NotFound: deleted from the gallery meanwhile
-        st.info(f"Run #{run_id} no longer exists ({exc}).")
+    except NotFound:  # deleted meanwhile, perhaps from another tab
+        st.info(f"Run #{run_id} no longer exists.")
         return
     if polling and run.status not in common.ACTIVE:
         st.rerun()  # finished: redraw the page once, without the timer
@@ -120,11 +131,12 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             st.error(common.escape_md(run.error))
         if run.status != "done":
             _draw_progress(view)
-        image = common.existing(run.result_path) if run.status == "done" else common.existing(run.preview_path)
-        if image:
-            caption = (f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.device}"
-                       if run.status == "done" else f"Latest preview (iteration {view.iteration})")
-            st.image(str(image), caption=caption, width="content")
+        if run.status == "done" and common.existing(run.result_path):
+            st.image(str(run.result_path), width="content",
+                     caption=f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.device}")
+        elif common.existing(run.preview_path):
+            # Previews of the coarse scales are small; stretched, they still show where it is going.
+            st.image(str(run.preview_path), width="stretch", caption=f"Latest preview (iteration {view.iteration})")
         elif view.active:
             st.caption("The preview appears here after the first saved iteration.")
 
@@ -133,7 +145,7 @@ def show_job(run_id: int, owner: str) -> None:
     """The job panel; polls while the job is queued or running."""
     try:
         active = common.get_gallery().get(run_id).status in common.ACTIVE
-    except Exception:
+    except NotFound:
         active = False
     st.fragment(run_every=POLL_SECONDS if active else None)(_draw_job)(run_id, owner, active)
 

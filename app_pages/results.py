@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages import auth, common
 from app_pages.sweep import differing_fields
 from engine.params import Params
+from gallery import GalleryError, NotFound
 
 MAX_COMPARE = 4
 
@@ -117,7 +118,7 @@ def confirm_delete(run_id: int) -> None:
         _drop_pending_delete()
         try:
             auth.delete(common.get_gallery(), run_id)
-        except Exception as exc:  # e.g. it started running meanwhile
+        except (GalleryError, auth.NotAllowed) as exc:  # e.g. it started running meanwhile
             st.error(common.escape_md(str(exc)))
             return
         _back()
@@ -143,8 +144,9 @@ def _inputs(run: Any) -> None:
     paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
     cols = st.columns(max(len(paths), 5))  # thumbnails, not posters
     for col, (path, caption) in zip(cols, paths):
-        if common.existing(path):
-            col.image(path, caption=caption, width="stretch")
+        preview = common.image_preview(path)
+        if preview:
+            col.image(preview, caption=caption, width="stretch")
         else:
             col.caption(f"{caption} (file missing)")
 
@@ -152,8 +154,8 @@ def _inputs(run: Any) -> None:
 def show_detail(g: Any, run_id: int) -> None:
     try:
         run = g.get(run_id)
-    except Exception as exc:
-        st.warning(f"Run #{run_id} is not in the gallery ({exc}).")
+    except NotFound:
+        st.warning(f"Run #{run_id} is not in the gallery (deleted?).")
         st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
         return
     top = st.columns([1, 5], vertical_alignment="center")
@@ -210,7 +212,7 @@ def show_compare(g: Any, ids: list[int]) -> None:
     for run_id in ids:
         try:
             runs.append(g.get(run_id))
-        except Exception:
+        except NotFound:
             st.caption(f"Run #{run_id} no longer exists.")
     top = st.columns([1, 5], vertical_alignment="center")
     top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:")

@@ -243,8 +243,8 @@ def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
         g = Gallery(data)
         for i, style in enumerate(styles):
             content = contents[i % len(contents)]
-            params = preset("preview", content=str(content), styles=(str(style),), size=160,
-                            iterations=40, device="cpu", preview_every=10)
+            params = preset("preview", content=str(content), styles=(str(style),), size=128,
+                            iterations=30, device="cpu", preview_every=10)
             g.submit(params, owner="screens", title=f"{content.stem} in the style of {style.stem}")
         with studio_server(data, tmp_path / "server.log") as url, chromium(tmp_path / "downloads") as driver:
             driver.get(f"{url}/?owner=screens")
@@ -255,15 +255,15 @@ def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
             wait_css(driver, "[data-testid='stImage']", timeout=30)
             wait_idle(driver)
             expand(driver, "Advanced")
-            set_number(driver, "p_size", 320)
-            set_number(driver, "p_iterations", 150)
+            set_number(driver, "p_size", 256)
+            set_number(driver, "p_iterations", 120)
             set_number(driver, "p_preview_every", 5)
             choose_option(driver, "p_device", "cpu")
             click(driver, ".st-key-generate button")
 
             def running_with_preview() -> bool:
                 runs = g.list_runs(status="running", limit=1)
-                return bool(runs and runs[0].iteration >= 40 and runs[0].preview_path)
+                return bool(runs and runs[0].iteration >= 30 and runs[0].preview_path)
             wait_for(running_with_preview, 600, "a running job with a preview", interval=1)
             time.sleep(2.5)  # one more fragment refresh draws the preview
             scroll_to(driver, "h1")

@@ -101,9 +101,9 @@ def test_running_job_shows_progress_losses_preview_and_can_be_cancelled(studio):
     assert at.query_params["run"] == str(rid)
     progress = at.get("progress")[0]
     assert "Iteration 4 of 10" in progress.proto.text
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Iteration"] == "4 / 10" and metrics["Total loss"] == "20"
-    assert metrics["ETA"] != "—"
+    text = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+    assert "| 20 | 4 | 15 | 1 |" in text  # total, content, style, tv
+    assert "Elapsed" in text and "ETA —" not in text
     assert at.image, "the latest preview is shown"
     at.button(key="cancel").click().run()
     assert studio.get(rid).cancel_requested
