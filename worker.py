@@ -78,6 +78,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.current: int | None = None  # id of the run in progress
         self.last_error: str | None = None  # why the loop is backing off, for the UI
+        self._unrecorded: dict[int, str] = {}  # runs whose end could not be written yet
 
     # ---- the thread ---------------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Worker:
                     if recovered:
                         log.warning("runs %s were left running by a worker that is gone; marked interrupted", recovered)
                     gallery.sweep()
+                self._record_unrecorded(gallery)
                 run = gallery.claim_next(self.name, self._claimable())
                 self.last_error = None
                 if run is None:
@@ -157,8 +159,18 @@ class Worker:
         self.current = run.id
         try:
             return self._run_job(gallery, run, on_progress)
+        except Exception as e:
+            # Recording the end failed too (a full disk fails the database's writes as well):
+            # the loop records it once it can, or the run would stay "running" for good.
+            self._unrecorded[run.id] = f"The run stopped, and that could not be recorded at the time: {e}."
+            raise
         finally:
             self.current = None
+
+    def _record_unrecorded(self, gallery: Gallery) -> None:
+        for rid, message in list(self._unrecorded.items()):
+            gallery.fail(rid, message)
+            del self._unrecorded[rid]
 
     def _run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None) -> str:
         def progress(p: Any) -> None:

@@ -78,8 +78,8 @@ def run_id(value: Any) -> int:
         if not value.strip().isdigit() or not value.strip().isascii():
             raise GalleryError(f"A run id is a whole number, not {value!r}.")
         value = int(value)
-    if not 0 < value < 2**63:
-        raise GalleryError(f"There is no run {value}: ids start at 1.")
+    if not 0 < value < 2**63:  # well formed, but no row can have it: not found (?run=0 in a URL)
+        raise NotFound(f"There is no run {value}: ids start at 1.")
     return value
 
 
