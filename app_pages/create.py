@@ -9,7 +9,7 @@ import streamlit as st
 from app_pages import common, inputs, jobs
 from app_pages import params_form as form
 from app_pages import sweep
-from engine.params import Params, validation_errors
+from engine.params import Params, ParamsError, validation_errors
 from gallery import GalleryError
 
 NONE = "—"
@@ -81,6 +81,78 @@ def render_sweep(errors: dict[str, str]) -> None:
     form.field_error(errors, "sweep")
 
 
+def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int) -> None:
+    try:
+        target = submit(g, p, owner, axes)
+    except (ParamsError, GalleryError) as exc:  # e.g. an image file vanished since it was chosen
+        st.error(common.escape_md(str(exc)), icon=":material/error:")
+        return
+    # The job panel may be scrolled out of view; a toast is seen wherever one is. Shown by the
+    # next run: this one ends in st.rerun().
+    st.session_state["toast"] = f"Queued run #{target['run']}" if "run" in target else f"Queued {runs} runs"
+    for key in ("run", "batch"):
+        st.query_params.pop(key, None)
+    st.query_params.update(target)
+    st.rerun()
+
+
+def settings_column(g: Any, owner: str) -> None:
+    """Images, preset, Advanced, Sweep and the Generate button."""
+    style_items = inputs.chosen(st.session_state, "style")
+    p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
+    settings_errors = validation_errors(p, need_images=False)
+    axes, axis_errors = sweep_axes()
+    if axes:
+        axis_errors.update(sweep.sweep_errors(p, axes))
+
+    left, right = st.columns(2)
+    with left:
+        content = inputs.render("content", "Content image")
+    with right:
+        styles = inputs.render("style", "Style images")
+
+    st.subheader("Settings", anchor=False)
+    form.render_preset()
+    chosen_preset = st.session_state.get(form.PRESET_KEY)
+    modified = form.changed_from_preset(p, chosen_preset)
+    st.caption(("Changed from the preset: " + ", ".join(modified)) if modified else
+               "Unchanged preset." if chosen_preset else "Custom settings.")
+    # Keyed expanders keep their open/closed state across reruns; errors open them.
+    if settings_errors:
+        st.session_state["advanced"] = True
+    if axis_errors:
+        st.session_state["sweep"] = True
+    with st.expander("Advanced", key="advanced"):
+        form.render_advanced(settings_errors, [s["name"] for s in styles])
+    with st.expander("Sweep", key="sweep"):
+        render_sweep(axis_errors)
+
+    p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
+                               tuple(s["path"] for s in styles))
+    errors = validation_errors(p, need_images=True)
+    runs = len(sweep.expand(p, axes)) if axes else 1
+    label = f"Generate {runs} runs" if runs > 1 else "Generate"
+    if st.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
+                 icon=":material/brush:"):
+        _queue(g, p, owner, axes, runs)
+    if errors:
+        missing = [m for f, m in errors.items() if f in ("content", "styles")]
+        st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")
+    form.save_form(st.session_state)
+
+
+def job_column(g: Any, owner: str) -> None:
+    target = current_job(g, owner, dict(st.query_params))
+    if target is None:
+        st.info("Your runs appear here. Choose images and press **Generate**.")
+    elif target[0] == "run":
+        st.query_params["run"] = str(target[1])
+        jobs.show_job(target[1], owner)
+    else:
+        st.query_params["batch"] = target[1]
+        jobs.show_batch(target[1], owner)
+
+
 def page() -> None:
     g = common.get_gallery()
     owner = common.current_owner()
@@ -97,65 +169,9 @@ def page() -> None:
     st.title("Create")
     settings, job = st.columns([3, 2], gap="large")
     with settings:
-        style_items = inputs.chosen(st.session_state, "style")
-        p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
-        settings_errors = validation_errors(p, need_images=False)
-        axes, axis_errors = sweep_axes()
-        if axes:
-            axis_errors.update(sweep.sweep_errors(p, axes))
-
-        left, right = st.columns(2)
-        with left:
-            content = inputs.render("content", "Content image")
-        with right:
-            styles = inputs.render("style", "Style images")
-
-        st.subheader("Settings", anchor=False)
-        form.render_preset()
-        chosen_preset = st.session_state.get(form.PRESET_KEY)
-        modified = form.changed_from_preset(p, chosen_preset)
-        st.caption(("Changed from the preset: " + ", ".join(modified)) if modified else
-                   "Unchanged preset." if chosen_preset else "Custom settings.")
-        # Keyed expanders keep their open/closed state across reruns; errors open them.
-        if settings_errors:
-            st.session_state["advanced"] = True
-        if axis_errors:
-            st.session_state["sweep"] = True
-        with st.expander("Advanced", key="advanced"):
-            form.render_advanced(settings_errors, [s["name"] for s in styles])
-        with st.expander("Sweep", key="sweep"):
-            render_sweep(axis_errors)
-
-        p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
-                                   tuple(s["path"] for s in styles))
-        errors = validation_errors(p, need_images=True)
-        ready = not errors and not axis_errors
-        runs = len(sweep.expand(p, axes)) if axes else 1
-        label = f"Generate {runs} runs" if runs > 1 else "Generate"
-        if st.button(label, key="generate", type="primary", disabled=not ready, icon=":material/brush:"):
-            target = submit(g, p, owner, axes)
-            # The job panel may be scrolled out of view; a toast is seen wherever one is. Shown
-            # by the next run: this one ends in st.rerun().
-            st.session_state["toast"] = f"Queued run #{target['run']}" if "run" in target else f"Queued {runs} runs"
-            for key in ("run", "batch"):
-                st.query_params.pop(key, None)
-            st.query_params.update(target)
-            st.rerun()
-        if errors:
-            missing = [m for f, m in errors.items() if f in ("content", "styles")]
-            st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")
-        form.save_form(st.session_state)
-
+        settings_column(g, owner)
     with job:
-        target = current_job(g, owner, dict(st.query_params))
-        if target is None:
-            st.info("Your runs appear here. Choose images and press **Generate**.")
-        elif target[0] == "run":
-            st.query_params["run"] = str(target[1])
-            jobs.show_job(target[1], owner)
-        else:
-            st.query_params["batch"] = target[1]
-            jobs.show_batch(target[1], owner)
+        job_column(g, owner)
 
 
 # Streamlit runs page files as __main__; tests import the functions above without drawing.

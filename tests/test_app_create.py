@@ -198,3 +198,19 @@ def test_examples_folder_offers_images(studio, monkeypatch):
     example = str(SHARED_IMAGES / "content" / "tubingen.jpg")
     at.selectbox(key="content_pick").set_value(example).run()
     assert at.session_state["content_chosen"][0]["path"] == example
+
+
+def test_an_image_gone_before_generate_is_reported_not_raised(studio, monkeypatch, tmp_path):
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    photo = examples / "photo.jpg"
+    photo.write_bytes(CONTENT.read_bytes())
+    monkeypatch.setenv("STUDIO_EXAMPLES", str(examples))
+    at = app()
+    at.selectbox(key="content_pick").set_value(str(photo)).run()
+    upload(at, "style", STYLE)
+    photo.unlink()
+    at.button(key="generate").click().run()
+    assert_ok(at)
+    assert any("photo.jpg" in e.value for e in at.error)
+    assert studio.count_runs() == 0
