@@ -89,7 +89,7 @@ def timing_line(view: JobView) -> str:
 def loss_table(losses: dict[str, float]) -> str:
     """The losses as a one-row Markdown table (compact enough for the narrow job column)."""
     names = [n for n in LOSSES if n in losses] + [n for n in losses if n not in LOSSES]
-    return ("| " + " | ".join(f"{n} loss" for n in names) + " |\n|" + "---:|" * len(names) + "\n| "
+    return ("| " + " | ".join(f"{n}" for n in names) + " |\n|" + "---:|" * len(names) + "\n| "
             + " | ".join(common.fmt_loss(losses[n]) for n in names) + " |")
 
 
@@ -98,6 +98,7 @@ def _draw_progress(view: JobView) -> None:
     if view.status == "running":
         st.caption(timing_line(view))
     if view.losses:
+        st.caption("Losses")
         st.markdown(loss_table(view.losses))
 
 
