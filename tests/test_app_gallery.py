@@ -3,6 +3,7 @@ download, favorite, title/tags, re-run, delete with confirmation) and Compare.""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 
 import pytest
@@ -168,3 +169,25 @@ def test_scrub_frames_orders_previews_and_ends_with_the_result(tmp_path):
         p.write_bytes(b"x")
     frames = scrub_frames([(10, paths[0]), (5, paths[1]), (15, tmp_path / "gone.jpg")], paths[2])
     assert [label for label, _ in frames] == ["iteration 5", "iteration 10", "result"]
+
+
+@pytest.mark.slow
+def test_grid_stays_quick_with_thousands_of_runs(studio):
+    base = studio.get(studio.submit(small_params())).params  # images now stored in the gallery
+    for seed in range(1, 2000):
+        studio.submit(base.with_changes(seed=seed), title=f"run {seed}")
+    at = app(GALLERY)
+    at.selectbox(key="g_status").set_value("any")
+    started = time.monotonic()
+    at.run()
+    first_page = time.monotonic() - started
+    assert any(c.value.startswith("2000 results") for c in at.caption)
+    assert card_ids(at) == list(range(2000, 1980, -1))
+    at.session_state["g_page"] = 100
+    started = time.monotonic()
+    at.run()
+    last_page = time.monotonic() - started
+    assert card_ids(at) == list(range(20, 0, -1)) and "Page 100 of 100" in [c.value for c in at.caption]
+    print(f"2000 runs: first page {first_page:.2f} s, last page {last_page:.2f} s")
+    # One page of rows per run, whatever the total: generous bounds for a busy shared CPU.
+    assert first_page < 10 and last_page < 10, (first_page, last_page)
