@@ -18,12 +18,12 @@ run: $(VENV)/.installed
 	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
 
 # The studio for the lab network: every interface, behind a password (docs/reliability.md). The
-# check comes first, so without a password nothing ever listens.
+# check comes first, so without a password nothing ever listens; tracebacks stay in the log.
 SHARE_HOST ?= 0.0.0.0
 share: $(VENV)/.installed
 	@STUDIO_SHARE=1 $(PY) -m app_pages.auth
 	STUDIO_SHARE=1 $(PY) -m streamlit run streamlit_app.py --server.address $(SHARE_HOST) --server.port $(PORT) \
-		--server.enableXsrfProtection true
+		--server.enableXsrfProtection true --client.showErrorDetails type
 
 # End-to-end tests drive Debian's Chromium; install it when missing.
 browser:

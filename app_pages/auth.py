@@ -201,6 +201,18 @@ def delete(g: Any, run_id: int, owner: str | None = None) -> None:
     g.delete(run_id)
 
 
+def validation_errors(p: Any, need_images: bool = True) -> dict[str, str]:
+    """engine.params.validation_errors, plus share mode's rule: weights are the built-in ones
+    unless you are the admin. A weights path names a file on the server: anyone could probe
+    which files exist there, and the engine keeps every weights file it read in memory."""
+    from engine.params import BUILTIN_WEIGHTS, validation_errors as engine_errors
+
+    errors = engine_errors(p, need_images)
+    if share_mode() and not is_admin() and "weights" not in errors and p.weights not in BUILTIN_WEIGHTS:
+        errors["weights"] = f"in a shared studio, one of {', '.join(BUILTIN_WEIGHTS)} (other weights: ask the admin)"
+    return errors
+
+
 # --- the Streamlit glue -------------------------------------------------------------------------
 
 def _browser_key() -> str | None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import common, inputs, jobs
+from app_pages import auth, common, inputs, jobs
 from app_pages import params_form as form
 from app_pages import sweep
-from engine.params import Params, ParamsError, validation_errors
+from engine.params import Params, ParamsError
 from gallery import GalleryError
 
 NONE = "—"
@@ -100,7 +100,7 @@ def settings_column(g: Any, owner: str) -> None:
     """Images, preset, Advanced, Sweep and the Generate button."""
     style_items = inputs.chosen(st.session_state, "style")
     p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
-    settings_errors = validation_errors(p, need_images=False)
+    settings_errors = auth.validation_errors(p, need_images=False)
     axes, axis_errors = sweep_axes()
     if axes:
         axis_errors.update(sweep.sweep_errors(p, axes))
@@ -129,7 +129,7 @@ def settings_column(g: Any, owner: str) -> None:
 
     p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
                                tuple(s["path"] for s in styles))
-    errors = validation_errors(p, need_images=True)
+    errors = auth.validation_errors(p, need_images=True)
     runs = len(sweep.expand(p, axes)) if axes else 1
     label = f"Generate {runs} runs" if runs > 1 else "Generate"
     if st.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),

@@ -87,6 +87,7 @@ def test_make_share_checks_first_then_listens_everywhere_with_xsrf():
     assert "STUDIO_SHARE=1" in lines[check] and "STUDIO_SHARE=1" in lines[serve]
     assert "--server.address 0.0.0.0" in lines[serve]
     assert "--server.enableXsrfProtection true" in lines[serve]
+    assert "--client.showErrorDetails type" in lines[serve]  # no tracebacks (server paths) to the lab
 
 
 def _make_share(tmp_path: Path, port: int, **env: str) -> subprocess.Popen:
@@ -324,3 +325,17 @@ def test_browser_signs_in_once_per_browser(tmp_path: Path):
         driver.delete_all_cookies()  # a different browser, as far as the server can tell
         driver.get(url)
         wait_css(driver, "input[type='password']", timeout=60)
+
+
+def test_weights_files_on_the_server_are_for_the_admin(share, monkeypatch: pytest.MonkeyPatch):
+    """The weights box takes typed paths; the Create page validates with auth.validation_errors.
+    (AppTest cannot type a new option into a selectbox, so this checks the rule directly.)"""
+    p = small_params(weights="/etc/passwd")
+    monkeypatch.setattr(auth, "role", lambda: auth.USER)
+    assert "in a shared studio, one of caffe, torchvision" in auth.validation_errors(p)["weights"]
+    assert "weights" not in auth.validation_errors(small_params(weights="torchvision"))
+    monkeypatch.setattr(auth, "role", lambda: auth.ADMIN)
+    assert "weights" not in auth.validation_errors(p)
+    monkeypatch.delenv(auth.SHARE_ENV)
+    monkeypatch.setattr(auth, "role", lambda: None)
+    assert "weights" not in auth.validation_errors(p)
