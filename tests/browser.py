@@ -228,78 +228,54 @@ def screenshot(driver: Any, path: Path, max_width: int | None = None, max_kb: in
 
 
 # --- README screenshots -------------------------------------------------------------------------
-# Staged, not computed: the server runs without a worker and this script plays the worker through
-# the gallery API, with the reference results of ../shared/images/reference as "results". On a
-# busy shared CPU real runs take many minutes, and the screenshots show the UI, not the engine
-# (test_e2e_browser.py covers the real engine end to end).
+# Real results only: the gallery is filled by the real worker and engine at small sizes (the CPU
+# here is slow), and the running job is a real job of the server's own worker.
 
 SHARED = ROOT.parent / "shared" / "images"
-# reference file -> (content, styles, changes to the "balanced" preset, title)
-REFERENCE_RUNS = {
-    "tubingen_starry.png": ("tubingen.jpg", ("starry_night.jpg",), {}, "Tübingen, starry"),
-    "tubingen_scream.png": ("tubingen.jpg", ("the_scream.jpg",), {}, ""),
-    "tubingen_seated_nude.png": ("tubingen.jpg", ("seated-nude.jpg",), {"style_weight": 200.0}, ""),
-    "tubingen_starry_original_color.png": ("tubingen.jpg", ("starry_night.jpg",), {"original_colors": True},
-                                           "Original colours"),
-    "golden_gate_starry.png": ("golden_gate.jpg", ("starry_night.jpg",), {}, "Golden Gate at night"),
-    "golden_gate_starry_scale2.png": ("golden_gate.jpg", ("starry_night.jpg",), {"style_scale": 2.0},
-                                      "Bigger brush strokes"),
-    "golden_gate_starry_scream_5_5.png": ("golden_gate.jpg", ("starry_night.jpg", "the_scream.jpg"),
-                                          {"style_blend": (5.0, 5.0)}, "Two styles"),
-}
+# (content, styles, changes, title) of the results shown in the gallery screenshot.
+GALLERY_RUNS = (
+    ("tubingen.jpg", ("starry_night.jpg",), {}, "Tübingen, starry"),
+    ("tubingen.jpg", ("the_scream.jpg",), {}, ""),
+    ("tubingen.jpg", ("seated-nude.jpg",), {"style_weight": 200.0}, ""),
+    ("tubingen.jpg", ("starry_night.jpg",), {"original_colors": True}, "Original colours"),
+    ("golden_gate.jpg", ("starry_night.jpg",), {}, "Golden Gate at night"),
+    ("golden_gate.jpg", ("starry_night.jpg",), {"style_scale": 2.0}, "Bigger brush strokes"),
+    ("golden_gate.jpg", ("starry_night.jpg", "the_scream.jpg"), {"style_blend": (5.0, 5.0)}, "Two styles"),
+)
 
 
 def _image(name: str) -> Path:
     return next(SHARED.glob(f"*/{name}"))
 
 
-def _staged_result(reference: Path, content: Path, iterations: int, seconds: float) -> Any:
-    """Duck-types engine.transfer.Result: the reference image, previews fading in from the photo."""
-    from types import SimpleNamespace
+def _fill_gallery(data: Path, timeout: float = 900) -> Any:
+    """Queues GALLERY_RUNS and lets a real worker compute them."""
+    from engine.params import Params
+    from gallery import Gallery
+    from worker import Worker
 
-    from PIL import Image
-
-    final = Image.open(reference).convert("RGB")
-    start = Image.open(content).convert("RGB").resize(final.size)
-    previews = [(i, Image.blend(start, final, i / iterations)) for i in range(50, iterations, 50)]
-    losses = {"total": 2.1e5, "content": 8.4e4, "style": 1.2e5, "tv": 6.1e3}
-    return SimpleNamespace(image=final, losses=losses, previews=previews, weights_name="caffe",
-                           weights_sha256=None, device="cpu",
-                           timings={"setup": 2.0, "optimize": seconds - 2.0, "total": seconds})
-
-
-def _play_running(g: Any, run_id: int, iteration: int, reference: Path, content: Path) -> None:
-    """What the worker writes while a run is part-way: progress, losses and a preview."""
-    from PIL import Image
-
-    run = g.claim(run_id, "staged")
-    assert run is not None, f"run {run_id} is not queued"
-    final = Image.open(reference).convert("RGB")
-    preview = Image.blend(Image.open(content).convert("RGB").resize(final.size), final, 0.7)
-    losses = {"total": 6.3e5, "content": 1.9e5, "style": 4.2e5, "tv": 1.8e4}
-    g.report_progress(run_id, iteration, run.total, losses, preview)
-    time.sleep(0.6)  # past the gallery's write throttle, so this one is stored as well
-    g.report_progress(run_id, iteration + 1, run.total, losses, None)
+    g = Gallery(data)
+    for content, styles, changes, title in GALLERY_RUNS:
+        params = Params(content=str(_image(content)), styles=tuple(str(_image(s)) for s in styles), size=192,
+                        iterations=60, device="cpu", preview_every=20, **changes)
+        g.submit(params, owner="lab00001", title=title)
+    w = Worker(data, device="cpu")
+    w.start()
+    try:
+        wait_for(lambda: g.count_runs(status="done") == len(GALLERY_RUNS), timeout, "the gallery's runs", 2.0)
+    finally:
+        w.stop()
+    g.set_favorite(1, True)
+    return g
 
 
 def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
-    """docs/screenshots/create-running.png and gallery.png, from staged data (see above)."""
-    from engine.params import preset
-    from gallery import Gallery
-
+    """docs/screenshots/create-running.png and gallery.png, of real runs (see above)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "data"
-        g = Gallery(data)
-        for i, (reference, (content, styles, changes, title)) in enumerate(REFERENCE_RUNS.items()):
-            params = preset("balanced", content=str(_image(content)), styles=tuple(str(_image(s)) for s in styles),
-                            device="cpu", **changes)
-            run_id = g.submit(params, owner="lab00001", title=title)
-            g.claim(run_id, "staged")
-            g.finish(run_id, _staged_result(SHARED / "reference" / reference, _image(content),
-                                            params.iterations, 95.0 + 17 * i))
-        g.set_favorite(1, True)
-        with studio_server(data, tmp_path / "server.log", STUDIO_WORKER="0") as url, \
+        g = _fill_gallery(data)
+        with studio_server(data, tmp_path / "server.log") as url, \
                 chromium(tmp_path / "downloads") as driver:
             try:
                 shots = _screenshot_tour(driver, url, g, out_dir)
@@ -313,23 +289,18 @@ def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
 def _screenshot_tour(driver: Any, url: str, g: Any, out_dir: Path) -> list[Path]:
     driver.get(f"{url}/?owner=screens")
     wait_css(driver, ".st-key-generate", timeout=60)
-    content, style = _image("tubingen.jpg"), _image("the_scream.jpg")
-    upload(driver, "content_upload", content)
+    upload(driver, "content_upload", _image("tubingen.jpg"))
     wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 60, "the content thumbnail")
-    upload(driver, "style_upload", style)
+    upload(driver, "style_upload", _image("the_scream.jpg"))
     wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 60, "the style thumbnail")
     wait_idle(driver)
-    click(driver, ".st-key-generate button")
-    wait_for(lambda: g.list_runs(owner="screens", limit=1), 30, "the run to be queued")
-    run_id = g.list_runs(owner="screens", limit=1)[0].id
-    _play_running(g, run_id, 180, SHARED / "reference" / "tubingen_scream.png", content)
-    wait_css(driver, ".st-key-job [data-testid='stImage']", timeout=30)
-    time.sleep(1.5)  # let the elapsed time tick past zero
+    click(driver, ".st-key-generate button")  # the "balanced" preset, computed by the server's worker
+    wait_css(driver, ".st-key-job [data-testid='stImage']", timeout=300)
+    time.sleep(1.5)
     scroll_to(driver, "h1")
     shots = [screenshot(driver, out_dir / "create-running.png", max_width=1280, max_kb=300)]
-    g.finish(run_id, _staged_result(SHARED / "reference" / "tubingen_scream.png", content, 300, 130.0))
     go_to(driver, "Gallery")
-    wait_for(lambda: len(css(driver, "[class*='st-key-run-'] img")) == len(REFERENCE_RUNS) + 1, 60,
+    wait_for(lambda: len(css(driver, "[class*='st-key-run-'] img")) >= len(GALLERY_RUNS), 60,
              "the gallery's thumbnails")
     time.sleep(1)
     shots.append(screenshot(driver, out_dir / "gallery.png", max_width=1280, max_kb=300))
