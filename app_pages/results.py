@@ -65,6 +65,18 @@ def scrub_frames(previews: list[tuple[int, Path]], result: Path | None) -> list[
     return frames
 
 
+def display_width(path: Path, at_least: int = 384) -> int | str:
+    """Native size (capped by the column), except that tiny results are scaled up to be seen."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:  # reads the header only
+            width = img.width
+    except OSError:
+        return "content"
+    return at_least if width < at_least else "content"
+
+
 def parse_ids(text: str | None) -> list[int]:
     """"3,7,9" -> [3, 7, 9]: unique ids, in order, at most MAX_COMPARE."""
     ids: list[int] = []
@@ -169,9 +181,10 @@ def show_detail(g: Any, run_id: int) -> None:
             labels = list(frames)
             choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
             # Native size up to the column's width: small results are not blown up into mush.
-            st.image(str(frames[choice]), width="content", caption=choice)
+            st.image(str(frames[choice]), width=display_width(frames[choice]), caption=choice)
         elif frames:
-            st.image(str(next(iter(frames.values()))), width="content")
+            image = next(iter(frames.values()))
+            st.image(str(image), width=display_width(image))
         else:
             st.info(f"No image: the run is {run.status}." + (f" {run.error}" if run.error else ""))
     with side:
