@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_IMAGES = ROOT.parent / "shared" / "images"
+# Resolved: the app stores resolved paths, and ../shared may be a link to the real folder.
+SHARED_IMAGES = (ROOT.parent / "shared" / "images").resolve()
 CONTENT = SHARED_IMAGES / "content" / "tubingen.jpg"
 STYLE = SHARED_IMAGES / "style" / "starry_night.jpg"
 STYLE2 = SHARED_IMAGES / "style" / "the_scream.jpg"
