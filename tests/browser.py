@@ -248,7 +248,7 @@ def _image(name: str) -> Path:
     return next(SHARED.glob(f"*/{name}"))
 
 
-def _fill_gallery(data: Path, timeout: float = 900) -> Any:
+def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: float = 1800) -> Any:
     """Queues GALLERY_RUNS and lets a real worker compute them."""
     from engine.params import Params
     from gallery import Gallery
@@ -256,15 +256,18 @@ def _fill_gallery(data: Path, timeout: float = 900) -> Any:
 
     g = Gallery(data)
     for content, styles, changes, title in GALLERY_RUNS:
-        params = Params(content=str(_image(content)), styles=tuple(str(_image(s)) for s in styles), size=192,
-                        iterations=60, device="cpu", preview_every=20, **changes)
+        params = Params(content=str(_image(content)), styles=tuple(str(_image(s)) for s in styles), size=size,
+                        iterations=iterations, device="cpu", preview_every=20, **changes)
         g.submit(params, owner="lab00001", title=title)
     w = Worker(data, device="cpu")
     w.start()
     try:
-        wait_for(lambda: g.count_runs(status="done") == len(GALLERY_RUNS), timeout, "the gallery's runs", 2.0)
+        wait_for(lambda: g.count_runs(status="queued") + g.count_runs(status="running") == 0, timeout,
+                 "the gallery's runs", 2.0)
     finally:
         w.stop()
+    failed = [(r.id, r.status, r.error) for r in g.list_runs(limit=100) if r.status != "done"]
+    assert not failed, failed
     g.set_favorite(1, True)
     return g
 
