@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.params import LAYERS, Params
+from engine.params import LAYERS, LBFGS_HISTORY, Params
 
 FLOAT_BYTES = 4
-# torch.optim.LBFGS(history_size=100), as engine.transfer uses it: 100 step and 100 gradient
-# differences, plus a handful of working vectors.
-LBFGS_VECTORS = 2 * 100 + 4
+# engine.lbfgs: its step and gradient-change history, plus a handful of working vectors.
+LBFGS_VECTORS = 2 * LBFGS_HISTORY + 6
 ADAM_VECTORS = 2  # exp_avg, exp_avg_sq
 # Allocator rounding and fragmentation, and the cuDNN workspace, on top of the tensors.
 SAFETY_FACTOR = 1.2

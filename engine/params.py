@@ -17,6 +17,8 @@ LAYERS: tuple[str, ...] = tuple(
 )
 
 OPTIMIZERS = ("lbfgs", "adam")
+# Step and gradient-change pairs L-BFGS keeps (engine.lbfgs; engine.memory counts them).
+LBFGS_HISTORY = 20
 INITS = ("content", "noise")
 POOLINGS = ("max", "avg")
 DEVICES = ("auto", "cpu", "cuda")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import images
+from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
 from engine.vgg import FeatureNet, Weights, load_weights
 
@@ -150,12 +151,10 @@ def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torc
     return [to_tensor(images.resize_longest(s, longest), device) for s in styles]
 
 
-def _make_optimizer(p: Params, x: torch.Tensor) -> torch.optim.Optimizer:
+def _make_optimizer(p: Params, x: torch.Tensor) -> torch.optim.Optimizer | LBFGS:
     if p.optimizer == "adam":
         return torch.optim.Adam([x], lr=p.learning_rate)
-    # One evaluation per step, no early stopping: the caller decides how many iterations.
-    return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
-                             tolerance_grad=-1.0, tolerance_change=-1.0)
+    return LBFGS(x)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -216,7 +215,7 @@ def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
         parts: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
+            x.grad = None
             loss, found = objective(x)
             loss.backward()
             parts.clear()

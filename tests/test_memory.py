@@ -34,8 +34,9 @@ def test_refusal_message() -> None:
     assert refusal(Params(size=256), 8 * GB, "cuda") is None
     message = refusal(p, int(7.8 * GB), "cuda")
     need = format_bytes(estimate_bytes(p))
-    assert message == f"Not enough memory: this run needs about {need}, cuda has 7.8 GB free; try a size of 1024 or less."
-    assert largest_size_that_fits(p, int(7.8 * GB)) == 1024
+    assert message == f"Not enough memory: this run needs about {need}, cuda has 7.8 GB free; try a size of 1280 or less."
+    assert largest_size_that_fits(p, int(7.8 * GB)) == 1280
+    assert estimate_bytes(p.with_changes(size=1280)) <= 7.8 * GB < estimate_bytes(p.with_changes(size=1536))
     assert "free some memory" in refusal(p, 1000)
 
 

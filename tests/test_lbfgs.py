@@ -1,0 +1,114 @@
+"""engine.lbfgs on problems whose answers are known, and against torch's L-BFGS on the real loss."""
+from __future__ import annotations
+
+import torch
+
+from conftest import CONTENT, STYLE
+from engine import images
+from engine.lbfgs import LBFGS
+from engine.params import Params
+from engine.transfer import Objective, _style_tensors, to_tensor
+from engine.vgg import FeatureNet, load_weights
+
+
+def quadratic(n: int = 50, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A well-conditioned positive definite A and the minimiser of ½xᵀAx − bᵀx (A·x = b)."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    a = q @ torch.diag(torch.linspace(1.0, 20.0, n, dtype=torch.float64)) @ q.T
+    solution = torch.randn(n, generator=g, dtype=torch.float64) * 3
+    return a, solution
+
+
+class Quadratic:
+    """½xᵀAx − bᵀx as a closure over x, counting its evaluations."""
+
+    def __init__(self, a: torch.Tensor, solution: torch.Tensor, x: torch.Tensor):
+        self.a, self.b, self.x, self.calls = a, a @ solution, x, 0
+
+    def __call__(self) -> torch.Tensor:
+        self.x.grad = None
+        self.calls += 1
+        loss = 0.5 * self.x @ self.a @ self.x - self.b @ self.x
+        loss.backward()
+        return loss
+
+
+def test_finds_the_minimum_of_a_quadratic_with_one_evaluation_per_step():
+    a, solution = quadratic()
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution, x), LBFGS(x)
+    losses = [float(opt.step(f).detach()) for _ in range(60)]
+    assert f.calls == 60
+    assert torch.allclose(x.detach(), solution, atol=1e-6), (x - solution).abs().max()
+    assert losses[-1] <= losses[10] <= losses[0]
+
+
+def test_first_step_is_first_step_long_and_the_radius_at_most_doubles():
+    a, solution = quadratic(seed=1)
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution, x), LBFGS(x, first_step=0.25)
+    moves = []
+    for _ in range(8):
+        before = x.detach().clone()
+        opt.step(f)
+        moves.append(float((x.detach() - before).abs().max()))
+    assert abs(moves[0] - 0.25) < 1e-12, moves
+    assert all(m <= 0.25 * 2**k + 1e-12 for k, m in enumerate(moves)), moves
+    assert moves[2] > 0.25, moves  # it did grow while the limit held the steps back
+
+
+def test_an_uphill_step_is_undone_and_retried_shorter():
+    a, solution = quadratic(seed=2)
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution, x), LBFGS(x, first_step=1000.0)  # far past the minimum
+    start_loss = float(opt.step(f).detach())
+    first_step = x.detach().clone()
+    overshoot_loss = float(opt.step(f).detach())
+    assert overshoot_loss > start_loss
+    retry = x.detach()  # undone to 0, then a step of at most a quarter of the first
+    assert float(retry.abs().max()) <= 1000.0 / 4 + 1e-9
+    assert not torch.allclose(retry, first_step)
+    assert float(opt.step(f).detach()) < start_loss
+
+
+def test_history_is_a_ring_of_the_newest_pairs():
+    a, solution = quadratic(seed=2)
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution, x), LBFGS(x, history=3)
+    for _ in range(8):
+        opt.step(f)
+    assert opt.count == 7  # a pair per step after the first; all have positive curvature
+    assert opt._newest_first() == [0, 2, 1]  # pairs 7, 6, 5 sit in slots 0, 2, 1
+    step, change = opt.s[0], opt.y[0]
+    assert torch.allclose(change, a @ step)  # on a quadratic, y = A·s exactly
+
+
+def test_the_limited_steps_beat_torch_lbfgs_early_on_the_real_loss():
+    """The reason this module exists: torch's second step throws the image far away."""
+    size = 128  # at 64 px torch's second step happens to land well
+    p = Params(content=str(CONTENT), styles=(str(STYLE),), size=size, device="cpu")
+    device = torch.device("cpu")
+    net = FeatureNet(load_weights("caffe", device), p.content_layers + p.style_layers)
+    content = to_tensor(images.resize_longest(images.load_image(CONTENT), size), device)
+    objective = Objective(p, net, content, _style_tensors([images.load_image(STYLE)], size, p, device))
+
+    def losses_after(make, steps: int = 10) -> list[float]:
+        x = content.clone().contiguous().requires_grad_(True)
+        opt = make(x)
+
+        def closure() -> torch.Tensor:
+            x.grad = None
+            loss, _ = objective(x)
+            loss.backward()
+            return loss
+
+        return [float(opt.step(closure).detach()) for _ in range(steps)]
+
+    ours = losses_after(LBFGS)
+    theirs = losses_after(lambda x: torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
+                                                      tolerance_grad=-1.0, tolerance_change=-1.0))
+    assert ours[0] == theirs[0]  # same start, same objective
+    assert max(ours) <= ours[0] * 1.5, ours  # no blow-up
+    assert max(theirs) > theirs[0] * 100, theirs  # what happens without the cap
+    assert ours[-1] < theirs[-1] / 2, (ours, theirs)
