@@ -1,13 +1,29 @@
-"""`python -m bench.child MODULE ARGS...`: runs `python -m MODULE ARGS...` and, when it used CUDA,
-writes torch.cuda.max_memory_allocated to the file named by $BENCH_CUDA_PEAK_FILE, so that the
-benchmark can report GPU peak memory for a CLI it does not control (pastiche's)."""
+"""`python -m bench.child MODULE ARGS...`: runs `python -m MODULE ARGS...` and writes its peak memory
+to the file named by $BENCH_PEAK_FILE, as JSON: {"rss_mb": ..., "cuda_mb": ...}.
+
+Measured from inside, because the rusage a parent gets from wait4 includes the parent's own
+resident set at the time of the fork/exec (Linux carries the old address space's high-water
+mark over exec), which made every child look as big as the benchmark process.
+"""
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
+from pathlib import Path
 
-PEAK_FILE_ENV = "BENCH_CUDA_PEAK_FILE"
+PEAK_FILE_ENV = "BENCH_PEAK_FILE"
+
+
+def peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
 
 
 def main() -> None:
@@ -17,10 +33,10 @@ def main() -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
         torch = sys.modules.get("torch")
-        peak_file = os.environ.get(PEAK_FILE_ENV)
-        if peak_file and torch is not None and torch.cuda.is_initialized():
-            with open(peak_file, "w") as f:
-                f.write(str(torch.cuda.max_memory_allocated()))
+        cuda = torch is not None and torch.cuda.is_initialized()
+        peaks = {"rss_mb": peak_rss_mb(), "cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+        if os.environ.get(PEAK_FILE_ENV):
+            Path(os.environ[PEAK_FILE_ENV]).write_text(json.dumps(peaks))
 
 
 if __name__ == "__main__":

@@ -75,9 +75,17 @@ def test_multiscale_runs_each_scale_and_reports_sizes(monkeypatch):
     sizes = []
     result = run(TINY.with_changes(size=64, iterations=4, multiscale=True),
                  on_progress=lambda pr: sizes.append(pr.size))
-    assert sizes == [32, 32, 64, 64, 64, 64]
-    assert [i for i, _ in result.previews] == [2]  # the coarse scale's last image
+    assert sizes == [32] * 4 + [64] * 4
+    assert [i for i, _ in result.previews] == [4]  # the coarse scale's last image
     assert result.image.size == (64, 48)
+
+
+def test_the_coarse_stage_is_the_small_run_itself(monkeypatch):
+    """What makes a small preview predict the large result: the large run starts from it."""
+    monkeypatch.setattr("engine.params.MULTISCALE_MIN_SIZE", 32)
+    p = TINY.with_changes(iterations=5, multiscale=True, init="content")
+    large, small = run(p.with_changes(size=64)), run(p.with_changes(size=32))
+    assert large.previews[0][1].tobytes() == small.image.tobytes()
 
 
 def test_blended_styles_target_the_weighted_gram():
