@@ -33,8 +33,9 @@ SHRINK = 0.25
 class LBFGS:
     """Minimises closure() over the tensor `x` in place; step(closure) evaluates it exactly once.
 
-    As with torch.optim.LBFGS(max_iter=1), the loss step() returns is the loss at the point the
-    step started from; the closure must zero x.grad, compute the loss, call backward and return it.
+    As with torch.optim.LBFGS(max_iter=1), step() returns the closure's loss at x as it found it
+    (after an uphill step, that higher loss, though the step then starts from the point before).
+    The closure must zero x.grad, compute the loss, call backward and return it.
     """
 
     def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP,
@@ -95,7 +96,7 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
-        value = float(loss)
+        value = float(loss.detach())
         grad = self.x.grad.detach().reshape(-1).clone()
         pinned = self._pinned(grad)
         if pinned is not None:

@@ -85,7 +85,7 @@ def test_bounds_hold_and_the_box_constrained_minimum_is_found():
 
     for _ in range(40):
         opt.step(closure)
-        assert 0.0 <= float(x.min()) and float(x.max()) <= 255.0
+        assert 0.0 <= float(x.detach().min()) and float(x.detach().max()) <= 255.0
     assert torch.allclose(x.detach(), target.clamp(0, 255), atol=1e-6), x
 
 
