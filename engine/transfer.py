@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import images
+from engine.accel import Accel, autocast, default_accel, evaluator, network_input
 from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
 from engine.vgg import FeatureNet, Weights, load_weights
@@ -118,22 +119,29 @@ def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
 class Objective:
     """The weighted loss at one scale, with content and style targets computed once."""
 
-    def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor]):
-        self.p, self.net = p, net
+    def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor],
+                 accel: Accel = Accel()):
+        self.p, self.net, self.accel = p, net, accel
         with torch.no_grad():
-            feats = net(content)
-            self.content_targets = {layer: feats[layer].detach() for layer in p.content_layers}
+            feats = self.features(content)
+            self.content_targets = {layer: feats[layer] for layer in p.content_layers}
             # Blended styles share one target Gram per layer (as neural-style does).
             self.style_targets = {layer: 0 for layer in p.style_layers}
             for weight, style in zip(p.blend_weights(), styles):
-                feats = net(style)
+                feats = self.features(style)
                 for layer in p.style_layers:
                     self.style_targets[layer] = self.style_targets[layer] + weight * gram(feats[layer])
         self.layer_weights = dict(zip(p.style_layers, p.layer_weights()))
 
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs in float32, whatever precision the network ran in."""
+        with autocast(x.device, self.accel):
+            feats = self.net(network_input(x, self.accel))
+        return {layer: f.float() for layer, f in feats.items()}
+
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.p
-        feats = self.net(x)
+        feats = self.features(x)
         content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
         style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
                     for layer, target in self.style_targets.items())
@@ -163,12 +171,16 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def run(p: Params, on_progress: ProgressFn | None = None,
-        should_cancel: Callable[[], bool] | None = None) -> Result:
-    """Optimises the result image for `p`, coarse to fine when `p.multiscale`."""
+        should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None) -> Result:
+    """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
+    the loss is evaluated (engine.accel); by default, what was measured best on the device."""
     validate(p)
     device = pick_device(p.device)
+    accel = default_accel(device) if accel is None else accel
+    if accel.problem(device):
+        raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
     try:
-        return _run(p, device, on_progress, should_cancel)
+        return _run(p, device, accel, on_progress, should_cancel)
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:
@@ -181,12 +193,14 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         raise
 
 
-def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
+def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
          should_cancel: Callable[[], bool] | None) -> Result:
     t0 = time.perf_counter()
     content_img, style_imgs = _load_inputs(p)
     weights: Weights = load_weights(p.weights, device)
     net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
+    if accel.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(p.seed)
     schedule = p.schedule()
     total = sum(n for _, n in schedule)
@@ -200,7 +214,7 @@ def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
     for scale_index, (size, iterations) in enumerate(schedule):
         w, h = images.fit_within(content_img.width, content_img.height, size)
         content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
-        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device))
+        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel)
         if x is None:
             if p.init == "content":
                 x = content.clone()
@@ -212,12 +226,11 @@ def _run(p: Params, device: torch.device, on_progress: ProgressFn | None,
             x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
         x = x.contiguous().requires_grad_(True)
         optimizer = _make_optimizer(p, x)
+        evaluate = evaluator(objective, x, accel)
         parts: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            x.grad = None
-            loss, found = objective(x)
-            loss.backward()
+            loss, found = evaluate()
             parts.clear()
             parts.update(found, total=loss)
             return loss

@@ -1,0 +1,146 @@
+"""`python -m bench.accel`: each way of evaluating the loss (engine.accel) on this device, timed
+against the VGG19 floor in one run, with the loss each reaches and its picture.
+
+For every size: one engine run per variant, the floor timed between its iterations (as
+`python -m bench` does), then its result judged by the plain float32 loss, so a variant that is
+fast but optimises worse shows it. Then the fastest variant whose judged loss stays within
+--tolerance of plain's runs the headline: --full iterations at the first size, wall clock.
+The results go to --out as one captioned sheet per size, for looking at. Figures, not assertions.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from bench.__main__ import SHARED, Judge, Pair, Report, base_params, machine, side_by_side, sync
+from bench.quality import captioned, fit_height, grid
+from engine.accel import Accel
+from engine.transfer import pick_device, run
+
+VARIANTS = (
+    Accel(),
+    Accel(channels_last=True),
+    Accel(bf16=True),
+    Accel(channels_last=True, bf16=True),
+    Accel(compile=True),  # alone: each compile costs a minute or more, per size
+    Accel(cuda_graph=True),
+    Accel(channels_last=True, cuda_graph=True),
+    Accel(channels_last=True, bf16=True, cuda_graph=True),
+)
+
+
+@dataclass
+class Measured:
+    accel: Accel
+    iteration: float
+    floor: float
+    loss: float
+    peak_mb: float | None
+    image: Image.Image
+
+
+SHEET_CELL = 512  # px high: enough to see bfloat16's banding or noise, small enough to send back
+
+
+def sheet(rows: list[Measured]) -> Image.Image:
+    return grid([captioned(fit_height(r.image, min(SHEET_CELL, r.image.height)),
+                           f"{r.accel.label()}: loss {r.loss:.4g}") for r in rows], columns=3)
+
+
+def measure(size: int, device: str, pair: Pair, steps: int) -> list[Measured]:
+    judge = Judge(base_params(size, device, pair))
+    rows = []
+    for accel in VARIANTS:
+        if accel.problem(torch.device(device)):
+            continue
+        try:
+            m = side_by_side(base_params(size, device, pair), steps, with_pastiche=False, accel=accel)
+        except Exception as e:  # one variant failing (say, no compiler for torch.compile) is a finding
+            print(f"{accel.label()} at {size} px failed: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        peak = m.peak_bytes / 2**20 if m.peak_bytes is not None else None
+        rows.append(Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.result.image))
+    return rows
+
+
+def table(emit: Report, size: int, device: str, steps: int, rows: list[Measured]) -> None:
+    plain = next(r for r in rows if r.accel == Accel())
+    emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
+    emit()
+    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB |")
+    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        peak = f"{r.peak_mb:.0f}" if r.peak_mb is not None else ""
+        emit(f"| {r.accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | "
+             f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f} | {peak} |")
+    emit()
+    emit("The floor (plain float32 forward to conv5_1 and backward to the image) is timed between each "
+         "variant's own iterations; its median for plain was "
+         f"{plain.floor:.5f} s. Missing variants failed or do not apply here (see stderr).")
+    emit()
+
+
+def full_run(emit: Report, size: int, device: str, pair: Pair, iterations: int, accel: Accel) -> None:
+    p = base_params(size, device, pair, iterations=iterations, multiscale=False, preview_every=0)
+    sync(pick_device(device))
+    started = time.perf_counter()
+    result = run(p, accel=accel)
+    sync(pick_device(device))
+    wall = time.perf_counter() - started
+    emit(f"| {accel.label()} | {size} | {iterations} | {result.timings['optimize']:.2f} | "
+         f"{result.timings['setup']:.2f} | {wall:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cuda = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(prog="python -m bench.accel", description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024] if cuda else [128])
+    ap.add_argument("--steps", type=int, default=60 if cuda else 10, help="iterations timed per variant")
+    ap.add_argument("--full", type=int, default=1000 if cuda else 0,
+                    help="iterations of the headline run at the first size (0: none)")
+    ap.add_argument("--tolerance", type=float, default=0.02,
+                    help="how much higher than plain's a variant's judged loss may be to be chosen")
+    ap.add_argument("--images", type=Path, default=SHARED)
+    ap.add_argument("--out", type=Path, help="folder for the sheets of pictures (default: a new temporary one)")
+    ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
+    args = ap.parse_args(argv)
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="bench-accel-"))
+    device, pair = "cuda" if cuda else "cpu", Pair.in_folder(args.images)
+    args.out.mkdir(parents=True, exist_ok=True)
+    emit = Report()
+    emit(f"Machine: {machine()}")
+    emit()
+    emit(f"Command: `python -m bench.accel {' '.join(sys.argv[1:] if argv is None else argv)}`")
+    emit()
+    started = time.perf_counter()
+    first: list[Measured] = []
+    for size in args.sizes:
+        rows = measure(size, device, pair, args.steps)
+        table(emit, size, device, args.steps, rows)
+        sheet(rows).save(args.out / f"variants-{size}.png")
+        first = first or rows
+    if args.full:
+        plain = next(r for r in first if r.accel == Accel())
+        good = [r for r in first if r.loss <= plain.loss * (1 + args.tolerance)]
+        best = min(good, key=lambda r: r.iteration).accel
+        emit(f"## {args.full} iterations at {args.sizes[0]} px, wall clock")
+        emit()
+        emit("| variant | size | iterations | optimising s | setup s | whole run s |")
+        emit("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for accel in dict.fromkeys([Accel(), best]):
+            full_run(emit, args.sizes[0], device, pair, args.full, accel)
+        emit()
+    emit(f"Sheets: {args.out}/variants-<size>.png. Whole probe: {(time.perf_counter() - started) / 60:.1f} min.")
+    emit.write(args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

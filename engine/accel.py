@@ -1,0 +1,109 @@
+"""How the loss and its gradient are evaluated on a device: plain PyTorch, or with one or more of
+channels-last tensors, bfloat16 convolutions, torch.compile and a CUDA graph.
+
+None of these changes the objective being optimised. bfloat16 changes the network's arithmetic
+(the Gram matrices and losses stay in float32); the others change only how the same arithmetic is
+scheduled. `python -m bench.accel` measures each on the device at hand; `default_accel` holds what
+those measurements chose, and stays plain until a choice has been measured on that device type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Protocol
+
+import torch
+
+Parts = dict[str, torch.Tensor]
+
+
+class Objective(Protocol):
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]: ...
+
+
+@dataclass(frozen=True)
+class Accel:
+    channels_last: bool = False  # NHWC activations and weights (tensor-core friendly on CUDA)
+    bf16: bool = False  # the network under bfloat16 autocast
+    compile: bool = False  # torch.compile the objective
+    cuda_graph: bool = False  # capture loss + gradient once per scale, replay it every step
+
+    def label(self) -> str:
+        on = [f.name for f in fields(self) if getattr(self, f.name)]
+        return "+".join(on) if on else "plain"
+
+    def problem(self, device: torch.device) -> str | None:
+        """Why this cannot run on `device`, or None."""
+        if self.cuda_graph and device.type != "cuda":
+            return "CUDA graphs need a CUDA device"
+        if self.cuda_graph and self.compile:
+            return "compile and cuda_graph are exclusive (torch.compile captures its own graphs)"
+        return None
+
+
+def default_accel(device: torch.device) -> Accel:
+    """Plain on every device: nothing has yet been measured to pay (docs/performance.md)."""
+    return Accel()
+
+
+def network_input(x: torch.Tensor, accel: Accel) -> torch.Tensor:
+    # The optimised image itself stays in the default layout: the optimizer views it as one vector.
+    return x.contiguous(memory_format=torch.channels_last) if accel.channels_last else x
+
+
+def autocast(device: torch.device, accel: Accel) -> torch.autocast:
+    # No weight-cast cache: each weight is used once per forward, so it saves nothing, and a CUDA
+    # graph would replay casts into cached tensors that are freed when the autocast region ends.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=accel.bf16, cache_enabled=False)
+
+
+Evaluate = Callable[[], tuple[torch.Tensor, Parts]]
+
+
+def evaluator(objective: Objective, x: torch.Tensor, accel: Accel) -> Evaluate:
+    """A function that returns (loss, parts) at the current x and leaves the gradient in x.grad."""
+    if accel.cuda_graph:
+        return _GraphedStep(objective, x)
+    fn = torch.compile(objective, dynamic=False) if accel.compile else objective
+
+    def evaluate() -> tuple[torch.Tensor, Parts]:
+        x.grad = None
+        loss, parts = fn(x)
+        loss.backward()
+        return loss, parts
+
+    return evaluate
+
+
+class _GraphedStep:
+    """Loss and gradient captured as one CUDA graph; each call replays it, with no kernel launches
+    from Python. x must keep its storage (the optimizers change it in place) and x.grad is the
+    graph's own output tensor, overwritten by every replay."""
+
+    WARMUP = 3  # eager passes on a side stream first, as capture requires (cuDNN picks its kernels)
+
+    def __init__(self, objective: Objective, x: torch.Tensor):
+        self.objective, self.x = objective, x
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.loss: torch.Tensor | None = None
+        self.parts: Parts = {}
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(self.WARMUP):
+                self.x.grad = None
+                loss, _ = self.objective(self.x)
+                loss.backward()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.x.grad = None
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss, self.parts = self.objective(self.x)
+            self.loss.backward()
+
+    def __call__(self) -> tuple[torch.Tensor, Parts]:
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.loss, self.parts
