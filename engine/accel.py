@@ -98,7 +98,9 @@ class _GraphedStep:
         torch.cuda.current_stream().wait_stream(stream)
         self.x.grad = None
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Captured on the warm-up stream: cuBLAS and cuDNN set up per-stream state on first use,
+        # which must not happen during capture.
+        with torch.cuda.graph(self.graph, stream=stream):
             self.loss, self.parts = self.objective(self.x)
             self.loss.backward()
 
