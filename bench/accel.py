@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.__main__ import SHARED, Judge, Pair, Report, base_params, machine, side_by_side, sync
+from bench.__main__ import SHARED, Judge, Pair, Report, base_params, side_by_side, sync
 from bench.quality import captioned, fit_height, grid
 from engine.accel import Accel
 from engine.transfer import pick_device, run
@@ -114,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path(tempfile.mkdtemp(prefix="bench-accel-"))
     device, pair = "cuda" if cuda else "cpu", Pair.in_folder(args.images)
     args.out.mkdir(parents=True, exist_ok=True)
-    emit = Report()
-    emit(f"Machine: {machine()}")
-    emit()
-    emit(f"Command: `python -m bench.accel {' '.join(sys.argv[1:] if argv is None else argv)}`")
-    emit()
+    emit = Report.opened("python -m bench.accel", argv)
     started = time.perf_counter()
     first: list[Measured] = []
     for size in args.sizes:
