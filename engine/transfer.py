@@ -243,7 +243,8 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                 with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
                     x.clamp_(0, 255)
             done += 1
-            losses = {k: float(v.detach()) for k, v in parts.items()}
+            # One read from the device for all the parts.
+            losses = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist()))
             last_of_scale = i == iterations
             preview = None
             if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(schedule) - 1):

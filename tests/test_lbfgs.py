@@ -96,9 +96,40 @@ def test_history_is_a_ring_of_the_newest_pairs():
     for _ in range(8):
         opt.step(f)
     assert opt.count == 7  # a pair per step after the first; all have positive curvature
-    assert opt._newest_first() == [0, 2, 1]  # pairs 7, 6, 5 sit in slots 0, 2, 1
-    step, change = opt.s[0], opt.y[0]
-    assert torch.allclose(change, a @ step)  # on a quadratic, y = A·s exactly
+    assert opt._oldest_first().tolist() == [1, 2, 0]  # pairs 5, 6, 7 sit in slots 1, 2, 0
+    steps, changes = opt.pairs[:3], opt.pairs[3:]
+    assert torch.allclose(changes[0], a @ steps[0])  # on a quadratic, y = A·s exactly
+    # The small matrices are kept up to date as pairs replace each other.
+    assert torch.allclose(opt.sy, steps @ changes.T) and torch.allclose(opt.yy, changes @ changes.T)
+
+
+def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], grad: torch.Tensor) -> torch.Tensor:
+    """-H·grad by the textbook two-loop recursion (Nocedal and Wright, algorithm 7.4), pairs oldest first."""
+    q, alphas = grad.clone(), []
+    for s, y in reversed(pairs):
+        alphas.append((s @ q) / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1]
+    q *= (s @ y) / (y @ y)
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        q += (alpha - (y @ q) / (s @ y)) * s
+    return -q
+
+
+def test_the_compact_direction_is_the_two_loop_direction():
+    g = torch.Generator().manual_seed(3)
+    n, history = 40, 5
+    a, _ = quadratic(n, seed=3)
+    opt = LBFGS(torch.zeros(n, dtype=torch.float64), history=history)
+    pairs = []
+    for count in range(1, 13):  # past a full ring, twice
+        s = torch.randn(n, generator=g, dtype=torch.float64)
+        y = a @ s + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)  # curvature, not exactly A
+        opt._remember(s, y, float(s @ y))
+        pairs = (pairs + [(s, y)])[-history:]
+        grad = torch.randn(n, generator=g, dtype=torch.float64)
+        expected = two_loop(pairs, grad)
+        assert torch.allclose(opt._direction(grad), expected, rtol=1e-9, atol=1e-9 * float(expected.abs().max())), count
 
 
 def test_the_limited_steps_beat_torch_lbfgs_early_on_the_real_loss():
