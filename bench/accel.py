@@ -3,8 +3,9 @@ against the VGG19 floor in one run, with the loss each reaches and its picture.
 
 For every size: one engine run per variant, the floor timed between its iterations (as
 `python -m bench` does), then its result judged by the plain float32 loss, so a variant that is
-fast but optimises worse shows it. Then the fastest variant whose judged loss stays within
---tolerance of plain's runs the headline: --full iterations at the first size, wall clock.
+fast but optimises worse shows it. Right after the first size, the fastest variant whose judged
+loss stays within --tolerance of plain's runs the headline (--full iterations at that size, wall
+clock) and its label is written to --out/best-accel.txt (STUDIO_ACCEL takes it).
 The results go to --out as one captioned sheet per size, for looking at. Figures, not assertions.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -26,13 +27,15 @@ from engine.transfer import pick_device, run
 
 VARIANTS = (
     Accel(),
+    Accel(fp32=True),  # what TF32 (on by default on CUDA) is worth
     Accel(channels_last=True),
     Accel(bf16=True),
     Accel(channels_last=True, bf16=True),
-    Accel(compile=True),  # alone: each compile costs a minute or more, per size
     Accel(cuda_graph=True),
     Accel(channels_last=True, cuda_graph=True),
+    Accel(bf16=True, cuda_graph=True),
     Accel(channels_last=True, bf16=True, cuda_graph=True),
+    Accel(compile=True),  # alone and last: each compile costs a minute or more, per size
 )
 
 
@@ -54,11 +57,16 @@ def sheet(rows: list[Measured]) -> Image.Image:
                            f"{r.accel.label()}: loss {r.loss:.4g}") for r in rows], columns=3)
 
 
-def measure(size: int, device: str, pair: Pair, steps: int) -> tuple[list[Measured], list[str]]:
-    """The variants that ran, and a line for each that could not."""
+def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, variants: list[Accel]) -> list[Measured]:
+    """The variants that ran, each row reported as soon as it is measured (a probe cut short by a
+    time limit keeps the rows before), then a line for each that could not run."""
     judge = Judge(base_params(size, device, pair))
+    emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
+    emit()
+    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB |")
+    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows, missing = [], []
-    for accel in VARIANTS:
+    for accel in variants:
         if accel.problem(torch.device(device)):
             missing.append(f"{accel.label()}: {accel.problem(torch.device(device))}")
             continue
@@ -68,28 +76,23 @@ def measure(size: int, device: str, pair: Pair, steps: int) -> tuple[list[Measur
             missing.append(f"{accel.label()} failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         peak = m.peak_bytes / 2**20 if m.peak_bytes is not None else None
-        rows.append(Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.result.image))
-    return rows, missing
-
-
-def table(emit: Report, size: int, device: str, steps: int, rows: list[Measured], missing: list[str]) -> None:
-    plain = next(r for r in rows if r.accel == Accel())
-    emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
+        r = Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.result.image)
+        rows.append(r)
+        plain = rows[0] if rows[0].accel == Accel() else None
+        ratios = (f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f}" if plain
+                  else f" | {r.loss:.4g} | ")
+        emit(f"| {accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | {ratios} | "
+             f"{'' if peak is None else f'{peak:.0f}'} |")
     emit()
-    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB |")
-    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        peak = f"{r.peak_mb:.0f}" if r.peak_mb is not None else ""
-        emit(f"| {r.accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | "
-             f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f} | {peak} |")
-    emit()
-    emit("The floor (plain float32 forward to conv5_1 and backward to the image) is timed between each "
-         f"variant's own iterations; its median for plain was {plain.floor:.5f} s.")
+    emit("The floor (forward to conv5_1 and backward to the image, float32 with the device's defaults; "
+         "under fp32, TF32 off too) is timed between each variant's own iterations"
+         + (f"; its median for plain was {rows[0].floor:.5f} s." if rows else "."))
     emit()
     for line in missing:
         emit(f"- not measured: {line}")
     if missing:
         emit()
+    return rows
 
 
 def full_run(emit: Report, size: int, device: str, pair: Pair, iterations: int, accel: Accel) -> None:
@@ -103,6 +106,16 @@ def full_run(emit: Report, size: int, device: str, pair: Pair, iterations: int, 
          f"{result.timings['setup']:.2f} | {wall:.2f} |")
 
 
+def fastest_good(emit: Report, rows: list[Measured], tolerance: float) -> Accel:
+    """The fastest variant whose judged loss is within `tolerance` of plain's."""
+    plain = next(r for r in rows if r.accel == Accel())  # plain failing is worth a traceback
+    best = min((r for r in rows if r.loss <= plain.loss * (1 + tolerance)), key=lambda r: r.iteration)
+    emit(f"Fastest within {tolerance:.0%} of plain's loss: **{best.accel.label()}** "
+         f"({plain.iteration / best.iteration:.2f}× plain's iterations per second).")
+    emit()
+    return best.accel
+
+
 def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(prog="python -m bench.accel", description=__doc__)
@@ -112,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="iterations of the headline run at the first size (0: none)")
     ap.add_argument("--tolerance", type=float, default=0.02,
                     help="how much higher than plain's a variant's judged loss may be to be chosen")
+    ap.add_argument("--variants", type=Accel.parse, nargs="+", default=list(VARIANTS),
+                    help="engine.accel labels (plain is always measured, first)")
+    ap.add_argument("--skip", nargs="+", default=[], choices=[f.name for f in fields(Accel)],
+                    help="leave out the variants with any of these switches on")
     ap.add_argument("--images", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, help="folder for the sheets of pictures (default: a new temporary one)")
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
@@ -119,28 +136,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path(tempfile.mkdtemp(prefix="bench-accel-"))
     device, pair = "cuda" if cuda else "cpu", Pair.in_folder(args.images)
     args.out.mkdir(parents=True, exist_ok=True)
+    variants = [Accel(), *(v for v in args.variants if v != Accel() and not any(getattr(v, n) for n in args.skip))]
     emit = Report.opened("python -m bench.accel", argv, args.write)
     started = time.perf_counter()
-    first: list[Measured] = []
     for size in args.sizes:
-        rows, missing = measure(size, device, pair, args.steps)
-        table(emit, size, device, args.steps, rows, missing)
+        rows = measure(emit, size, device, pair, args.steps, variants)
         try:
             sheet(rows).save(args.out / f"variants-{size}.png")
         except Exception as e:  # on a strange machine the figures matter more than the picture
             print(f"sheet at {size} px not saved: {type(e).__name__}: {e}", file=sys.stderr)
-        first = first or rows
-    if args.full:
-        plain = next(r for r in first if r.accel == Accel())
-        good = [r for r in first if r.loss <= plain.loss * (1 + args.tolerance)]
-        best = min(good, key=lambda r: r.iteration).accel
-        emit(f"## {args.full} iterations at {args.sizes[0]} px, wall clock")
-        emit()
-        emit("| variant | size | iterations | optimising s | setup s | whole run s |")
-        emit("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for accel in dict.fromkeys([Accel(), best]):
-            full_run(emit, args.sizes[0], device, pair, args.full, accel)
-        emit()
+        if size == args.sizes[0]:
+            best = fastest_good(emit, rows, args.tolerance)
+            (args.out / "best-accel.txt").write_text(best.label() + "\n")
+            if args.full:  # before the other sizes: the headline matters most if time runs out
+                emit(f"## {args.full} iterations at {size} px, wall clock")
+                emit()
+                emit("| variant | size | iterations | optimising s | setup s | whole run s |")
+                emit("| --- | ---: | ---: | ---: | ---: | ---: |")
+                for accel in dict.fromkeys([Accel(), best]):
+                    full_run(emit, size, device, pair, args.full, accel)
+                emit()
     emit(f"Sheets: {args.out}/variants-<size>.png. Whole probe: {(time.perf_counter() - started) / 60:.1f} min.")
     return 0
 

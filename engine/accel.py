@@ -1,19 +1,24 @@
 """How the loss and its gradient are evaluated on a device: plain PyTorch, or with one or more of
-channels-last tensors, bfloat16 convolutions, torch.compile and a CUDA graph.
+channels-last tensors, bfloat16 convolutions, full float32 (no TF32), torch.compile and a CUDA graph.
 
-None of these changes the objective being optimised. bfloat16 changes the network's arithmetic
-(the Gram matrices and losses stay in float32); the others change only how the same arithmetic is
-scheduled. `python -m bench.accel` measures each on the device at hand; `default_accel` holds what
-those measurements chose, and stays plain until a choice has been measured on that device type.
+None of these changes the objective being optimised. bfloat16 and fp32 change the arithmetic (with
+bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets cuDNN use
+TF32 for the convolutions); the others change only how the same arithmetic is scheduled.
+`python -m bench.accel` measures each on the device at hand; `default_accel` holds what those
+measurements chose, and the environment variable STUDIO_ACCEL overrides it (a label such as
+"plain" or "channels_last+cuda_graph").
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 
 Parts = dict[str, torch.Tensor]
+ACCEL_ENV = "STUDIO_ACCEL"
 
 
 class Objective(Protocol):
@@ -24,6 +29,7 @@ class Objective(Protocol):
 class Accel:
     channels_last: bool = False  # NHWC activations and weights (tensor-core friendly on CUDA)
     bf16: bool = False  # the network under bfloat16 autocast
+    fp32: bool = False  # full float32 on CUDA: TF32 off for the convolutions too
     compile: bool = False  # torch.compile the objective
     cuda_graph: bool = False  # capture loss + gradient once per scale, replay it every step
 
@@ -31,18 +37,49 @@ class Accel:
         on = [f.name for f in fields(self) if getattr(self, f.name)]
         return "+".join(on) if on else "plain"
 
+    @classmethod
+    def parse(cls, label: str) -> Accel:
+        """The Accel whose label() is `label` (names in any order)."""
+        names = {f.name for f in fields(cls)}
+        on = [] if label.strip() == "plain" else [n.strip() for n in label.split("+")]
+        unknown = [n for n in on if n not in names]
+        if unknown:
+            raise ValueError(f"unknown accel {', '.join(unknown)}: use plain or some of {', '.join(sorted(names))} "
+                             "joined by +")
+        return cls(**{n: True for n in on})
+
     def problem(self, device: torch.device) -> str | None:
         """Why this cannot run on `device`, or None."""
         if self.cuda_graph and device.type != "cuda":
             return "CUDA graphs need a CUDA device"
         if self.cuda_graph and self.compile:
             return "compile and cuda_graph are exclusive (torch.compile captures its own graphs)"
+        if self.fp32 and device.type != "cuda":
+            return "TF32 exists only on CUDA: elsewhere every variant is full float32"
+        if self.fp32 and self.bf16:
+            return "fp32 and bf16 are exclusive"
         return None
 
 
 def default_accel(device: torch.device) -> Accel:
-    """Plain on every device: nothing has yet been measured to pay (docs/performance.md)."""
+    """STUDIO_ACCEL if set, else plain on every device: nothing has yet been measured to pay
+    (docs/performance.md)."""
+    if os.environ.get(ACCEL_ENV):
+        return Accel.parse(os.environ[ACCEL_ENV])
     return Accel()
+
+
+@contextmanager
+def precision(accel: Accel) -> Iterator[None]:
+    """cuDNN's TF32 off while the block runs, when accel.fp32 (the flag is global to the process)."""
+    if not accel.fp32:
+        yield
+        return
+    saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def network_input(x: torch.Tensor, accel: Accel) -> torch.Tensor:

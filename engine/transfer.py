@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import images
-from engine.accel import Accel, autocast, default_accel, evaluator, network_input
+from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision
 from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
 from engine.vgg import FeatureNet, Weights, load_weights
@@ -59,10 +59,11 @@ def pick_device(choice: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ParamsError({"device": "cuda was asked for but no GPU is available here; use cpu or auto"})
         # One image size per scale, hundreds of identical steps: cuDNN's autotuning pays off, and
-        # TF32 convolutions/matmuls are ample for a loss that is only ever compared to itself.
+        # TF32 convolutions are ample for a loss that is only ever compared to itself. Matrix
+        # products stay full float32: L-BFGS's inner products need it, and the Grams are few FLOPs.
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -180,7 +181,8 @@ def run(p: Params, on_progress: ProgressFn | None = None,
     if accel.problem(device):
         raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
     try:
-        return _run(p, device, accel, on_progress, should_cancel)
+        with precision(accel):
+            return _run(p, device, accel, on_progress, should_cancel)
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:

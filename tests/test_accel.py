@@ -1,4 +1,7 @@
-"""engine.accel: every way of evaluating the objective computes the same loss and gradient."""
+"""engine.accel: every way of evaluating the objective computes the same loss and gradient.
+
+The tests marked cuda run only where a GPU is (skipped in CI); bench/device.sh runs them first on a
+lent GPU machine."""
 from __future__ import annotations
 
 import pytest
@@ -6,19 +9,24 @@ import torch
 
 from conftest import CONTENT, STYLE
 from engine import images
-from engine.accel import Accel, default_accel, evaluator
+from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 P = Params(content=str(CONTENT), styles=(str(STYLE),), size=48, iterations=3, multiscale=False,
            device="cpu", seed=0)
 
 
-def loss_and_gradient(accel: Accel) -> tuple[float, torch.Tensor, list[tuple[bool, torch.dtype]]]:
-    """The loss and gradient at one point, and the (channels-last, dtype) of every conv's output."""
-    net = FeatureNet(load_weights("caffe"), P.content_layers + P.style_layers)
+def loss_and_gradient(accel: Accel, device: torch.device = CPU, evaluations: int = 1
+                      ) -> tuple[float, torch.Tensor, list[tuple[bool, torch.dtype]], float]:
+    """The loss and gradient at one point, the (channels-last, dtype) of every conv's output, and
+    the first loss evaluated. With evaluations > 1 the point is first evaluated elsewhere (the
+    image mirrored) and moved in place, as an optimizer moves it (a CUDA graph must follow)."""
+    net = FeatureNet(load_weights("caffe", device), P.content_layers + P.style_layers, device=device)
     if accel.channels_last:
         net = net.to(memory_format=torch.channels_last)
     seen = []
@@ -26,23 +34,33 @@ def loss_and_gradient(accel: Accel) -> tuple[float, torch.Tensor, list[tuple[boo
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(lambda m, i, out: seen.append(
                 (out.is_contiguous(memory_format=torch.channels_last), out.dtype)))
-    content = to_tensor(images.resize_longest(images.load_image(CONTENT), P.size), CPU)
-    objective = Objective(P, net, content, _style_tensors([images.load_image(STYLE)], P.size, P, CPU), accel)
-    # Away from the content image, so the content term and its gradient are not zero.
-    noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(1))
-    x = (content + 30 * noise).clamp(0, 255).requires_grad_(True)
-    loss, parts = evaluator(objective, x, accel)()
+    content = to_tensor(images.resize_longest(images.load_image(CONTENT), P.size), device)
+    styles = _style_tensors([images.load_image(STYLE)], P.size, P, device)
+    with precision(accel):
+        objective = Objective(P, net, content, styles, accel)
+        # Away from the content image, so the content term and its gradient are not zero.
+        noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(1)).to(device)
+        x = (content + 30 * noise).clamp(0, 255)
+        x = (x.flip(-1) if evaluations > 1 else x).contiguous().requires_grad_(True)
+        evaluate = evaluator(objective, x, accel)
+        losses = []
+        for i in range(evaluations):
+            if i == evaluations - 1 and evaluations > 1:
+                with torch.no_grad():
+                    x.copy_(x.flip(-1))
+            loss, parts = evaluate()
+            losses.append(float(loss.detach()))
     assert set(parts) == {"content", "style", "tv"}
-    return float(loss.detach()), x.grad.clone(), seen
+    return losses[-1], x.grad.cpu().clone(), seen, losses[0]
 
 
 @pytest.fixture(scope="module")
-def plain() -> tuple[float, torch.Tensor, list]:
+def plain() -> tuple[float, torch.Tensor, list, float]:
     return loss_and_gradient(Accel())
 
 
 def test_channels_last_computes_the_same_loss_and_gradient(plain):
-    loss, grad, seen = loss_and_gradient(Accel(channels_last=True))
+    loss, grad, seen, _ = loss_and_gradient(Accel(channels_last=True))
     assert all(nhwc for nhwc, _ in seen) and not any(nhwc for nhwc, _ in plain[2])
     assert loss == pytest.approx(plain[0], rel=1e-5)
     assert torch.allclose(grad, plain[1], atol=1e-4 * float(plain[1].abs().max()))
@@ -51,7 +69,7 @@ def test_channels_last_computes_the_same_loss_and_gradient(plain):
 def test_bf16_network_stays_close_to_float32(plain):
     # bfloat16 keeps 8 bits of mantissa: the loss moves by about a percent, the gradient's
     # direction barely (the Grams and losses themselves are float32).
-    loss, grad, seen = loss_and_gradient(Accel(bf16=True))
+    loss, grad, seen, _ = loss_and_gradient(Accel(bf16=True))
     assert {dtype for _, dtype in seen} == {torch.bfloat16} and {dtype for _, dtype in plain[2]} == {torch.float32}
     assert loss != plain[0]
     assert loss == pytest.approx(plain[0], rel=0.03)
@@ -62,7 +80,7 @@ def test_bf16_network_stays_close_to_float32(plain):
 def test_compiled_objective_computes_the_same_loss_and_gradient(plain):
     # About a minute of compiling on two CPU cores: the price of knowing that torch.compile traces
     # this objective (a custom autograd Function, dict outputs) before a GPU ever runs it.
-    loss, grad, _ = loss_and_gradient(Accel(compile=True))
+    loss, grad, _, _ = loss_and_gradient(Accel(compile=True))
     assert loss == pytest.approx(plain[0], rel=1e-5)
     assert torch.allclose(grad, plain[1], atol=1e-4 * float(plain[1].abs().max()))
 
@@ -92,3 +110,58 @@ def test_cuda_graphs_are_refused_without_cuda():
 def test_default_is_plain_until_something_is_measured_to_pay():
     assert default_accel(CPU) == Accel() and Accel().label() == "plain"
     assert Accel(channels_last=True, bf16=True).label() == "channels_last+bf16"
+
+
+def test_studio_accel_overrides_the_default(monkeypatch):
+    monkeypatch.setenv(ACCEL_ENV, "cuda_graph+channels_last")
+    assert default_accel(CPU) == Accel(channels_last=True, cuda_graph=True)
+    assert Accel.parse(Accel(bf16=True, fp32=True).label()) == Accel(bf16=True, fp32=True)
+    assert Accel.parse("plain") == Accel()
+    with pytest.raises(ValueError, match="unknown accel fast"):
+        Accel.parse("channels_last+fast")
+    monkeypatch.setenv(ACCEL_ENV, "fp32")
+    with pytest.raises(ValueError, match="TF32 exists only on CUDA"):
+        run(P)  # a variant the device cannot do is refused, not silently dropped
+
+
+@pytest.fixture(scope="module")
+def cuda_plain() -> tuple[float, torch.Tensor, list, float]:
+    return loss_and_gradient(Accel(), CUDA)
+
+
+def close(found: tuple, expected: tuple, rel: float, min_cosine: float) -> None:
+    assert found[0] == pytest.approx(expected[0], rel=rel)
+    cosine = float(torch.nn.functional.cosine_similarity(found[1].flatten(), expected[1].flatten(), dim=0))
+    assert cosine > min_cosine, cosine
+
+
+@needs_cuda
+@pytest.mark.parametrize("accel", [Accel(cuda_graph=True), Accel(channels_last=True, cuda_graph=True)],
+                         ids=Accel.label)
+def test_cuda_graph_replays_follow_the_image_as_it_moves(cuda_plain, accel):
+    # Captured at one point, replayed at another written into the same tensor: the replay must
+    # give the eager loss and gradient at the new point, not the captured one.
+    found = loss_and_gradient(accel, CUDA, evaluations=3)
+    close(found, cuda_plain, rel=1e-4, min_cosine=0.9999)
+    assert found[3] != pytest.approx(cuda_plain[0], rel=1e-3)  # the mirrored start really differs
+
+
+@needs_cuda
+@pytest.mark.parametrize("accel", [Accel(channels_last=True), Accel(fp32=True), Accel(bf16=True),
+                                   Accel(channels_last=True, bf16=True, cuda_graph=True)], ids=Accel.label)
+def test_cuda_variants_stay_close_to_plain(cuda_plain, accel):
+    exact = not accel.bf16
+    close(loss_and_gradient(accel, CUDA, evaluations=2), cuda_plain, rel=1e-3 if exact else 0.03,
+          min_cosine=0.999 if exact else 0.99)
+
+
+@needs_cuda
+@pytest.mark.parametrize("accel", [Accel(cuda_graph=True), Accel(channels_last=True, bf16=True, cuda_graph=True)],
+                         ids=Accel.label)
+def test_whole_runs_on_cuda_match_plain(accel):
+    # Multi-scale: a graph is captured per scale; L-BFGS moves the image in place between replays.
+    p = P.with_changes(device="cuda", size=96, iterations=12, multiscale=True)
+    plain, fast = run(p), run(p, accel=accel)
+    # Loose: L-BFGS amplifies rounding over 36 steps; a stale replay would be far off, not 2 %.
+    assert fast.losses["total"] == pytest.approx(plain.losses["total"], rel=0.05 if accel.bf16 else 0.02)
+    assert fast.timings["optimize"] > 0 and fast.device.startswith("cuda")
