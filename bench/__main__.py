@@ -279,26 +279,14 @@ class Setup:
     pastiche: bool  # pastiche is installed, so it is measured too
 
 
-def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int) -> float | None:
-    """The per-iteration table at one size; returns pastiche's start-up seconds (None without it)."""
+def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int, cli_steps: int | None) -> float | None:
+    """The per-iteration table at one size, the CLIs too if `cli_steps`; returns pastiche's
+    start-up seconds (None without it or without the CLIs)."""
     device, pair, tmp = setup.device, setup.pair, setup.tmp
     emit(f"## Speed at {size} px on {device} (L-BFGS, single scale)")
     emit()
     inproc = side_by_side(base_params(size, device, pair), steps, with_pastiche=setup.pastiche)
-    ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
-    for _ in range(rounds):
-        if setup.pastiche:
-            p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device, pair)], device)
-            pn = run_child(["pastiche", *pastiche_flags(size, steps, tmp / "pn.png", device, pair)], device)
-            theirs.append((pn.seconds - p0.seconds) / steps)
-            theirs_start.append(p0.seconds)
-            theirs_peak = max(theirs_peak, pn.peak_mb)
-        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device, pair), device)
-        en = run_child(engine_args(size, steps + 1, tmp / "en.png", device, pair), device)
-        ours.append((en.seconds - e1.seconds) / steps)
-        ours_start.append(e1.seconds)
-        ours_peak = max(ours_peak, en.peak_mb)
-    ours_it, floor = statistics.median(ours), inproc.floor
+    floor = inproc.floor
     memory = "peak CUDA MB" if device == "cuda" else "peak RSS MB"
     emit(f"| | s/iteration | × floor | start-up s | {memory} |")
     emit("| --- | ---: | ---: | ---: | ---: |")
@@ -308,21 +296,38 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int) -> flo
     if setup.pastiche:
         emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
              f"{inproc.pastiche / floor:.2f} | | |")
-    emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
-         f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
+    ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
+    for _ in range(rounds if cli_steps else 0):
+        if setup.pastiche:
+            p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device, pair)], device)
+            pn = run_child(["pastiche", *pastiche_flags(size, cli_steps, tmp / "pn.png", device, pair)], device)
+            theirs.append((pn.seconds - p0.seconds) / cli_steps)
+            theirs_start.append(p0.seconds)
+            theirs_peak = max(theirs_peak, pn.peak_mb)
+        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device, pair), device)
+        en = run_child(engine_args(size, cli_steps + 1, tmp / "en.png", device, pair), device)
+        ours.append((en.seconds - e1.seconds) / cli_steps)
+        ours_start.append(e1.seconds)
+        ours_peak = max(ours_peak, en.peak_mb)
+    if ours:
+        ours_it = statistics.median(ours)
+        emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
+             f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
+    if theirs:
+        theirs_it = statistics.median(theirs)
+        emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
+             f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
+    emit()
     if not setup.pastiche:
-        emit()
         emit("pastiche is not installed here: its rows and the quality race are left out.")
         emit()
         return None
-    theirs_it = statistics.median(theirs)
-    emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
-         f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
-    emit()
     emit(f"In process, the floor, an engine iteration and a pastiche step taken in turn, {steps} times: "
          f"this engine runs **{inproc.pastiche / inproc.iteration:.2f}×** pastiche's iterations per second.")
     emit()
-    emit(f"CLI against CLI, {steps} iterations each, start-up (a 0- or 1-iteration run) subtracted, "
+    if not theirs:
+        return None
+    emit(f"CLI against CLI, {cli_steps} iterations each, start-up (a 0- or 1-iteration run) subtracted, "
          f"{rounds} alternating rounds, medians: this engine runs **{theirs_it / ours_it:.2f}×** "
          f"pastiche's iterations per second (per round: "
          f"{', '.join(f'{t / o:.2f}' for t, o in zip(theirs, ours))}).")
@@ -383,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="sizes for the speed table; the first is also the quality-per-second size")
     ap.add_argument("--steps", type=int, default=100 if cuda else 20, help="iterations timed per side")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two CLIs")
+    ap.add_argument("--cli-steps", type=int, default=1000 if cuda else 20,
+                    help="iterations per CLI run, at the first size only: enough that they outweigh "
+                         "the noise in start-up times")
     ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race")
     ap.add_argument("--growth", type=int, nargs="*", default=[256, 512, 1024, 2048] if cuda else [128, 256, 512])
     ap.add_argument("--growth-steps", type=int, default=8)
@@ -397,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
          f"(engine.accel; {ACCEL_ENV} overrides it).")
     emit()
     started = time.perf_counter()
-    pastiche_starts = [speed(emit, setup, size, args.steps, args.rounds) for size in args.sizes]
-    if setup.pastiche:
-        quality(emit, setup, args.sizes[0], args.quality_steps, pastiche_starts[0])
+    pastiche_start = speed(emit, setup, args.sizes[0], args.steps, args.rounds, args.cli_steps)
+    for size in args.sizes[1:]:
+        speed(emit, setup, size, args.steps, args.rounds, None)
+    if pastiche_start is not None:
+        quality(emit, setup, args.sizes[0], args.quality_steps, pastiche_start)
     if args.growth:
         growth(emit, setup, args.growth, args.growth_steps)
     emit(f"Whole benchmark: {(time.perf_counter() - started) / 60:.1f} min.")

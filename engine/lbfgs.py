@@ -71,8 +71,10 @@ class LBFGS:
         m, slot = self.m, self.count % self.m
         self.pairs[slot].copy_(step)
         self.pairs[m + slot].copy_(grad_change)
-        # One product gives the new pair's row and column of both small matrices.
-        products = (self.pairs @ torch.stack([step, grad_change], dim=1)).double()
+        # The new pair's row and column of both small matrices. Matrix-vector products, not one
+        # matrix product: on CUDA matrix products may run in TF32 (engine.transfer.pick_device),
+        # which these inner products cannot afford.
+        products = torch.stack([self.pairs @ step, self.pairs @ grad_change], dim=1).double()
         self.sy[:, slot] = products[:m, 1]
         self.sy[slot, :] = products[m:, 0]
         self.yy[:, slot] = products[m:, 1]

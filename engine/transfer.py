@@ -59,11 +59,11 @@ def pick_device(choice: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ParamsError({"device": "cuda was asked for but no GPU is available here; use cpu or auto"})
         # One image size per scale, hundreds of identical steps: cuDNN's autotuning pays off, and
-        # TF32 convolutions are ample for a loss that is only ever compared to itself. Matrix
-        # products stay full float32: L-BFGS's inner products need it, and the Grams are few FLOPs.
+        # TF32 convolutions and Grams are ample for a loss that is only ever compared to itself
+        # (L-BFGS keeps its inner products in float32: engine.lbfgs uses matrix-vector products).
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = True
         return torch.device("cuda")
     return torch.device("cpu")
 

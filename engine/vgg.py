@@ -163,12 +163,14 @@ def load_weights(spec: str = "caffe", device: str | torch.device = "cpu") -> Wei
 class Normalize(nn.Module):
     def __init__(self, norm: Normalization, device: torch.device):
         super().__init__()
-        self.order = [2, 1, 0] if norm.bgr else [0, 1, 2]
+        self.bgr = norm.bgr
         self.register_buffer("mean", torch.tensor(norm.mean, device=device).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm.std, device=device).view(1, 3, 1, 1))
 
     def forward(self, rgb255: torch.Tensor) -> torch.Tensor:
-        x = rgb255[:, self.order] if self.order != [0, 1, 2] else rgb255
+        # flip, not indexing with a list: that builds an index tensor on the CPU and copies it to
+        # the device each call, which a CUDA graph cannot capture.
+        x = rgb255.flip(1) if self.bgr else rgb255
         return (x - self.mean) / self.std
 
 
