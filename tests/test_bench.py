@@ -51,11 +51,13 @@ def test_bench_accel_reports_each_variant_and_writes_its_sheet(tmp_path, monkeyp
     from engine.accel import Accel
     monkeypatch.setattr(bench.accel, "VARIANTS", (Accel(), Accel(channels_last=True), Accel(cuda_graph=True)))
     report = tmp_path / "accel.md"
-    bench.accel.main(["--sizes", "32", "--steps", "1", "--full", "2", "--out", str(tmp_path), "--write", str(report)])
+    bench.accel.main(["--sizes", "32", "--steps", "1", "--full", "2", "--preview", "1", "--out", str(tmp_path),
+                      "--write", str(report)])
     text = report.read_text()
     assert "| plain | " in text and "| channels_last | " in text
     assert "- not measured: cuda_graph: CUDA graphs need a CUDA device" in text
-    assert "## 2 iterations at 32 px, wall clock" in text
+    assert "## Whole runs at 32 px, wall clock" in text
+    assert "| plain | 32 | 2 | " in text and "| plain, first time | 32 | 1 | " in text and "| plain, again | 32 | 1 | " in text
     assert (tmp_path / "variants-32.png").is_file()
 
 
