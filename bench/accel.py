@@ -66,7 +66,8 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
     judge = Judge(base_params(size, device, pair))
     emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
     emit()
-    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB | first iteration s |")
+    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB "
+         "| first iteration s |")
     emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows, missing = [], []
     for accel in variants:

@@ -1,9 +1,10 @@
 """How the loss and its gradient are evaluated on a device: plain PyTorch, or with one or more of
 channels-last tensors, bfloat16 convolutions, full float32 (no TF32), torch.compile and a CUDA graph.
 
-None of these changes the objective being optimised. bfloat16 and fp32 change the arithmetic (with
-bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets cuDNN and
-cuBLAS use TF32 for the convolutions and Grams); the others change only how the same arithmetic is scheduled.
+None of these changes the objective being optimised. bfloat16 and fp32 change the arithmetic
+(with bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets
+cuDNN and cuBLAS use TF32 for the convolutions and Grams); the others change only how the same
+arithmetic is scheduled.
 `python -m bench.accel` measures each on the device at hand; `default_accel` holds what those
 measurements chose, and the environment variable STUDIO_ACCEL overrides it (a label such as
 "plain" or "channels_last+cuda_graph").
@@ -44,8 +45,8 @@ class Accel:
         on = [] if label.strip() == "plain" else [n.strip() for n in label.split("+")]
         unknown = [n for n in on if n not in names]
         if unknown:
-            raise ValueError(f"unknown accel {', '.join(unknown)}: use plain or some of {', '.join(sorted(names))} "
-                             "joined by +")
+            raise ValueError(f"unknown accel {', '.join(unknown)}: use plain or some of "
+                             f"{', '.join(sorted(names))} joined by +")
         return cls(**{n: True for n in on})
 
     def problem(self, device: torch.device) -> str | None:
