@@ -48,7 +48,7 @@ class Result:
     previews: list[tuple[int, Image.Image]] = field(default_factory=list)
     weights_name: str = ""
     weights_sha256: str = ""
-    device: str = "cpu"
+    device: str = "cpu"  # and, when not plain, how the loss was evaluated: "cuda (channels_last+bf16+cuda_graph)"
 
 
 ProgressFn = Callable[[Progress], None]
@@ -263,4 +263,5 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     return Result(image=image, losses=losses,
                   timings={"setup": setup, "optimize": optimize, "total": time.perf_counter() - t0},
                   previews=previews, weights_name=weights.name, weights_sha256=weights.sha256,
-                  device=str(device))
+                  # With how it was evaluated, when not plain: bfloat16 changes the arithmetic.
+                  device=str(device) if accel == Accel() else f"{device} ({accel.label()})")

@@ -95,6 +95,7 @@ def test_run_uses_the_accel_it_is_given(monkeypatch):
     monkeypatch.setattr("engine.transfer.evaluator", spy)
     plain, nhwc = run(P), run(P, accel=Accel(channels_last=True))
     assert given == [Accel(), Accel(channels_last=True)]
+    assert (plain.device, nhwc.device) == ("cpu", "cpu (channels_last)")  # recorded with the result
     difference = torch.tensor(list(plain.image.tobytes()), dtype=torch.float) - \
         torch.tensor(list(nhwc.image.tobytes()), dtype=torch.float)
     assert float(difference.abs().mean()) < 0.5  # same steps, up to float rounding
