@@ -22,25 +22,25 @@ out=${OUT:-/tmp/device-out}
 mkdir -p "$out"
 
 tests() {
-  timeout 60 $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$out/checks.txt"
+  timeout 45 $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$out/checks.txt"
 }
 accel() {
-  timeout 150 $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" \
+  timeout 190 $python -m bench.accel --images .device/images --out "$out" --write "$out/accel.md" \
     --skip compile 2>>"$out/checks.txt"
 }
 best() {
   cat "$out/best-accel.txt" 2>/dev/null || echo plain
 }
 profile() {
-  timeout 40 $python -m bench.profile --accel "$(best)" --images .device/images >"$out/profile.txt" 2>&1
+  timeout 30 $python -m bench.profile --accel "$(best)" --images .device/images >"$out/profile.txt" 2>&1
 }
 bench() {
   # The variant bench.accel found fastest, so the engine's rows are what default_accel will give.
-  STUDIO_ACCEL=$(best) timeout 210 $python -m bench --images .device/images --rounds 1 \
+  STUDIO_ACCEL=$(best) timeout 215 $python -m bench --images .device/images --rounds 1 \
     --write "$out/bench.md" 2>>"$out/checks.txt"
 }
 compile() {
-  timeout 80 $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
+  timeout 70 $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
     --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
 }
 
