@@ -170,3 +170,12 @@ def test_whole_runs_on_cuda_descend_as_far_as_plain(accel):
     # run ended 14 % lower than plain). A stale replay would not descend at all.
     assert fast.losses["total"] <= plain.losses["total"] * 1.05
     assert fast.timings["optimize"] > 0 and fast.device.startswith("cuda")
+
+
+@needs_cuda
+def test_adam_runs_with_the_cuda_default():
+    # Adam changes x in place as L-BFGS does, so the graph's replays must follow it too.
+    p = P.with_changes(device="cuda", size=96, iterations=30, multiscale=False, optimizer="adam")
+    plain, fast = run(p, accel=Accel()), run(p)
+    assert fast.device == f"cuda ({default_accel(CUDA).label()})"
+    assert fast.losses["total"] <= plain.losses["total"] * 1.05
