@@ -30,6 +30,7 @@ from engine.transfer import pick_device, run
 VARIANTS = (
     Accel(),
     Accel(fp32=True),  # what TF32 (on by default on CUDA) is worth
+    Accel(winograd=True),  # CPU only
     Accel(channels_last=True),
     Accel(bf16=True),
     Accel(channels_last=True, bf16=True),

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import images
-from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision
+from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision, prepare
 from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
 from engine.vgg import FeatureNet, Weights, load_weights
@@ -201,8 +201,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     content_img, style_imgs = _load_inputs(p)
     weights: Weights = load_weights(p.weights, device)
     net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
-    if accel.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = prepare(net, accel)
     generator = torch.Generator().manual_seed(p.seed)
     schedule = p.schedule()
     total = sum(n for _, n in schedule)

@@ -9,7 +9,7 @@ import torch
 
 from conftest import CONTENT, STYLE
 from engine import images
-from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision
+from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
@@ -27,8 +27,7 @@ def loss_and_gradient(accel: Accel, device: torch.device = CPU, evaluations: int
     the first loss evaluated. With evaluations > 1 the point is first evaluated elsewhere (the
     image mirrored) and moved in place, as an optimizer moves it (a CUDA graph must follow)."""
     net = FeatureNet(load_weights("caffe", device), P.content_layers + P.style_layers, device=device)
-    if accel.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = prepare(net, accel)
     seen = []
     for module in net.body:
         if isinstance(module, torch.nn.Conv2d):
@@ -93,7 +92,7 @@ def test_run_uses_the_accel_it_is_given(monkeypatch):
         return evaluator(objective, x, accel)
 
     monkeypatch.setattr("engine.transfer.evaluator", spy)
-    plain, nhwc = run(P), run(P, accel=Accel(channels_last=True))
+    plain, nhwc = run(P, accel=Accel()), run(P, accel=Accel(channels_last=True))
     assert given == [Accel(), Accel(channels_last=True)]
     assert (plain.device, nhwc.device) == ("cpu", "cpu (channels_last)")  # recorded with the result
     difference = torch.tensor(list(plain.image.tobytes()), dtype=torch.float) - \
@@ -110,7 +109,7 @@ def test_cuda_graphs_are_refused_without_cuda():
 
 def test_defaults_are_what_was_measured_fastest(monkeypatch):
     monkeypatch.delenv(ACCEL_ENV, raising=False)
-    assert default_accel(CPU) == Accel() and Accel().label() == "plain"
+    assert default_accel(CPU) == Accel(winograd=True) and Accel().label() == "plain"
     assert default_accel(CUDA) == Accel(channels_last=True, bf16=True, cuda_graph=True)
     assert Accel(channels_last=True, bf16=True).label() == "channels_last+bf16"
 
