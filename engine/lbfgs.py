@@ -18,8 +18,8 @@ The direction comes from the compact form of the inverse Hessian (Byrd, Nocedal 
 1994) rather than the two-loop recursion: the same vector, but from two matrix-vector products
 over the stored pairs and a few 20×20 operations, instead of four vector operations per pair.
 A whole step makes about 80 operator calls instead of about 290 (torch.profiler, 20 pairs), and
-reads values back from the device once instead of four times: on a GPU each call is a kernel
-launch and each read a wait.
+reads nothing back from the device (see LBFGS): on a GPU each call is a kernel launch and each
+read a wait.
 """
 from __future__ import annotations
 
@@ -43,57 +43,68 @@ class LBFGS:
     As with torch.optim.LBFGS(max_iter=1), step() returns the closure's loss at x as it found it
     (after an uphill step, that higher loss, though the step then starts from the point before).
     The closure must zero x.grad, compute the loss, call backward and return it.
+
+    All of its state lives on x's device and every decision (undo an uphill step, grow or shrink
+    the radius, skip a pair without positive curvature) is taken there with torch.where: a step
+    reads nothing back, so on a GPU the host queues the next evaluation while this one runs.
     """
 
     def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP,
                  bounds: tuple[float, float] | None = None):
-        self.x, self.radius, self.bounds = x, first_step, bounds
+        self.x, self.bounds = x, bounds
         m = self.m = history
         # Rows 0..m-1 hold the steps s, rows m..2m-1 the gradient changes y, by ring slot.
         self.pairs = x.new_zeros(2 * m, x.numel())
         # sᵢᵀyⱼ and yᵢᵀyⱼ by slot, in float64: the compact form solves with the first.
         self.sy = torch.zeros(m, m, dtype=torch.float64, device=x.device)
         self.yy = torch.zeros(m, m, dtype=torch.float64, device=x.device)
-        # The slots oldest first, for each position of the ring, made once so no step copies
-        # indices to the device.
-        self._orders = [(torch.arange(m, device=x.device) + r) % m for r in range(m)]
-        self.count = 0  # pairs stored so far; the newest is at (count - 1) % history
+        self.radius = torch.tensor(first_step, dtype=torch.float64, device=x.device)
+        self.count = torch.zeros((), dtype=torch.long, device=x.device)  # pairs stored so far
+        self._positions = torch.arange(m, device=x.device)
+        self._identity = torch.eye(m, dtype=torch.float64, device=x.device)
         # (loss, gradient, step) of the last evaluated point and the step taken from it
-        self.prev: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        self.prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _oldest_first(self) -> torch.Tensor:
-        return self._orders[0][: self.count] if self.count < self.m else self._orders[self.count % self.m]
+        """The ring's slots oldest first; while it is not full, the empty slots come last."""
+        start = torch.where(self.count >= self.m, self.count % self.m, 0)
+        return (self._positions + start) % self.m
 
-    def _remember(self, step: torch.Tensor, grad_change: torch.Tensor, sy: float) -> None:
+    def _remember(self, step: torch.Tensor, grad_change: torch.Tensor, sy: torch.Tensor) -> None:
         # Skip pairs without positive curvature: they would make the inverse Hessian indefinite.
-        if sy <= 1e-10:
-            return
-        m, slot = self.m, self.count % self.m
-        self.pairs[slot].copy_(step)
-        self.pairs[m + slot].copy_(grad_change)
-        # The new pair's row and column of both small matrices. Matrix-vector products, not one
+        # A skipped pair's slot is written with what it held.
+        m, keep, slot = self.m, sy > 1e-10, (self.count % self.m).view(1)
+        old = self.pairs.index_select(0, torch.cat([slot, slot + m]))
+        self.pairs.index_copy_(0, slot, torch.where(keep, step, old[0]).unsqueeze(0))
+        self.pairs.index_copy_(0, slot + m, torch.where(keep, grad_change, old[1]).unsqueeze(0))
+        written = self.pairs.index_select(0, torch.cat([slot, slot + m]))
+        # The slot's row and column of both small matrices. Matrix-vector products, not one
         # matrix product: on CUDA matrix products may run in TF32 (engine.transfer.pick_device),
         # which these inner products cannot afford.
-        products = torch.stack([self.pairs @ step, self.pairs @ grad_change], dim=1).double()
-        self.sy[:, slot] = products[:m, 1]
-        self.sy[slot, :] = products[m:, 0]
-        self.yy[:, slot] = products[m:, 1]
-        self.yy[slot, :] = products[m:, 1]
-        self.count += 1
+        products = torch.stack([self.pairs @ written[0], self.pairs @ written[1]], dim=1).double()
+        self.sy.index_copy_(1, slot, products[:m, 1:])
+        self.sy.index_copy_(0, slot, products[m:, :1].t())
+        self.yy.index_copy_(1, slot, products[m:, 1:])
+        self.yy.index_copy_(0, slot, products[m:, 1:].t())
+        self.count += keep.long()
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         """-H·grad, H the L-BFGS inverse Hessian in compact form; steepest descent while there is
         no history. With S, Y the pairs oldest first, R the upper triangle of SᵀY, D its diagonal
         and γ = sᵀy/yᵀy of the newest pair:
-        H·g = γg + S·w − γY·u, where R·u = Sᵀg and Rᵀ·w = (D + γYᵀY)·u − γYᵀg."""
-        if self.count == 0:
-            return grad.neg()
+        H·g = γg + S·w − γY·u, where R·u = Sᵀg and Rᵀ·w = (D + γYᵀY)·u − γYᵀg.
+        Empty slots hold zeros and come last in the order: an identity block in R keeps the
+        solves regular and gives them zero coefficients."""
         m, order = self.m, self._oldest_first()
         projected = (self.pairs @ grad).double()
         s_g, y_g = projected[:m][order], projected[m:][order]
         sy, yy = self.sy[order][:, order], self.yy[order][:, order]
-        r = torch.triu(sy)
-        gamma = sy[-1, -1] / yy[-1, -1]
+        filled = self._positions < self.count
+        r = torch.where(filled.unsqueeze(0) & filled.unsqueeze(1), torch.triu(sy), self._identity)
+        newest = (self.count.clamp(1, m) - 1).view(1)
+        # No pairs yet: 0/0, only ever in the branch torch.where leaves out below.
+        gamma = (sy.index_select(0, newest).index_select(1, newest) /
+                 yy.index_select(0, newest).index_select(1, newest)).view(())
         u = torch.linalg.solve_triangular(r, s_g.unsqueeze(1), upper=True)
         rhs = torch.diagonal(sy).unsqueeze(1) * u + gamma * (yy @ u) - gamma * y_g.unsqueeze(1)
         w = torch.linalg.solve_triangular(r.t(), rhs, upper=False)
@@ -101,7 +112,7 @@ class LBFGS:
         coefficients[order] = w.squeeze(1)
         coefficients[m + order] = -gamma * u.squeeze(1)
         hg = (self.pairs.t() @ coefficients.to(grad.dtype)).add_(grad * gamma.to(grad.dtype))
-        return hg.neg_()
+        return torch.where(self.count > 0, hg, grad).neg_()
 
     def _pinned(self, grad: torch.Tensor) -> torch.Tensor | None:
         """Pixels at a bound whose gradient points out of the box. They are left out of the
@@ -120,30 +131,28 @@ class LBFGS:
         pinned = self._pinned(grad)
         if pinned is not None:
             grad.masked_fill_(pinned, 0.0)
-        if self.prev is None:
-            value = float(loss.detach())
-        else:
+        value = loss.detach().reshape(()).to(torch.float64)
+        if self.prev is not None:
             prev_value, prev_grad, prev_step = self.prev
             grad_change = grad - prev_grad
-            # Three numbers the host needs, read back together: one wait for the device, not three.
-            value, sy, moved = torch.stack([loss.detach().reshape(()).to(grad.dtype), prev_step @ grad_change,
-                                            prev_step.abs().max()]).tolist()
-            self._remember(prev_step, grad_change, sy)
-            if not value <= prev_value:  # worse, or NaN
-                # Go back to where that step began and try a shorter one from there; the pair just
-                # remembered still describes the curvature, so the next direction is better too.
-                self.x.sub_(prev_step.view_as(self.x))
-                value, grad = prev_value, prev_grad
-                self.radius = moved * SHRINK
-            elif moved >= self.radius * 0.999:
-                self.radius *= GROW  # the limit held this step back and it paid: allow longer
+            self._remember(prev_step, grad_change, prev_step @ grad_change)
+            moved = prev_step.abs().max().double()
+            # Worse, or NaN: go back to where that step began and try a shorter one from there;
+            # the pair just remembered still describes the curvature, so the next direction is
+            # better too.
+            worse = ~(value <= prev_value)
+            self.x.sub_((prev_step * worse).view_as(self.x))
+            value, grad = torch.where(worse, prev_value, value), torch.where(worse, prev_grad, grad)
+            # Otherwise, if the limit held this step back and it paid, allow longer ones.
+            self.radius = torch.where(worse, moved * SHRINK,
+                                      torch.where(moved >= self.radius * 0.999, self.radius * GROW, self.radius))
         direction = self._direction(grad)
         if pinned is not None:
             direction.masked_fill_(pinned, 0.0)
-        # Worked out on the device, so the step needs no read-back. Steepest descent has no natural
-        # length, so it always gets the radius; a quasi-Newton step is only ever shortened.
+        # Steepest descent has no natural length, so it always gets the radius; a quasi-Newton
+        # step is only ever shortened.
         scale = self.radius / direction.abs().max().clamp_min(1e-12)
-        step = direction.mul_(scale if self.count == 0 else scale.clamp_max(1.0))
+        step = direction.mul_(torch.where(self.count > 0, scale.clamp_max(1.0), scale))
         if self.bounds is not None:
             # Projected onto the box; the pair remembered next is the step actually taken.
             flat = self.x.view(-1)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.params import LAYERS, LBFGS_HISTORY, Params
+from engine.params import LAYERS, LBFGS_HISTORY, WINOGRAD_MIN_OUT_CHANNELS, Params
 
 FLOAT_BYTES = 4
 # engine.lbfgs: its step and gradient-change history, plus a handful of working vectors.
 LBFGS_VECTORS = 2 * LBFGS_HISTORY + 6
 ADAM_VECTORS = 2  # exp_avg, exp_avg_sq
+# engine.winograd, the CPU's default: a deep convolution keeps its kernels transformed for the
+# forward and the backward pass, 36 floats for every 9 of the weights in each.
+WINOGRAD_KERNEL_FLOATS = 2 * 36 // 9
 # Allocator rounding and fragmentation, and the cuDNN workspace, on top of the tensors.
 SAFETY_FACTOR = 1.2
 OVERHEAD_BYTES = 300 * 1024**2
@@ -56,13 +59,16 @@ def _activations(shapes: list[tuple[int, int, int]], width: int, height: int) ->
 
 
 def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None) -> int:
-    """Peak bytes for `params` on one device. `content_shape` is the content image's (width,
-    height); without it the result is assumed square, an upper bound."""
+    """Peak bytes for `params` on its device (on "cpu", with the Winograd kernels that its default
+    accel keeps). `content_shape` is the content image's (width, height); without it the result is
+    assumed square, an upper bound."""
     width, height = _fit(*(content_shape or (1, 1)), params.size)
     pixels = width * height
     used = set(params.content_layers) | set(params.style_layers)
     shapes = _layer_shapes(max(used, key=LAYERS.index))
     weights = sum(i * o * 9 + o for i, o, _ in shapes)
+    if params.device == "cpu":
+        weights += sum(i * o * 9 * WINOGRAD_KERNEL_FLOATS for i, o, _ in shapes if o >= WINOGRAD_MIN_OUT_CHANNELS)
 
     # Optimisation: activations and as much again for their gradients during backward.
     optimise = 2 * _activations(shapes, width, height)

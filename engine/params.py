@@ -19,6 +19,9 @@ LAYERS: tuple[str, ...] = tuple(
 OPTIMIZERS = ("lbfgs", "adam")
 # Step and gradient-change pairs L-BFGS keeps (engine.lbfgs; engine.memory counts them).
 LBFGS_HISTORY = 20
+# Convolutions with this many output channels or more run by Winograd's algorithm on the CPU
+# (engine.winograd; engine.memory counts their transformed kernels).
+WINOGRAD_MIN_OUT_CHANNELS = 256
 INITS = ("content", "noise")
 POOLINGS = ("max", "avg")
 DEVICES = ("auto", "cpu", "cuda")

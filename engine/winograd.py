@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.params import WINOGRAD_MIN_OUT_CHANNELS
+
 # Where it pays (forward and backward on two Zen 3 cores, against torch's): with 256 or 512 output
 # channels over 24×32 positions or more, 1.2-2.2x; with 128 outputs 0.6-0.9x, and at 12×16
 # positions 0.9x, where the fixed costs of the transforms and of small matrix products dominate.
-MIN_OUT_CHANNELS = 256
+MIN_OUT_CHANNELS = WINOGRAD_MIN_OUT_CHANNELS
 MIN_POSITIONS = 24 * 32
 
 _BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),

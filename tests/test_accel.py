@@ -10,6 +10,7 @@ import torch
 from conftest import CONTENT, STYLE
 from engine import images
 from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare
+from engine.lbfgs import LBFGS
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
@@ -21,13 +22,12 @@ P = Params(content=str(CONTENT), styles=(str(STYLE),), size=48, iterations=3, mu
            device="cpu", seed=0)
 
 
-def loss_and_gradient(accel: Accel, device: torch.device = CPU, evaluations: int = 1
-                      ) -> tuple[float, torch.Tensor, list[tuple[bool, torch.dtype]], float]:
-    """The loss and gradient at one point, the (channels-last, dtype) of every conv's output, and
-    the first loss evaluated. With evaluations > 1 the point is first evaluated elsewhere (the
-    image mirrored) and moved in place, as an optimizer moves it (a CUDA graph must follow)."""
-    net = FeatureNet(load_weights("caffe", device), P.content_layers + P.style_layers, device=device)
-    net = prepare(net, accel)
+def objective_and_start(accel: Accel, device: torch.device = CPU, mirrored: bool = False
+                        ) -> tuple[Objective, torch.Tensor, list[tuple[bool, torch.dtype]]]:
+    """P's objective as `accel` evaluates it, a point away from the content image (so the content
+    term and its gradient are not zero), and a list that records the (channels-last, dtype) of
+    every conv's output."""
+    net = prepare(FeatureNet(load_weights("caffe", device), P.content_layers + P.style_layers, device=device), accel)
     seen = []
     for module in net.body:
         if isinstance(module, torch.nn.Conv2d):
@@ -35,12 +35,19 @@ def loss_and_gradient(accel: Accel, device: torch.device = CPU, evaluations: int
                 (out.is_contiguous(memory_format=torch.channels_last), out.dtype)))
     content = to_tensor(images.resize_longest(images.load_image(CONTENT), P.size), device)
     styles = _style_tensors([images.load_image(STYLE)], P.size, P, device)
+    objective = Objective(P, net, content, styles, accel)
+    noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(1)).to(device)
+    x = (content + 30 * noise).clamp(0, 255)
+    return objective, (x.flip(-1) if mirrored else x).contiguous().requires_grad_(True), seen
+
+
+def loss_and_gradient(accel: Accel, device: torch.device = CPU, evaluations: int = 1
+                      ) -> tuple[float, torch.Tensor, list[tuple[bool, torch.dtype]], float]:
+    """The loss and gradient at one point, the (channels-last, dtype) of every conv's output, and
+    the first loss evaluated. With evaluations > 1 the point is first evaluated elsewhere (the
+    image mirrored) and moved in place, as an optimizer moves it (a CUDA graph must follow)."""
     with precision(accel):
-        objective = Objective(P, net, content, styles, accel)
-        # Away from the content image, so the content term and its gradient are not zero.
-        noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(1)).to(device)
-        x = (content + 30 * noise).clamp(0, 255)
-        x = (x.flip(-1) if evaluations > 1 else x).contiguous().requires_grad_(True)
+        objective, x, seen = objective_and_start(accel, device, mirrored=evaluations > 1)
         evaluate = evaluator(objective, x, accel)
         losses = []
         for i in range(evaluations):
@@ -178,3 +185,27 @@ def test_adam_runs_with_the_cuda_default():
     plain, fast = run(p, accel=Accel()), run(p)
     assert fast.device == f"cuda ({default_accel(CUDA).label()})"
     assert fast.losses["total"] <= plain.losses["total"] * 1.05
+
+
+@needs_cuda
+def test_lbfgs_steps_with_the_cuda_default_wait_for_nothing():
+    # tests/test_lbfgs.py checks that engine.lbfgs reads no value back in Python; this checks that
+    # none of its operators (nor a graph replay) synchronises with the device inside, so the host
+    # queues step after step. The first step captures the graph, which may wait.
+    accel = default_accel(CUDA)
+    objective, x, _ = objective_and_start(accel, CUDA)
+    evaluate = evaluator(objective, x, accel)
+    optimizer = LBFGS(x, bounds=(0.0, 255.0))
+
+    def closure() -> torch.Tensor:
+        return evaluate()[0]
+
+    first = float(optimizer.step(closure).detach())
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            last = optimizer.step(closure)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert float(last.detach()) < first

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from conftest import CONTENT, STYLE
 from engine import images
@@ -103,6 +104,33 @@ def test_history_is_a_ring_of_the_newest_pairs():
     assert torch.allclose(opt.sy, steps @ changes.T) and torch.allclose(opt.yy, changes @ changes.T)
 
 
+class HostReads(TorchFunctionMode):
+    """Records each call that copies a tensor's value to the host: on a GPU, a wait for the device."""
+
+    READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.READS:
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_reads_nothing_back():
+    # Every branch taken: a first steepest step far past the minimum (undone), pairs filling and
+    # wrapping the ring, the box binding. On a GPU the host then never waits inside a step.
+    a, solution = quadratic(seed=4)
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution - 2, x), LBFGS(x, history=3, first_step=1000.0, bounds=(0.0, 1e9))
+    with HostReads() as reads:
+        losses = [opt.step(f).detach() for _ in range(12)]
+    assert reads.seen == []
+    assert losses[1] > losses[0] > losses[-1] and opt.count == 11 and float(x.detach().min()) == 0.0
+
+
 def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], grad: torch.Tensor) -> torch.Tensor:
     """-H·grad by the textbook two-loop recursion (Nocedal and Wright, algorithm 7.4), pairs oldest first."""
     q, alphas = grad.clone(), []
@@ -125,7 +153,7 @@ def test_the_compact_direction_is_the_two_loop_direction():
     for count in range(1, 13):  # past a full ring, twice
         s = torch.randn(n, generator=g, dtype=torch.float64)
         y = a @ s + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)  # curvature, not exactly A
-        opt._remember(s, y, float(s @ y))
+        opt._remember(s, y, s @ y)
         pairs = (pairs + [(s, y)])[-history:]
         grad = torch.randn(n, generator=g, dtype=torch.float64)
         expected = two_loop(pairs, grad)
