@@ -53,8 +53,10 @@ class LBFGS:
                  bounds: tuple[float, float] | None = None):
         self.x, self.bounds = x, bounds
         m = self.m = history
-        # Rows 0..m-1 hold the steps s, rows m..2m-1 the gradient changes y, by ring slot.
-        self.pairs = x.new_zeros(2 * m, x.numel())
+        # Rows 0..m-1 hold the steps s, rows m..2m-1 the gradient changes y, by ring slot; the two
+        # rows after them take the pairs that are skipped.
+        self._rows = x.new_zeros(2 * m + 2, x.numel())
+        self.pairs = self._rows[: 2 * m]
         # sᵢᵀyⱼ and yᵢᵀyⱼ by slot, in float64: the compact form solves with the first.
         self.sy = torch.zeros(m, m, dtype=torch.float64, device=x.device)
         self.yy = torch.zeros(m, m, dtype=torch.float64, device=x.device)
@@ -71,21 +73,22 @@ class LBFGS:
         return (self._positions + start) % self.m
 
     def _remember(self, step: torch.Tensor, grad_change: torch.Tensor, sy: torch.Tensor) -> None:
-        # Skip pairs without positive curvature: they would make the inverse Hessian indefinite.
-        # A skipped pair's slot is written with what it held.
-        m, keep, slot = self.m, sy > 1e-10, (self.count % self.m).view(1)
-        old = self.pairs.index_select(0, torch.cat([slot, slot + m]))
-        self.pairs.index_copy_(0, slot, torch.where(keep, step, old[0]).unsqueeze(0))
-        self.pairs.index_copy_(0, slot + m, torch.where(keep, grad_change, old[1]).unsqueeze(0))
-        written = self.pairs.index_select(0, torch.cat([slot, slot + m]))
+        # A pair without positive curvature would make the inverse Hessian indefinite: it goes to
+        # the scratch rows instead of the ring, and the small matrices keep their values.
+        m, keep = self.m, sy > 1e-10
+        slot = (self.count % m).view(1)
+        self._rows.index_copy_(0, torch.where(keep, slot, 2 * m), step.unsqueeze(0))
+        self._rows.index_copy_(0, torch.where(keep, slot + m, 2 * m + 1), grad_change.unsqueeze(0))
         # The slot's row and column of both small matrices. Matrix-vector products, not one
         # matrix product: on CUDA matrix products may run in TF32 (engine.transfer.pick_device),
         # which these inner products cannot afford.
-        products = torch.stack([self.pairs @ written[0], self.pairs @ written[1]], dim=1).double()
-        self.sy.index_copy_(1, slot, products[:m, 1:])
-        self.sy.index_copy_(0, slot, products[m:, :1].t())
-        self.yy.index_copy_(1, slot, products[m:, 1:])
-        self.yy.index_copy_(0, slot, products[m:, 1:].t())
+        products = torch.stack([self.pairs @ step, self.pairs @ grad_change], dim=1).double()
+        sy, yy = self.sy.clone(), self.yy.clone()
+        sy.index_copy_(1, slot, products[:m, 1:])
+        sy.index_copy_(0, slot, products[m:, :1].t())
+        yy.index_copy_(1, slot, products[m:, 1:])
+        yy.index_copy_(0, slot, products[m:, 1:].t())
+        self.sy, self.yy = torch.where(keep, sy, self.sy), torch.where(keep, yy, self.yy)
         self.count += keep.long()
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
@@ -94,7 +97,7 @@ class LBFGS:
         and γ = sᵀy/yᵀy of the newest pair:
         H·g = γg + S·w − γY·u, where R·u = Sᵀg and Rᵀ·w = (D + γYᵀY)·u − γYᵀg.
         Empty slots hold zeros and come last in the order: an identity block in R keeps the
-        solves regular and gives them zero coefficients."""
+        solves regular and gives those slots zero coefficients."""
         m, order = self.m, self._oldest_first()
         projected = (self.pairs @ grad).double()
         s_g, y_g = projected[:m][order], projected[m:][order]
@@ -102,9 +105,10 @@ class LBFGS:
         filled = self._positions < self.count
         r = torch.where(filled.unsqueeze(0) & filled.unsqueeze(1), torch.triu(sy), self._identity)
         newest = (self.count.clamp(1, m) - 1).view(1)
-        # No pairs yet: 0/0, only ever in the branch torch.where leaves out below.
         gamma = (sy.index_select(0, newest).index_select(1, newest) /
                  yy.index_select(0, newest).index_select(1, newest)).view(())
+        # No pairs yet (0/0 above): γ = 1 and all-zero coefficients make H·g = g, steepest descent.
+        gamma = torch.where(self.count > 0, gamma, 1.0)
         u = torch.linalg.solve_triangular(r, s_g.unsqueeze(1), upper=True)
         rhs = torch.diagonal(sy).unsqueeze(1) * u + gamma * (yy @ u) - gamma * y_g.unsqueeze(1)
         w = torch.linalg.solve_triangular(r.t(), rhs, upper=False)
@@ -112,7 +116,7 @@ class LBFGS:
         coefficients[order] = w.squeeze(1)
         coefficients[m + order] = -gamma * u.squeeze(1)
         hg = (self.pairs.t() @ coefficients.to(grad.dtype)).add_(grad * gamma.to(grad.dtype))
-        return torch.where(self.count > 0, hg, grad).neg_()
+        return hg.neg_()
 
     def _pinned(self, grad: torch.Tensor) -> torch.Tensor | None:
         """Pixels at a bound whose gradient points out of the box. They are left out of the
@@ -141,7 +145,7 @@ class LBFGS:
             # the pair just remembered still describes the curvature, so the next direction is
             # better too.
             worse = ~(value <= prev_value)
-            self.x.sub_((prev_step * worse).view_as(self.x))
+            self.x.view(-1).addcmul_(prev_step, worse.to(prev_step.dtype), value=-1)
             value, grad = torch.where(worse, prev_value, value), torch.where(worse, prev_grad, grad)
             # Otherwise, if the limit held this step back and it paid, allow longer ones.
             self.radius = torch.where(worse, moved * SHRINK,
