@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import CONTENT, STYLE, STYLE2
 from engine import images
 from engine.params import Params
-from engine.transfer import Cancelled, Objective, gram, run, to_tensor
+from engine.transfer import Cancelled, Objective, gram, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 TINY = Params(content=str(CONTENT), styles=(str(STYLE),), size=64, iterations=30, device="cpu",
@@ -114,3 +114,14 @@ def test_fused_gram_loss_matches_autograd():
     a = a + a.t()  # targets are Grams, hence symmetric
     assert torch.autograd.gradcheck(lambda t: GramMSE.apply(t, a), (f,))
     assert torch.allclose(GramMSE.apply(f, a), ((gram(f) - a) ** 2).mean())
+
+
+def test_images_round_trip_through_tensors_rounded_and_clamped():
+    # Odd sizes catch a swapped width and height; values outside 0..255 and between grey levels
+    # catch a missing clamp or round (the saved image is what gets judged and downloaded).
+    photo = images.resize_longest(images.load_image(CONTENT), 37)
+    assert to_image(to_tensor(photo, torch.device("cpu"))).tobytes() == photo.tobytes()
+    x = torch.tensor([[-20.0, 0.4, 0.6], [127.5, 254.6, 300.0]]).expand(1, 3, 2, 3)
+    image = to_image(x)
+    assert (image.mode, image.size) == ("RGB", (3, 2))
+    assert [image.getpixel((i, j))[0] for j in range(2) for i in range(3)] == [0, 0, 1, 128, 255, 255]
