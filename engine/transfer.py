@@ -196,6 +196,41 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         raise
 
 
+class LossReading:
+    """The parts of one iteration's loss, on their way to the host. On CUDA the copy is queued
+    behind the step without waiting for it; read() waits for that copy alone."""
+
+    def __init__(self, parts: dict[str, torch.Tensor]):
+        self.names = list(parts)
+        stacked = torch.stack([v.detach() for v in parts.values()])  # one copy for all the parts
+        self.values = stacked.to("cpu", non_blocking=True)  # into pinned memory, from CUDA
+        self.copied: torch.cuda.Event | None = None
+        if stacked.is_cuda:
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+
+    def read(self) -> dict[str, float]:
+        if self.copied is not None:
+            self.copied.synchronize()
+        return dict(zip(self.names, self.values.tolist()))
+
+
+@dataclass
+class _Step:
+    iteration: int
+    size: int
+    losses: LossReading
+    preview: Image.Image | None
+
+
+def progress_lag(device: torch.device) -> int:
+    """How many steps behind the optimisation progress is reported. On CUDA, one: the host reads
+    a step's losses after it has queued the next step, so the GPU goes from one to the next
+    without waiting for the host (the L-BFGS step reads nothing back either). On the CPU nothing
+    runs ahead of the host, and progress comes at once."""
+    return 1 if device.type == "cuda" else 0
+
+
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
          should_cancel: Callable[[], bool] | None) -> Result:
     t0 = time.perf_counter()
@@ -213,6 +248,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     previews: list[tuple[int, Image.Image]] = []
     done = 0
     losses: dict[str, float] = {}
+    lag = progress_lag(device)
     for scale_index, (size, iterations) in enumerate(schedule):
         w, h = images.fit_within(content_img.width, content_img.height, size)
         content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
@@ -237,6 +273,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
             parts.update(found, total=loss)
             return loss
 
+        waiting: list[_Step] = []
         for i in range(1, iterations + 1):
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
@@ -245,8 +282,6 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                 with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
                     x.clamp_(0, 255)
             done += 1
-            # One read from the device for all the parts.
-            losses = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist()))
             last_of_scale = i == iterations
             preview = None
             if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(schedule) - 1):
@@ -254,8 +289,14 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                 if p.original_colors:
                     preview = keep_colors(preview, content_img)
                 previews.append((done, preview))
-            if on_progress is not None:
-                on_progress(Progress(done, total, size, losses, time.perf_counter() - t0, preview))
+            waiting.append(_Step(done, size, LossReading(parts), preview))
+            # The newest step's losses are read once the step after it is queued (progress_lag).
+            while len(waiting) > (0 if last_of_scale else lag):
+                step = waiting.pop(0)
+                losses = step.losses.read()
+                if on_progress is not None:
+                    on_progress(Progress(step.iteration, total, step.size, losses, time.perf_counter() - t0,
+                                         step.preview))
     image = to_image(x)
     if p.original_colors:
         image = keep_colors(image, content_img)

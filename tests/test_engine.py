@@ -62,6 +62,30 @@ def test_cancel_stops_within_one_iteration():
     assert seen == [1, 2, 3]
 
 
+
+def test_progress_read_a_step_late_is_the_same_progress(monkeypatch):
+    """On CUDA a step's losses are read after the next step is queued (engine.transfer.
+    progress_lag); forced here on the CPU, every iteration is still reported once, in order, at its
+    own scale, with its own losses and preview, and the run itself is unchanged."""
+    monkeypatch.setattr("engine.params.MULTISCALE_MIN_SIZE", 32)
+    p = TINY.with_changes(iterations=5, multiscale=True, preview_every=2)
+
+    def reported(lag: int) -> tuple[list[tuple], Image.Image]:
+        monkeypatch.setattr("engine.transfer.progress_lag", lambda device: lag)
+        seen = []
+        result = run(p, on_progress=lambda pr: seen.append(
+            (pr.iteration, pr.size, pr.losses, pr.preview and pr.preview.tobytes())))
+        assert result.losses == seen[-1][2]
+        return seen, result.image
+
+    at_once, image = reported(0)
+    late, late_image = reported(1)
+    assert [(i, size) for i, size, *_ in late] == [(i, 32) for i in range(1, 6)] + [(i, 64) for i in range(6, 11)]
+    assert [i for i, _, _, preview in late if preview] == [2, 4, 5, 6, 8, 10]
+    assert late == at_once
+    assert late_image.tobytes() == image.tobytes()
+
+
 def test_previews_every_n_iterations_and_between_scales():
     p = TINY.with_changes(size=128, iterations=4, multiscale=True, preview_every=3)
     # 64 px is below the multiscale floor, so 128 px runs as one scale: previews at 3 only.
