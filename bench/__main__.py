@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024] if cuda else [256],
                     help="sizes for the speed table; the first is also the quality-per-second size")
     ap.add_argument("--steps", type=int, default=100 if cuda else 20, help="iterations timed per side")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two CLIs")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two CLIs (the median is reported)")
     ap.add_argument("--cli-steps", type=int, default=1000 if cuda else 20,
                     help="iterations per CLI run, at the first size only: enough that they outweigh "
                          "the noise in start-up times")
