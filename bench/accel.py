@@ -158,12 +158,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="engine.accel labels (plain is always measured, first)")
     ap.add_argument("--skip", nargs="+", default=[], choices=[f.name for f in fields(Accel)],
                     help="leave out the variants with any of these switches on")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto: CUDA where there is a GPU; cpu measures the CPU of a GPU machine too "
+                         "(the other defaults stay the GPU's: give --sizes, --steps, --full)")
     ap.add_argument("--images", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, help="folder for the sheets of pictures (default: a new temporary one)")
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     args = ap.parse_args(argv)
     args.out = args.out or Path(tempfile.mkdtemp(prefix="bench-accel-"))
-    device, pair = "cuda" if cuda else "cpu", Pair.in_folder(args.images)
+    device = args.device if args.device != "auto" else "cuda" if cuda else "cpu"
+    pair = Pair.in_folder(args.images)
     args.out.mkdir(parents=True, exist_ok=True)
     variants = [Accel(), *(v for v in args.variants if v != Accel() and not any(getattr(v, n) for n in args.skip))]
     emit = Report.opened("python -m bench.accel", argv, args.write)

@@ -9,6 +9,7 @@
 #   accel    engine.accel's variants (but compile) at 512 and 1024 px, 1000 iterations at 512
 #   profile  python -m bench.profile: the fastest variant's time by operator
 #   bench    python -m bench with the fastest variant (STUDIO_ACCEL)
+#   cpu      plain against winograd (the CPU default, chosen on two cores) on this machine's CPU
 #   compile  torch.compile against plain at 512 px, last: compiling takes minutes
 # Reports, logs and picture sheets go to $OUT, which the device tool sends back (eight files at
 # most: checks.txt with the tests and every stage's stderr, accel.md, best-accel.txt, two variant
@@ -39,17 +40,25 @@ bench() {
   STUDIO_ACCEL=$(best) timeout 215 $python -m bench --images .device/images --rounds 1 \
     --write "$out/bench.md" 2>>"$out/checks.txt"
 }
+cpu() {
+  # Its report goes into checks.txt and its sheets and choice to /tmp: eight files is the limit,
+  # and best-accel.txt is the GPU's.
+  timeout 40 $python -m bench.accel --device cpu --images .device/images --out /tmp/cpu-accel \
+    --write /tmp/cpu-accel.md --variants winograd --sizes 256 512 --steps 6 --full 0 --preview 0 \
+    >/dev/null 2>>"$out/checks.txt"
+  cat /tmp/cpu-accel.md >>"$out/checks.txt"
+}
 compile() {
   timeout 70 $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
     --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
 }
 
 [ $# -gt 0 ] || set -- usage
-[ "$1" = all ] && set -- tests accel profile bench compile
+[ "$1" = all ] && set -- tests accel profile bench cpu compile
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/checks.txt" 2>&1
 for stage in "$@"; do
   case "$stage" in
-    tests | accel | profile | bench | compile) $stage ;;
-    *) echo "usage: sh bench/device.sh all | STAGE... (tests accel profile bench compile)" >&2; exit 2 ;;
+    tests | accel | profile | bench | cpu | compile) $stage ;;
+    *) echo "usage: sh bench/device.sh all | STAGE... (tests accel profile bench cpu compile)" >&2; exit 2 ;;
   esac
 done
