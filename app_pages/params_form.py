@@ -225,17 +225,17 @@ def _render_fields(errors: Mapping[str, str], style_names: list[str]) -> None:
     chosen = _ordered_layers(st.session_state.get(key("style_layers")))
     if chosen:
         st.caption("Style layer weights (relative; all 1 = equal)")
-        cols = st.columns(min(len(chosen), 6))
-        for i, layer in enumerate(chosen):
-            with cols[i % len(cols)]:
-                st.number_input(layer, key=layer_weight_key(layer), step=0.1, format="%g",
-                                help=HELP["style_layer_weights"])
-        field_error(errors, "style_layer_weights")
+        _weight_inputs(errors, "style_layer_weights", [(layer, layer_weight_key(layer)) for layer in chosen], 6)
     if len(style_names) > 1:
         st.markdown("**Style blend**")
-        cols = st.columns(min(len(style_names), 4))
-        for i, name in enumerate(style_names):
-            with cols[i % len(cols)]:
-                st.number_input(name, key=blend_key(i), step=0.1, format="%g",
-                                help=HELP["style_blend"])
-        field_error(errors, "style_blend")
+        _weight_inputs(errors, "style_blend", [(name, blend_key(i)) for i, name in enumerate(style_names)], 4)
+
+
+def _weight_inputs(errors: Mapping[str, str], field: str, labelled_keys: list[tuple[str, str]],
+                   per_row: int) -> None:
+    """One relative-weight input per (label, state key), `per_row` to a row, then the field's error."""
+    cols = st.columns(min(len(labelled_keys), per_row))
+    for i, (label, state_key) in enumerate(labelled_keys):
+        with cols[i % len(cols)]:
+            st.number_input(label, key=state_key, step=0.1, format="%g", help=HELP[field])
+    field_error(errors, field)

@@ -532,22 +532,13 @@ class Gallery:
         if favorite is not None:
             clauses.append("runs.favorite = ?")
             args.append(int(bool(favorite)))
-        for column, value in (("owner", owner), ("batch", batch)):
+        compared = (("runs.owner = ?", owner, str), ("runs.batch = ?", batch, str),
+                    ("runs.size >= ?", min_size, int), ("runs.size <= ?", max_size, int),
+                    ("runs.created >= ?", since, _as_iso), ("runs.created < ?", until, _as_iso))
+        for clause, value, convert in compared:
             if value is not None:
-                clauses.append(f"runs.{column} = ?")
-                args.append(value)
-        if min_size is not None:
-            clauses.append("runs.size >= ?")
-            args.append(int(min_size))
-        if max_size is not None:
-            clauses.append("runs.size <= ?")
-            args.append(int(max_size))
-        if since is not None:
-            clauses.append("runs.created >= ?")
-            args.append(_as_iso(since))
-        if until is not None:
-            clauses.append("runs.created < ?")
-            args.append(_as_iso(until))
+                clauses.append(clause)
+                args.append(convert(value))
         matches = [q for q in (fts_query(search or ""), tag and f"tags : ({fts_query(tag)})") if q]
         if matches:
             clauses.append("runs.id IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)")

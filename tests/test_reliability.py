@@ -51,6 +51,15 @@ def record(name: str, rows: list[dict]) -> None:
     (ARTIFACTS / f"reliability-{name}.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False))
 
 
+def run_queue_until_ended(g: Gallery, last: int) -> None:
+    """A real CPU worker on g's queue until the run `last` (queued after the others) has ended."""
+    w = Worker(g.data_dir, "cpu", poll_interval=0.05).start()
+    try:
+        wait_for(lambda: g.get(last).status not in ("queued", "running"), 300, "the queued jobs")
+    finally:
+        w.stop(timeout=30)
+
+
 def integrity(db: Path) -> list[tuple]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -240,11 +249,7 @@ def test_an_upload_too_extreme_for_the_size_fails_its_job_with_the_reason(data_d
         dot = g.add_input(encode(Image.new("RGB", (1, 1), "red"), "PNG"), "dot.png")
         bad = g.submit(tiny_params(content=strip.path, size=64))
         good = g.submit(tiny_params(content=dot.path, size=32))  # 1×1 scales up: blurry, but fine
-        w = Worker(data_dir, "cpu", poll_interval=0.05).start()
-        try:
-            wait_for(lambda: g.get(good).status not in ("queued", "running"), 300, "both jobs")
-        finally:
-            w.stop(timeout=30)
+        run_queue_until_ended(g, good)
         assert g.get(bad).status == "failed"
         assert "too short for this size: 8000×16 pixels would become 64×1" in g.get(bad).error
         assert g.get(good).status == "done", g.get(good).error
@@ -533,11 +538,7 @@ def test_out_of_memory_fails_that_job_and_the_next_runs(data_dir: Path, monkeypa
     with Gallery(data_dir) as g:
         big = g.submit(tiny_params(seed=1, size=48))
         after = g.submit(tiny_params(seed=2))
-        w = Worker(data_dir, "cpu", poll_interval=0.05).start()
-        try:
-            wait_for(lambda: g.get(after).status not in ("queued", "running"), 300, "both jobs")
-        finally:
-            w.stop(timeout=30)
+        run_queue_until_ended(g, after)
         assert g.get(big).status == "failed"
         assert g.get(big).error == ("Out of memory at 48 px on cpu; try a smaller size (e.g. 24 px) "
                                     "or fewer style layers.")
