@@ -1,19 +1,35 @@
 """Parameters travel inside result PNGs as text chunks, so a downloaded result can be reproduced.
 
-Writing goes through Pillow; reading walks the PNG chunks directly, so metadata can be read
-without decoding (or trusting the size of) the pixels. Stdlib and Pillow only.
+`ResultInfo` is everything a result PNG records besides its pixels; `result_png` is the one
+writer of the `studio:*` keys and `read_result_info` the one reader. Beside them goes a
+`parameters` chunk in the form AUTOMATIC1111 writes, which the image browsers people already
+use (A1111's PNG Info, InvokeAI, SD Prompt Reader) show. Writing goes through Pillow; reading
+walks the PNG chunks directly, so metadata can be read without decoding (or trusting the size
+of) the pixels. Stdlib and Pillow only.
 """
 from __future__ import annotations
 
 import io
+import json
 import os
 import zlib
+from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image, PngImagePlugin
 
 from engine.images import ImageError, read_bytes, to_rgb
+from engine.params import Params
 
 PARAMS_KEY = "studio:params"
+# The other studio:* keys, by ResultInfo field. JSON-valued fields are encoded as JSON.
+_KEYS = {
+    "weights": "studio:weights", "device": "studio:device", "timings": "studio:timings",
+    "losses": "studio:losses", "content_name": "studio:content_name", "style_names": "studio:style_names",
+    "created": "studio:created", "title": "studio:title", "tags": "studio:tags",
+}
+_JSON_FIELDS = ("timings", "losses", "style_names")
+A1111_KEY = "parameters"
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
@@ -22,14 +38,9 @@ _MAX_TEXT = 64 * 1024 * 1024
 _DAMAGED = "The PNG file is truncated or damaged."
 
 
-def png_bytes(img: Image.Image, params_json: str | None = None,
-              extra: dict[str, str] | None = None) -> bytes:
-    """`img` encoded as PNG, with `params_json` under PARAMS_KEY and `extra` as more text chunks."""
-    texts = dict(extra or {})
-    if params_json is not None:
-        if PARAMS_KEY in texts:
-            raise ValueError(f"{PARAMS_KEY!r} is given both as params_json and in extra")
-        texts[PARAMS_KEY] = params_json
+def png_bytes(img: Image.Image, texts: dict[str, str] | None = None) -> bytes:
+    """`img` encoded as PNG with `texts` as text chunks (result_png writes a result's)."""
+    texts = texts or {}
     info = PngImagePlugin.PngInfo()
     for key, value in texts.items():
         _check_key(key)
@@ -43,10 +54,9 @@ def png_bytes(img: Image.Image, params_json: str | None = None,
     return out.getvalue()
 
 
-def save_png(img: Image.Image, path: str | os.PathLike, params_json: str | None = None,
-             extra: dict[str, str] | None = None) -> None:
-    """Writes png_bytes(...) to `path` (directly; callers that need atomicity rename)."""
-    data = png_bytes(img, params_json, extra)
+def save_png(img: Image.Image, path: str | os.PathLike, info: ResultInfo) -> None:
+    """Writes result_png(img, info) to `path` (directly; callers that need atomicity rename)."""
+    data = result_png(img, info)
     with open(path, "wb") as f:
         f.write(data)
 
@@ -84,7 +94,7 @@ def read_metadata(source: str | os.PathLike | bytes) -> dict[str, str]:
 
 
 def read_params_json(source: str | os.PathLike | bytes) -> str | None:
-    """The params JSON stored by png_bytes/save_png, or None when the PNG has none."""
+    """The params JSON stored by result_png, or None when the PNG has none."""
     return read_metadata(source).get(PARAMS_KEY)
 
 
@@ -121,3 +131,102 @@ def _check_key(key: str) -> None:
           and all(32 <= ord(c) <= 126 or 161 <= ord(c) <= 255 for c in key))
     if not ok:
         raise ValueError(f"invalid PNG text key {key!r}")
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    """What a result PNG says about itself: the params, and how and by whom it was made."""
+
+    params_json: str
+    weights_name: str = ""
+    weights_sha256: str = ""
+    device: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    # Set by the gallery, so a result imported elsewhere keeps its names, date and labels.
+    content_name: str = ""
+    style_names: tuple[str, ...] = ()
+    created: str = ""
+    title: str = ""
+    tags: str = ""
+
+    @classmethod
+    def of_result(cls, result: Any, params_json: str, **labels: Any) -> "ResultInfo":
+        """From an engine.transfer.Result (any object with its attributes) and the params it ran with."""
+        return cls(params_json=params_json, weights_name=result.weights_name or "",
+                   weights_sha256=result.weights_sha256 or "", device=str(result.device),
+                   timings={k: round(float(v), 3) for k, v in result.timings.items()},
+                   losses={k: float(v) for k, v in result.losses.items()}, **labels)
+
+    def texts(self) -> dict[str, str]:
+        texts = {PARAMS_KEY: self.params_json}
+        if self.weights_name:
+            texts[_KEYS["weights"]] = f"{self.weights_name} sha256:{self.weights_sha256}"
+        for name, key in _KEYS.items():
+            value = getattr(self, name, None)
+            if name != "weights" and value:
+                texts[key] = json.dumps(list(value) if name == "style_names" else value) \
+                    if name in _JSON_FIELDS else str(value)
+        texts[A1111_KEY] = self.a1111_parameters()
+        return texts
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str]) -> "ResultInfo | None":
+        """None when the chunks hold no params (not one of ours); bad side values are dropped."""
+        if PARAMS_KEY not in texts:
+            return None
+        weights_name, _, weights_sha = texts.get(_KEYS["weights"], "").partition(" sha256:")
+        values: dict[str, Any] = {}
+        for name, key in _KEYS.items():
+            if name == "weights" or key not in texts:
+                continue
+            values[name] = _json_field(name, texts[key]) if name in _JSON_FIELDS else texts[key]
+        return cls(params_json=texts[PARAMS_KEY], weights_name=weights_name, weights_sha256=weights_sha, **values)
+
+    def a1111_parameters(self) -> str:
+        """The settings as AUTOMATIC1111 writes them: a description line, then `Key: value, ...`."""
+        try:
+            p = Params.from_json(self.params_json)
+        except (ValueError, TypeError):
+            return ""
+        content = self.content_name or os.path.basename(p.content)
+        styles = list(self.style_names) or [os.path.basename(s) for s in p.styles]
+        settings = {
+            "Steps": p.iterations, "Sampler": p.optimizer, "Seed": p.seed, "Size": p.size,
+            "Model": self.weights_name or p.weights, "Model hash": self.weights_sha256[:10],
+            "Content weight": p.content_weight, "Style weight": p.style_weight, "TV weight": p.tv_weight,
+            "Style blend": " ".join(map(str, p.blend_weights())), "Style scale": p.style_scale,
+            "Init": p.init, "Pooling": p.pooling, "Multiscale": p.multiscale,
+            "Original colors": p.original_colors, "Device": self.device or p.device,
+        }
+        listed = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in settings.items() if v not in ("", None))
+        return f"{content or 'photo'} in the style of {', '.join(styles) or 'a painting'}\n{listed}"
+
+
+def _a1111_value(value: Any) -> str:
+    # A1111 quotes a value that holds its separators.
+    text = str(value)
+    return json.dumps(text) if any(c in text for c in ",:\n") else text
+
+
+def _json_field(name: str, text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if name == "style_names":
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def result_png(img: Image.Image, info: ResultInfo) -> bytes:
+    """`img` as a PNG carrying `info` (the studio:* keys and A1111's `parameters`)."""
+    return png_bytes(img, texts=info.texts())
+
+
+def read_result_info(source: str | os.PathLike | bytes) -> ResultInfo | None:
+    """The ResultInfo of a PNG written by result_png (or by older versions: same keys), None when
+    it carries no params. Raises ImageError for anything that is not an intact PNG."""
+    return ResultInfo.from_texts(read_metadata(source))

@@ -1,5 +1,6 @@
 """`python -m gallery`: the gallery from a terminal, a thin layer over the Python API.
 
+    python -m gallery [--data DIR] submit CONTENT STYLE... [engine flags]   (prints the new id)
     python -m gallery [--data DIR] run CONTENT STYLE... [engine flags]
     python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
     python -m gallery show ID | export ID DEST | export --all DEST | import ZIP | rm ID... | requeue ID
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.cli import OneLineParser, add_param_arguments, params_from_args
+from engine.cli_args import OneLineParser, add_param_arguments, params_from_args
 from engine.images import ImageError
 from engine.params import ParamsError
 from gallery.db import STATUSES
@@ -39,13 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", metavar="DIR", help=f"data folder (default: ${DATA_ENV}, else ./data)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    submit = commands.add_parser("submit", help="queue a run for a worker; prints its id")
+    add_run_arguments(submit)
+
     run = commands.add_parser("run", help="queue a run and process it now, in this process")
-    run.add_argument("content", metavar="CONTENT", help="content image")
-    run.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
-    run.add_argument("--title", default="", help="a title for the gallery")
-    run.add_argument("--tags", default="", help="comma-separated tags")
-    run.add_argument("--owner", default="", help="who ran it")
-    add_param_arguments(run)
+    add_run_arguments(run)
 
     ls = commands.add_parser("list", help="list runs, newest first")
     ls.add_argument("--status", choices=STATUSES)
@@ -79,6 +78,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The images, labels and engine flags of a new run."""
+    parser.add_argument("content", metavar="CONTENT", help="content image")
+    parser.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s)")
+    parser.add_argument("--title", default="", help="a title for the gallery")
+    parser.add_argument("--tags", default="", help="comma-separated tags")
+    parser.add_argument("--owner", default="", help="who ran it")
+    add_param_arguments(parser)
+
+
+def submit_from_args(gallery: Gallery, args: argparse.Namespace) -> int:
+    """Queues the run that add_run_arguments' flags describe; returns its id."""
+    for path in [args.content, *args.styles]:
+        if not Path(path).is_file():
+            raise UsageError(f"no such file: {path}")
+    params = params_from_args(args, args.content, args.styles)
+    return gallery.submit(params, owner=args.owner, title=args.title, tags=args.tags)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -99,16 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ---- commands ---------------------------------------------------------------------------------
 
+def cmd_submit(gallery: Gallery, args: argparse.Namespace) -> int:
+    # The id alone on stdout, so scripts can take it: `id=$(python -m gallery submit ...)`.
+    print(submit_from_args(gallery, args))
+    return 0
+
+
 def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
     from worker import Worker  # here: the worker sits above the gallery, and this runs a job
 
-    for path in [args.content, *args.styles]:
-        if not Path(path).is_file():
-            raise UsageError(f"no such file: {path}")
-    params = params_from_args(args, args.content, args.styles)
-    rid = gallery.submit(params, owner=args.owner, title=args.title, tags=args.tags)
+    rid = submit_from_args(gallery, args)
     print(f"run {rid} queued", flush=True)
-    worker = Worker(gallery.data_dir, params.device)
+    worker = Worker(gallery.data_dir, gallery.get(rid).params.device)
     gallery.recover_interrupted()
     gallery.sweep()
     run = gallery.claim(rid, worker.name)
@@ -284,6 +304,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 COMMANDS = {
-    "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export, "import": cmd_import,
+    "submit": cmd_submit, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export, "import": cmd_import,
     "rm": cmd_rm, "requeue": cmd_requeue, "cancel": cmd_cancel, "work": cmd_work,
 }

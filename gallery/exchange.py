@@ -199,11 +199,13 @@ def _number(text: Any) -> float | None:
 def _import_result(gallery: "Gallery", data: bytes, row: dict[str, str]) -> int | None:
     """Adds one result PNG as a done run; None when it is not one of ours or already here."""
     try:
-        meta = pngmeta.read_metadata(data)
-        params = Params.from_json(meta[pngmeta.PARAMS_KEY])
+        info = pngmeta.read_result_info(data)
+        if info is None:
+            return None
+        params = Params.from_json(info.params_json)
         validate(params, need_images=False)
         image = load_image(data)
-    except (ImageError, KeyError, ValueError, TypeError):  # ParamsError is a ValueError
+    except (ImageError, ValueError, TypeError):  # ParamsError is a ValueError
         return None
     result_sha = hashlib.sha256(data).hexdigest()
     if gallery._row("SELECT 1 FROM runs WHERE result_sha256 = ?", [result_sha]):
@@ -219,32 +221,29 @@ def _import_result(gallery: "Gallery", data: bytes, row: dict[str, str]) -> int 
     content, content_sha = local(params.content)
     styles = [local(s) for s in params.styles]
     params = params.with_changes(content=content, styles=tuple(path for path, _ in styles))
-    style_names = [n for n in _json_list(row.get("style_names") or meta.get("studio:style_names"))
-                   if isinstance(n, str)]
+    style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)
     if len(style_names) != len(styles):
         style_names = [f"style {i + 1}" for i in range(len(styles))]
-    weights_name, _, weights_sha = (meta.get("studio:weights") or "").partition(" sha256:")
-    losses = _json_dict(row.get("losses_json") or meta.get("studio:losses"))
+    losses = _json_dict(row.get("losses_json")) or info.losses
     favorite = row.get("favorite") in ("1", "true", "True")
 
     staged = files.StagedFiles()
     try:
         with gallery._write():
             rid = gallery._insert_run(
-                params, content_name=display_name(row.get("content_name") or meta.get("studio:content_name") or "",
+                params, content_name=display_name(row.get("content_name") or info.content_name,
                                                   fallback="content"),
                 content_sha256=content_sha,
                 styles=[(sha, display_name(name, fallback="style")) for (_, sha), name in zip(styles, style_names)],
                 owner=row.get("owner") or "", batch=row.get("batch") or None,
-                title=row.get("title") or meta.get("studio:title") or "",
-                tags=row.get("tags") or meta.get("studio:tags") or "",
-                status="done", created=_iso(row.get("created") or meta.get("studio:created")) or now_iso(),
+                title=row.get("title") or info.title, tags=row.get("tags") or info.tags,
+                status="done", created=_iso(row.get("created") or info.created) or now_iso(),
                 finished=_iso(row.get("finished")), duration=_number(row.get("duration")),
                 favorite=int(favorite), iteration=params.total_iterations(),
-                losses_json=json.dumps(losses), timings_json=json.dumps(_json_dict(meta.get("studio:timings"))),
-                device=str(row.get("device") or meta.get("studio:device") or params.device)[:50],
-                weights_name=(row.get("weights_name") or weights_name)[:200] or None,
-                weights_sha256=(row.get("weights_sha256") or weights_sha)[:64] or None,
+                losses_json=json.dumps(losses), timings_json=json.dumps(info.timings),
+                device=str(row.get("device") or info.device or params.device)[:50],
+                weights_name=(row.get("weights_name") or info.weights_name)[:200] or None,
+                weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None,
                 result_sha256=result_sha)
             result_path, result_rel = gallery._run_file(rid, "result.png")
             thumb_path, thumb_rel = gallery._run_file(rid, "thumb.webp")

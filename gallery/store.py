@@ -361,8 +361,7 @@ class Gallery:
         Raises GalleryError if the run is not running (then nothing is kept)."""
         rid = run_id(rid)
         row = self._run_row(rid)
-        metadata = _result_metadata(result, row)
-        png = pngmeta.png_bytes(result.image, row["params_json"], metadata)
+        png = pngmeta.result_png(result.image, _result_info(result, row))
         staged = files.StagedFiles()
         try:
             result_path, result_rel = self._run_file(rid, "result.png")
@@ -689,16 +688,9 @@ def _duration(result: Any, row: dict[str, Any]) -> float:
     return (datetime.now(timezone.utc) - started).total_seconds()
 
 
-def _result_metadata(result: Any, row: dict[str, Any]) -> dict[str, str]:
-    """Text chunks of the result PNG besides the params: the engine's own (weights, device,
-    timings, losses) plus what a gallery needs to import it again elsewhere."""
-    from engine.cli import result_metadata
-    styles = json.loads(row["style_names"])
-    return {
-        **result_metadata(result),
-        "studio:content_name": row["content_name"],
-        "studio:style_names": json.dumps(styles),
-        "studio:created": row["created"],
-        "studio:title": row["title"],
-        "studio:tags": row["tags"],
-    }
+def _result_info(result: Any, row: dict[str, Any]) -> pngmeta.ResultInfo:
+    """The engine's account of a result plus what a gallery needs to import it again elsewhere."""
+    return pngmeta.ResultInfo.of_result(
+        result, row["params_json"], content_name=row["content_name"],
+        style_names=tuple(json.loads(row["style_names"])), created=row["created"], title=row["title"],
+        tags=row["tags"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTENT, ROOT
+from conftest import CONTENT, ROOT, STYLE
 from engine import pngmeta
 from gallery import Gallery
 from gallery.cli import main
@@ -107,3 +107,14 @@ def test_usage_errors_and_bad_data_folder(tmp_path: Path) -> None:
                               env={"PATH": "/usr/bin:/bin", "STUDIO_DATA": str(tmp_path / "data")})
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_submit_queues_without_running_and_prints_the_id(data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli(data_dir, "submit", str(CONTENT), str(STYLE), "--size", "64", "--iterations", "3",
+               "--title", "later") == 0
+    rid = int(capsys.readouterr().out.strip())
+    with Gallery(data_dir) as g:
+        run = g.get(rid)
+        assert (run.status, run.title, run.params.size, g.queue_position(rid)) == ("queued", "later", 64, 1)
+    assert cli(data_dir, "submit", str(CONTENT), "missing.jpg") == 2
+    assert "no such file: missing.jpg" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from PIL import Image, PngImagePlugin
 
 from engine.images import ImageError, load_image
 from engine.params import Params
-from engine.pngmeta import PARAMS_KEY, png_bytes, read_metadata, read_params_json, save_png
+from engine.pngmeta import (A1111_KEY, PARAMS_KEY, ResultInfo, png_bytes, read_metadata, read_params_json,
+                            read_result_info, result_png, save_png)
 
 
 def image() -> Image.Image:
@@ -23,12 +24,12 @@ def image() -> Image.Image:
 
 def test_round_trip_bytes_and_path(tmp_path: Path) -> None:
     params = Params(content="tübingen.jpg", styles=("星空.jpg",), size=256).to_json()
-    extra = {"Software": "studio ✓", "Title": "Ünïcödé — «test» 🎨"}
-    data = png_bytes(image(), params, extra)
-    save_png(image(), tmp_path / "out.png", params, extra)
+    info = ResultInfo(params, title="Ünïcödé — «test» 🎨", tags="a, b")
+    data = result_png(image(), info)
+    save_png(image(), tmp_path / "out.png", info)
     assert (tmp_path / "out.png").read_bytes() == data
     for source in (data, tmp_path / "out.png", str(tmp_path / "out.png")):
-        assert read_metadata(source) == {PARAMS_KEY: params, **extra}
+        assert read_result_info(source) == info
         assert read_params_json(source) == params
     assert Params.from_json(read_params_json(data)) == Params(content="tübingen.jpg", styles=("星空.jpg",), size=256)
     # The pixels are untouched, and the image loader reads the file like any other PNG.
@@ -39,7 +40,7 @@ def test_large_json_round_trip() -> None:
     # Bigger than Pillow's 1 MB limit for compressed text chunks: we write it uncompressed.
     big = json.dumps({"notes": ["naïve ☃ " * 50 for _ in range(3000)], "n": list(range(20000))})
     assert len(big.encode()) > 1_100_000
-    data = png_bytes(image(), big)
+    data = png_bytes(image(), {PARAMS_KEY: big})
     assert read_params_json(data) == big
     assert Image.open(io.BytesIO(data)).text[PARAMS_KEY] == big  # Pillow agrees
 
@@ -48,6 +49,39 @@ def test_no_params() -> None:
     data = png_bytes(image())
     assert read_params_json(data) is None
     assert read_metadata(data) == {}
+
+
+class _Result:
+    """The attributes of engine.transfer.Result that a PNG records (without running the engine)."""
+    weights_name, weights_sha256, device = "caffe", "ab" * 32, "cpu (winograd)"
+    timings = {"setup": 0.12345, "optimize": 1.5, "total": 1.62345}
+    losses = {"total": 12.5, "content": 2.0, "style": 10.5, "tv": 0.0}
+
+
+def test_result_info_round_trip_and_a1111_parameters() -> None:
+    params = Params(content="/data/inputs/x.jpg", styles=("/data/inputs/s.jpg", "/data/inputs/t.jpg"),
+                    size=384, iterations=250, seed=7, style_blend=(2.0, 1.0))
+    info = ResultInfo.of_result(_Result(), params.to_json(), content_name="tübingen.jpg",
+                                style_names=("starry_night.jpg", "the, scream.jpg"), created="2026-12-02T10:00:00.000+00:00",
+                                title="t", tags="x")
+    texts = read_metadata(result_png(image(), info))
+    assert read_result_info(result_png(image(), info)) == info
+    assert texts["studio:weights"] == f"caffe sha256:{'ab' * 32}"
+    assert json.loads(texts["studio:timings"]) == {"setup": 0.123, "optimize": 1.5, "total": 1.623}
+    description, settings = texts[A1111_KEY].split("\n")
+    assert description == "tübingen.jpg in the style of starry_night.jpg, the, scream.jpg"
+    assert settings.startswith("Steps: 250, Sampler: lbfgs, Seed: 7, Size: 384, Model: caffe, Model hash: ababababab, ")
+    assert "Style blend: 0.6666666666666666 0.3333333333333333" in settings
+    assert 'Device: "cpu (winograd)"' not in settings and "Device: cpu (winograd)" in settings
+
+
+def test_result_info_of_old_pngs_and_others() -> None:
+    # Keys as the studio wrote them before ResultInfo, and a PNG that is not ours.
+    old = png_bytes(image(), {PARAMS_KEY: "{}", "studio:weights": "caffe sha256:ff", "studio:losses": "not json",
+                              "studio:style_names": '["a.jpg", 3]'})
+    info = read_result_info(old)
+    assert (info.weights_name, info.weights_sha256, info.losses, info.style_names) == ("caffe", "ff", {}, ("a.jpg",))
+    assert read_result_info(png_bytes(image(), {"Comment": "hi"})) is None
 
 
 def test_reads_text_written_by_others() -> None:
@@ -63,16 +97,14 @@ def test_reads_text_written_by_others() -> None:
 
 def test_non_rgb_modes_are_saved() -> None:
     for mode in ("RGBA", "L", "P", "CMYK", "F"):
-        data = png_bytes(Image.new(mode, (4, 4)), "{}")
+        data = png_bytes(Image.new(mode, (4, 4)), {PARAMS_KEY: "{}"})
         assert read_params_json(data) == "{}", mode
 
 
 def test_bad_keys_refused() -> None:
-    with pytest.raises(ValueError):
-        png_bytes(image(), "{}", {PARAMS_KEY: "twice"})
     for key in ("", " lead", "a" * 80, "snow☃", "two  spaces"):
         with pytest.raises(ValueError):
-            png_bytes(image(), extra={key: "x"})
+            png_bytes(image(), {key: "x"})
 
 
 @pytest.mark.parametrize("data", [
@@ -95,7 +127,7 @@ def test_jpeg_raises(tmp_path: Path) -> None:
 
 
 def test_damaged_png_raises() -> None:
-    data = png_bytes(image(), '{"a": 1}')
+    data = png_bytes(image(), {PARAMS_KEY: '{"a": 1}'})
     with pytest.raises(ImageError, match="truncated or damaged"):
         read_metadata(data[: len(data) - 20])
     flipped = bytearray(data)

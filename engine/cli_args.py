@@ -1,0 +1,84 @@
+"""What the command lines share: one-line usage errors, a flag for every Params field (generated
+from the dataclass, so no CLI can drift from it), and the progress bar.
+
+`python -m engine`, `python -m gallery` and `python -m worker` all build on this; stdlib and
+engine.params only, so `--help` answers without torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any, Sequence, TextIO
+
+from engine.params import HELP, PRESETS, Params, preset, validate
+
+# Flags whose name differs from the field, after neural-style's.
+_FLAG_NAMES = {"preview_every": "--save-every"}
+_LIST_ITEM_TYPES = {"style_blend": float, "style_layer_weights": float, "content_layers": str, "style_layers": str}
+_POSITIONAL = ("content", "styles")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad usage gives exit code 2 and one line, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_param_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds a flag for every Params field except the images; unset flags stay out of the namespace."""
+    parser.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
+                        help="start from a named preset; other flags override it")
+    for f in fields(Params):
+        if f.name in _POSITIONAL:
+            continue
+        flag = _FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                  "help": f"{HELP[f.name]} (default: {_show_default(f.default)})"}
+        if isinstance(f.default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(f.default, tuple):
+            kwargs.update(nargs="+", type=_LIST_ITEM_TYPES[f.name], metavar=f.name.split("_")[-1].upper())
+        else:
+            kwargs["type"] = type(f.default)
+        parser.add_argument(flag, **kwargs)
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "equal"
+    return str(value)
+
+
+def params_from_args(args: argparse.Namespace, content: str, styles: Sequence[str]) -> Params:
+    """Params from parsed flags: the preset (if any), then every flag given. Raises ParamsError."""
+    given = {f.name: getattr(args, f.name) for f in fields(Params)
+             if f.name not in _POSITIONAL and hasattr(args, f.name)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    base = preset(args.preset) if getattr(args, "preset", None) else Params()
+    return validate(base.with_changes(content=content, styles=tuple(styles), **given))
+
+
+class ProgressBar:
+    """A run's progress on one line, redrawn in place on a terminal; a line every 10 % elsewhere
+    (logs, CI). `label` names the run (the gallery's id) when there may be several."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, label: str = ""):
+        self.stream, self.width = stream, width
+        self.interactive = stream.isatty()
+        self.label = f"{label}: " if label else ""
+
+    def __call__(self, pr) -> None:
+        # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration.
+        step = max(1, pr.total // 10)
+        if not self.interactive and pr.iteration % step and pr.iteration != pr.total:
+            return
+        filled = round(self.width * pr.iteration / pr.total)
+        eta = pr.elapsed / pr.iteration * (pr.total - pr.iteration)
+        line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {pr.iteration}/{pr.total} "
+                f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {pr.elapsed:.1f}s eta {eta:.0f}s")
+        self.stream.write(("\r" + line) if self.interactive else line + "\n")
+        if self.interactive and pr.iteration == pr.total:
+            self.stream.write("\n")
+        self.stream.flush()
