@@ -25,6 +25,8 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages import owner
+
 SHARE_ENV = "STUDIO_SHARE"
 PASSWORD_ENV = "STUDIO_PASSWORD"
 ADMIN_ENV = "STUDIO_ADMIN_PASSWORD"
@@ -217,13 +219,7 @@ def validation_errors(p: Any, need_images: bool = True) -> dict[str, str]:
 
 def _browser_key() -> str | None:
     """A hash of this browser's XSRF token (secret to the browser, the same in all its tabs)."""
-    from app_pages import common
-
-    try:
-        cookie = st.context.cookies.get(common.XSRF_COOKIE)
-    except Exception:  # no request context
-        return None
-    return common.owner_from_xsrf_cookie(cookie, digits=64) if isinstance(cookie, str) else None
+    return owner.owner_from_xsrf_cookie(owner.xsrf_cookie(), digits=64)
 
 
 def _client() -> str:

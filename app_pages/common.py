@@ -2,19 +2,16 @@
 small formatting helpers. Everything but the `st.*` glue is a plain function, tested directly."""
 from __future__ import annotations
 
-import binascii
-import hashlib
 import io
 import os
 import re
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from app_pages import auth
+from app_pages import auth, owner
 
 ACTIVE = ("queued", "running")
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -23,8 +20,6 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
 _IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
 
 OWNER_PARAM = "owner"
-XSRF_COOKIE = "_streamlit_xsrf"
-_OWNER_RE = re.compile(r"[0-9a-z]{4,32}")
 
 PAGE_CREATE = "app_pages/create.py"
 PAGE_QUEUE = "app_pages/queue.py"
@@ -95,58 +90,18 @@ def worker_status(worker: Any | None) -> str:
 
 # --- owner id ---------------------------------------------------------------------------------
 
-def owner_from_xsrf_cookie(cookie: str | None, digits: int = 8) -> str | None:
-    """A stable per-browser id from Streamlit's XSRF cookie ("2|mask|masked token|time").
-
-    The cookie is re-masked on every response but the token under the mask stays the same for
-    the browser's session, in every tab. Only a hash of it is used, so the id reveals nothing
-    about the token."""
-    if not cookie:
-        return None
-    parts = cookie.strip("\"'").split("|")
-    if len(parts) != 4 or parts[0] != "2":
-        return None
-    try:
-        mask = binascii.a2b_hex(parts[1])
-        masked = binascii.a2b_hex(parts[2])
-    except (binascii.Error, ValueError):
-        return None
-    if not mask or not masked:
-        return None
-    token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
-    return hashlib.sha256(b"studio-owner:" + token).hexdigest()[:digits]
-
-
-def valid_owner(value: Any) -> bool:
-    return isinstance(value, str) and bool(_OWNER_RE.fullmatch(value))
-
-
-def resolve_owner(session_owner: str | None, query_owner: str | None, cookie: str | None,
-                  digits: int = 8) -> str:
-    """Who is this browser? The session's id wins (it never changes under a running page), then
-    the URL's ?owner= (a reload, a bookmarked or shared link), then the XSRF cookie (a new tab of
-    the same browser), then a fresh random id (XSRF protection off, as in the page tests)."""
-    for candidate in (session_owner, query_owner):
-        if valid_owner(candidate):
-            return candidate  # type: ignore[return-value]
-    return owner_from_xsrf_cookie(cookie, digits) or uuid.uuid4().hex[:8]
-
-
 def current_owner() -> str:
     """This browser's owner id; also written to the URL so a reload keeps it."""
-    try:
-        cookie = st.context.cookies.get(XSRF_COOKIE)
-    except Exception:  # no request context (bare AppTest)
-        cookie = None
+    cookie = owner.xsrf_cookie()
     # Share mode: ids are public (the Queue lists them) and rights hang on them, so the URL's id
     # counts for nothing and the cookie's is long enough not to be forged by brute force.
     shared = auth.share_mode()
     query = None if shared else st.query_params.get(OWNER_PARAM)
-    owner = resolve_owner(st.session_state.get("owner"), query, cookie, digits=16 if shared else 8)
-    st.session_state["owner"] = owner
-    if st.query_params.get(OWNER_PARAM) != owner:
-        st.query_params[OWNER_PARAM] = owner
-    return owner
+    who = owner.resolve_owner(st.session_state.get("owner"), query, cookie, digits=16 if shared else 8)
+    st.session_state["owner"] = who
+    if st.query_params.get(OWNER_PARAM) != who:
+        st.query_params[OWNER_PARAM] = who
+    return who
 
 
 # --- images -----------------------------------------------------------------------------------

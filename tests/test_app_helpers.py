@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app_pages import common, params_form, sweep
+from app_pages import common, owner, params_form, sweep
 from conftest import CONTENT, ROOT, STYLE, STYLE2
 from engine.params import PRESETS, Params, preset, validation_errors
 from gallery import Gallery
@@ -86,19 +86,19 @@ def test_owner_from_xsrf_cookie_is_stable_across_masks():
     def cookie(mask: bytes) -> str:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(token))
         return f"2|{mask.hex()}|{masked.hex()}|1700000000"
-    first = common.owner_from_xsrf_cookie(cookie(b"\x01\x02\x03\x04"))
-    assert first == common.owner_from_xsrf_cookie(cookie(b"\xff\x00\xaa\x55"))
-    assert common.valid_owner(first)
-    assert common.owner_from_xsrf_cookie("garbage") is None
-    assert common.owner_from_xsrf_cookie(None) is None
+    first = owner.owner_from_xsrf_cookie(cookie(b"\x01\x02\x03\x04"))
+    assert first == owner.owner_from_xsrf_cookie(cookie(b"\xff\x00\xaa\x55"))
+    assert owner.valid_owner(first)
+    assert owner.owner_from_xsrf_cookie("garbage") is None
+    assert owner.owner_from_xsrf_cookie(None) is None
 
 
 def test_resolve_owner_prefers_session_then_url_then_cookie():
-    assert common.resolve_owner("aaaa1111", "bbbb2222", None) == "aaaa1111"
-    assert common.resolve_owner(None, "bbbb2222", None) == "bbbb2222"
-    assert common.resolve_owner(None, "<script>", None) != "<script>"  # invalid ids are ignored
-    fresh = common.resolve_owner(None, None, None)
-    assert common.valid_owner(fresh) and fresh != common.resolve_owner(None, None, None)
+    assert owner.resolve_owner("aaaa1111", "bbbb2222", None) == "aaaa1111"
+    assert owner.resolve_owner(None, "bbbb2222", None) == "bbbb2222"
+    assert owner.resolve_owner(None, "<script>", None) != "<script>"  # invalid ids are ignored
+    fresh = owner.resolve_owner(None, None, None)
+    assert owner.valid_owner(fresh) and fresh != owner.resolve_owner(None, None, None)
 
 
 def test_durations_and_eta():
