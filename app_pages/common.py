@@ -197,7 +197,7 @@ PREVIEW_SIDE = 512
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
-def _preview_bytes(path: str, mtime_ns: int) -> bytes | None:
+def _thumbnail_bytes(path: str, mtime_ns: int) -> bytes | None:
     from engine.images import ImageError, load_image
 
     try:
@@ -210,12 +210,12 @@ def _preview_bytes(path: str, mtime_ns: int) -> bytes | None:
     return out.getvalue()
 
 
-def image_preview(path: Any) -> bytes | None:
+def input_thumbnail(path: Any) -> bytes | None:
     """An input image as st.image can always show it: decoded by engine.images (every mode, EXIF
     orientation, first frame), at most PREVIEW_SIDE px, cached. Given the path, st.image re-encodes
     the raw file itself: that fails for 16-bit PNGs and decodes a 24 MP photo on every rerun."""
     found = existing(path)
-    return _preview_bytes(str(found), found.stat().st_mtime_ns) if found else None
+    return _thumbnail_bytes(str(found), found.stat().st_mtime_ns) if found else None
 
 
 def existing(path: Any) -> Path | None:

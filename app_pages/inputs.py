@@ -19,8 +19,6 @@ from engine.params import MAX_STYLES
 from gallery import GalleryError
 from gallery.names import display_name
 
-KINDS = ("content", "style")
-
 
 def chosen(session: MutableMapping[str, Any], kind: str) -> list[dict[str, str]]:
     return session.setdefault(f"{kind}_chosen", [])
@@ -118,7 +116,7 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
         cols = st.columns(3)
         for i, item in enumerate(items):
             with cols[i % 3]:
-                preview = common.image_preview(item["path"])
+                preview = common.input_thumbnail(item["path"])
                 if preview:
                     st.image(preview, caption=item["name"], width="stretch")
                 else:

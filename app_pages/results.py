@@ -156,7 +156,7 @@ def _inputs(run: Any) -> None:
     paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
     cols = st.columns(max(len(paths), 5))  # thumbnails, not posters
     for col, (path, caption) in zip(cols, paths):
-        preview = common.image_preview(path)
+        preview = common.input_thumbnail(path)
         if preview:
             col.image(preview, caption=caption, width="stretch")
         else:

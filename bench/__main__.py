@@ -29,6 +29,7 @@ from PIL import Image
 from bench.child import PEAK_FILE_ENV
 from engine import images
 from engine.accel import ACCEL_ENV, Accel, default_accel
+from engine.layers import BY_NAME, VGG19
 from engine.params import Params
 from engine.transfer import Objective, Progress, Result, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
@@ -171,12 +172,11 @@ def matched_objective(p: Params) -> list[str]:
     Its Gram is divided by H·W where ours is divided by C·H·W, so its Gram MSE is C² times ours:
     a layer weight of style_weight·w/C² makes its style term ours.
     """
-    channels = {"conv1_1": 64, "conv2_1": 128, "conv3_1": 256, "conv4_1": 512, "conv5_1": 512}
-    names = {f"conv{b}_{i}": f"block{b}_relu{i}" for b in range(1, 6) for i in range(1, 5)}
+    names = {c.name: f"block{c.block}_relu{c.name[-1]}" for c in VGG19}
     return ["--content-layers", *(names[layer] for layer in p.content_layers),
             "--content-layer-weights", *([str(p.content_weight)] * len(p.content_layers)),
             "--style-layers", *(names[layer] for layer in p.style_layers),
-            "--style-layer-weights", *(repr(p.style_weight * w / channels[layer] ** 2)
+            "--style-layer-weights", *(repr(p.style_weight * w / BY_NAME[layer].out_channels ** 2)
                                        for layer, w in zip(p.style_layers, p.layer_weights())),
             "--style-size", str(p.size), "--tv-weight", "0"]
 
@@ -222,7 +222,7 @@ class Race:
 def time_to_reach(p: Params, judge: Judge, target: float) -> Race:
     """Seconds from the start of the run until its image at the final scale is first judged at or
     below `target`, the judging time left out."""
-    final_size = p.schedule()[-1][0]
+    final_size = p.scale_sizes()[-1]
     race = Race(None, None, float("nan"), None)
     judging = [0.0]
 

@@ -109,7 +109,7 @@ def wall_run(emit: Report, p: Params, accel: Accel, note: str = "") -> None:
     result = run(p, accel=accel)
     sync(pick_device(p.device))
     wall = time.perf_counter() - started
-    scales = " → ".join(str(size) for size, _ in p.schedule())
+    scales = " → ".join(map(str, p.scale_sizes()))
     emit(f"| {accel.label()}{note} | {scales} | {p.total_iterations()} | {result.timings['optimize']:.2f} | "
          f"{result.timings['setup']:.2f} | {wall:.2f} |")
 

@@ -112,7 +112,7 @@ def render(p: Params, label: str) -> Image.Image:
     if key not in _results:
         t = time.perf_counter()
         _results[key] = run(p).image
-        print(f"  {label}: {p.size} px, schedule {p.schedule()}, {time.perf_counter() - t:.0f} s",
+        print(f"  {label}: {p.size} px, scales {p.scale_sizes()} × {p.iterations}, {time.perf_counter() - t:.0f} s",
               file=sys.stderr, flush=True)
     return _results[key]
 

@@ -26,7 +26,9 @@ Parts = dict[str, torch.Tensor]
 ACCEL_ENV = "STUDIO_ACCEL"
 
 
-class Objective(Protocol):
+class LossFunction(Protocol):
+    """What an Accel evaluates: the image to its loss and loss parts (engine.transfer.Objective)."""
+
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]: ...
 
 
@@ -118,7 +120,7 @@ def autocast(device: torch.device, accel: Accel) -> torch.autocast:
 Evaluate = Callable[[], tuple[torch.Tensor, Parts]]
 
 
-def evaluator(objective: Objective, x: torch.Tensor, accel: Accel) -> Evaluate:
+def evaluator(objective: LossFunction, x: torch.Tensor, accel: Accel) -> Evaluate:
     """A function that returns (loss, parts) at the current x and leaves the gradient in x.grad."""
     if accel.cuda_graph:
         return _GraphedStep(objective, x)
@@ -140,7 +142,7 @@ class _GraphedStep:
 
     WARMUP = 3  # eager passes on a side stream first, as capture requires (cuDNN picks its kernels)
 
-    def __init__(self, objective: Objective, x: torch.Tensor):
+    def __init__(self, objective: LossFunction, x: torch.Tensor):
         self.objective, self.x = objective, x
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: torch.Tensor | None = None

@@ -12,13 +12,12 @@ import warnings
 
 from PIL import Image, ImageOps
 
-__all__ = ["FORMATS", "MAX_BYTES", "MAX_PIXELS", "ImageError", "fit_within", "load_image",
+__all__ = ["MAX_BYTES", "MAX_PIXELS", "ImageError", "fit_within", "load_image",
            "read_bytes", "resize_longest", "sniff", "to_rgb"]
 
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 50 * 1024 * 1024
 
-FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 _FORMAT_LIST = "JPEG, PNG, GIF, WebP, TIFF or BMP"
 _DAMAGED = "The image file is truncated or damaged."
 # What Pillow raises for bad data, depending on format and stage.

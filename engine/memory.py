@@ -1,7 +1,7 @@
 """How much memory a run needs, estimated before it starts, so a job that cannot fit is refused
 with a size that would, instead of failing minutes later (or taking the machine down).
 
-Plain arithmetic over the shapes engine.transfer creates; stdlib only (the UI imports this).
+Plain arithmetic over the shapes engine.transfer creates; no torch (the UI imports this).
 Peak use is at the final (largest) scale and is dominated by VGG19's activations, kept for the
 backward pass, and by L-BFGS's history of image-sized vectors.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.params import LAYERS, LBFGS_HISTORY, WINOGRAD_MIN_OUT_CHANNELS, Params
+from engine import layers
+from engine.images import fit_within
+from engine.params import LBFGS_HISTORY, WINOGRAD_MIN_OUT_CHANNELS, Params
 
 FLOAT_BYTES = 4
 # engine.lbfgs: its step and gradient-change history, plus a handful of working vectors.
@@ -24,37 +26,17 @@ OVERHEAD_BYTES = 300 * 1024**2
 # Sizes suggested when a run does not fit, largest first.
 NICE_SIZES = (4096, 3072, 2048, 1536, 1280, 1024, 768, 640, 512, 384, 256, 192, 128, 64, 32, 16)
 
-# (output channels, number of convolutions) of VGG19's five blocks; each block but the last
-# ends in a 2x2 pooling.
-_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 
-
-def _layer_shapes(deepest: str) -> list[tuple[int, int, int]]:
-    """(in channels, out channels, downscale) for each convolution up to `deepest`."""
-    shapes, in_ch, stop = [], 3, LAYERS.index(deepest)
-    for block, (channels, depth) in enumerate(_BLOCKS):
-        for _ in range(depth):
-            if len(shapes) > stop:
-                return shapes
-            shapes.append((in_ch, channels, 2**block))
-            in_ch = channels
-    return shapes
-
-
-def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
-    scale = longest / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _activations(shapes: list[tuple[int, int, int]], width: int, height: int) -> int:
+def _activations(convs: tuple[layers.Conv, ...], width: int, height: int) -> int:
     """Floats held by one forward pass: each convolution's output (ReLU works in place) and
     each pooling's output."""
     total, last_scale = 0, 1
-    for in_channels, channels, scale in shapes:
+    for conv in convs:
+        scale = conv.downscale
         if scale != last_scale:  # a pooling before this block
-            total += in_channels * (width // scale) * (height // scale)
+            total += conv.in_channels * (width // scale) * (height // scale)
             last_scale = scale
-        total += channels * (width // scale) * (height // scale)
+        total += conv.out_channels * (width // scale) * (height // scale)
     return total
 
 
@@ -62,24 +44,25 @@ def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None)
     """Peak bytes for `params` on its device (on "cpu", with the Winograd kernels that its default
     accel keeps). `content_shape` is the content image's (width, height); without it the result is
     assumed square, an upper bound."""
-    width, height = _fit(*(content_shape or (1, 1)), params.size)
+    width, height = fit_within(*(content_shape or (1, 1)), params.size, min_side=1)
     pixels = width * height
     used = set(params.content_layers) | set(params.style_layers)
-    shapes = _layer_shapes(max(used, key=LAYERS.index))
-    weights = sum(i * o * 9 + o for i, o, _ in shapes)
+    convs = layers.up_to(max(used, key=layers.LAYERS.index))
+    weights = sum(c.in_channels * c.out_channels * 9 + c.out_channels for c in convs)
     if params.device == "cpu":
-        weights += sum(i * o * 9 * WINOGRAD_KERNEL_FLOATS for i, o, _ in shapes if o >= WINOGRAD_MIN_OUT_CHANNELS)
+        weights += sum(c.in_channels * c.out_channels * 9 * WINOGRAD_KERNEL_FLOATS
+                       for c in convs if c.out_channels >= WINOGRAD_MIN_OUT_CHANNELS)
 
     # Optimisation: activations and as much again for their gradients during backward.
-    optimise = 2 * _activations(shapes, width, height)
+    optimise = 2 * _activations(convs, width, height)
     vectors = LBFGS_VECTORS if params.optimizer == "lbfgs" else ADAM_VECTORS
     optimise += 3 * pixels * (vectors + 3)  # + the image, its gradient, the content image
-    grams = sum(out * out for name, (_, out, _) in zip(LAYERS, shapes) if name in params.style_layers)
+    grams = sum(c.out_channels ** 2 for c in convs if c.name in params.style_layers)
     optimise += grams * max(1, len(params.styles))
 
     # Before that, each style image passes through the network once without gradients.
-    style_side = max(16, round(params.size * params.style_scale))
-    style = _activations(shapes, style_side, style_side) + 3 * style_side * style_side
+    style_side = params.style_side(params.size)
+    style = _activations(convs, style_side, style_side) + 3 * style_side * style_side
 
     floats = weights + max(optimise, style)
     return int(floats * FLOAT_BYTES * SAFETY_FACTOR) + OVERHEAD_BYTES

@@ -9,12 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-# VGG19's convolutions, by block. "conv4_2" means the rectified output of that convolution,
-# as in Gatys et al. and neural-style (where it is called relu4_2).
-_BLOCK_DEPTHS = (2, 2, 4, 4, 4)
-LAYERS: tuple[str, ...] = tuple(
-    f"conv{block}_{i}" for block, depth in enumerate(_BLOCK_DEPTHS, start=1) for i in range(1, depth + 1)
-)
+from engine.layers import LAYERS
 
 OPTIMIZERS = ("lbfgs", "adam")
 # Step and gradient-change pairs L-BFGS keeps (engine.lbfgs; engine.memory counts them).
@@ -102,24 +97,24 @@ class Params:
     def layer_weights(self) -> tuple[float, ...]:
         return self.style_layer_weights or (1.0,) * len(self.style_layers)
 
+    def style_side(self, size: int) -> int:
+        """The style images' longest side when the result's is `size`."""
+        return max(MIN_SIZE, round(size * self.style_scale))
+
     def scale_sizes(self) -> list[int]:
-        """Sizes optimised in turn, coarse to fine; the last one is `size`."""
+        """Sizes optimised in turn, coarse to fine; the last one is `size`. Every scale gets the
+        full `iterations`, so a run's coarse stage is exactly the run one would make at that size:
+        a small preview predicts the large result (a stage cut short left the large result less
+        styled than its preview, docs/quality.md). A coarse step costs about a quarter of the next
+        scale's, so this adds about a third to a single-scale run's time."""
         sizes = [self.size]
         if self.multiscale:
             while sizes[0] // 2 >= MULTISCALE_MIN_SIZE:
                 sizes.insert(0, sizes[0] // 2)
         return sizes
 
-    def schedule(self) -> list[tuple[int, int]]:
-        """(size, iterations) for each scale. Every scale gets the full count, so a run's coarse
-        stage is exactly the run one would make at that size: a small preview predicts the large
-        result (a stage cut short left the large result less styled than its preview,
-        docs/quality.md). A coarse step costs about a quarter of the next scale's, so this adds
-        about a third to a single-scale run's time."""
-        return [(s, self.iterations) for s in self.scale_sizes()]
-
     def total_iterations(self) -> int:
-        return sum(n for _, n in self.schedule())
+        return len(self.scale_sizes()) * self.iterations
 
 
 # One line of help per field, shared by the CLI's --help and the UI's tooltips.
@@ -155,7 +150,7 @@ MULTISCALE_MIN_SIZE = 128
 _DEFAULTS = {f.name: f.default for f in fields(Params)}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "preview": {"size": 256, "iterations": 100, "multiscale": False, "preview_every": 10},
+    "draft": {"size": 256, "iterations": 100, "multiscale": False, "preview_every": 10},
     "balanced": {"size": 512, "iterations": 300, "multiscale": True, "preview_every": 25},
     "high quality": {"size": 1024, "iterations": 800, "multiscale": True, "preview_every": 50},
 }

@@ -157,7 +157,7 @@ def _load_inputs(p: Params) -> tuple[Image.Image, list[Image.Image]]:
 
 
 def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torch.device) -> list[torch.Tensor]:
-    longest = max(16, round(size * p.style_scale))
+    longest = p.style_side(size)
     return [to_tensor(images.resize_longest(s, longest), device) for s in styles]
 
 
@@ -239,8 +239,8 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
     net = prepare(net, accel)
     generator = torch.Generator().manual_seed(p.seed)
-    schedule = p.schedule()
-    total = sum(n for _, n in schedule)
+    sizes = p.scale_sizes()
+    total = p.total_iterations()
     setup = time.perf_counter() - t0
     t_opt = time.perf_counter()
 
@@ -249,7 +249,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     done = 0
     losses: dict[str, float] = {}
     lag = progress_lag(device)
-    for scale_index, (size, iterations) in enumerate(schedule):
+    for scale_index, size in enumerate(sizes):
         w, h = images.fit_within(content_img.width, content_img.height, size)
         content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
         objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel)
@@ -274,7 +274,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
             return loss
 
         waiting: list[_Step] = []
-        for i in range(1, iterations + 1):
+        for i in range(1, p.iterations + 1):
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
             optimizer.step(closure)
@@ -282,9 +282,9 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                 with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
                     x.clamp_(0, 255)
             done += 1
-            last_of_scale = i == iterations
+            last_of_scale = i == p.iterations
             preview = None
-            if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(schedule) - 1):
+            if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(sizes) - 1):
                 preview = to_image(x)
                 if p.original_colors:
                     preview = keep_colors(preview, content_img)

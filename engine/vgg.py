@@ -17,13 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.params import LAYERS
+from engine.layers import LAYERS, VGG19
 
 CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # IMAGENET1K_V1, as torchvision caches it
 
-# Channels out of each conv, in order; "M" is a pooling layer (torchvision's VGG19 "E" config).
-_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 
 
 class WeightsError(RuntimeError):
@@ -125,8 +123,7 @@ def _read(path: Path, name: str) -> Weights:
             convs, norm = _decode_torchvision(state), TORCH_NORM
     except KeyError as e:
         raise WeightsError(f"{path} is missing {e}; it is not a VGG19 weights file") from e
-    channels = [c for c in _CONFIG if c != "M"]
-    if len(convs) != len(LAYERS) or any(w.shape[0] != c for (w, _), c in zip(convs, channels)):
+    if len(convs) != len(VGG19) or any(w.shape[0] != c.out_channels for (w, _), c in zip(convs, VGG19)):
         raise WeightsError(f"{path} is not a VGG19 (wrong number or shape of convolutions)")
     return Weights(name=name, sha256=_sha256(path), norm=norm, convs=tuple(convs))
 
@@ -185,22 +182,17 @@ class FeatureNet(nn.Module):
         pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
         modules: list[nn.Module] = [Normalize(weights.norm, torch.device(device))]
         names: list[str | None] = [None]
-        conv_index = 0
-        for item in _CONFIG:
-            if conv_index > deepest:
-                break
-            if item == "M":
+        for index, layer in enumerate(VGG19[: deepest + 1]):
+            if index and layer.block != VGG19[index - 1].block:
                 modules.append(pool(2, 2))
                 names.append(None)
-                continue
-            w, b = weights.convs[conv_index]
+            w, b = weights.convs[index]
             conv = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
             # Share the cached tensors: no copy per run, and no gradients for the weights.
             conv.weight = nn.Parameter(w, requires_grad=False)
             conv.bias = nn.Parameter(b, requires_grad=False)
             modules += [conv, nn.ReLU(inplace=True)]
-            names += [None, LAYERS[conv_index]]
-            conv_index += 1
+            names += [None, layer.name]
         self.body = nn.ModuleList(modules)
         self.names = names
 

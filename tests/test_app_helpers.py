@@ -50,7 +50,7 @@ def assert_ok(at: AppTest) -> None:
 
 def small_params(**changes) -> Params:
     base = {"content": str(CONTENT), "styles": (str(STYLE),), "size": 64, "iterations": 10, "device": "cpu"}
-    return preset("preview", **{**base, **changes})
+    return preset("draft", **{**base, **changes})
 
 
 def fake_result(color: str = "orange", previews: int = 2) -> SimpleNamespace:

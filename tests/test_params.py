@@ -84,9 +84,9 @@ def test_settings_alone_can_be_checked_before_upload():
 
 def test_multiscale_schedule_is_coarse_to_fine():
     p = GOOD.with_changes(size=1024, iterations=400)
-    assert p.schedule() == [(128, 400), (256, 400), (512, 400), (1024, 400)]
-    assert GOOD.with_changes(size=1024, multiscale=False).schedule() == [(1024, 500)]
-    assert GOOD.with_changes(size=64).schedule() == [(64, 500)]
+    assert (p.scale_sizes(), p.total_iterations()) == ([128, 256, 512, 1024], 1600)
+    assert GOOD.with_changes(size=1024, multiscale=False).scale_sizes() == [1024]
+    assert GOOD.with_changes(size=64).scale_sizes() == [64]
 
 
 def test_layers_are_vgg19s():
