@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run share test bench quality browser device-kit
+.PHONY: run share test check bench quality browser device-kit
 
 # The venv is rebuilt when requirements.txt is newer than it.
 $(VENV)/.installed: requirements.txt
@@ -32,6 +32,11 @@ browser:
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
+
+# The fast subset for a change in progress: everything but the real-browser, load and kill tests.
+# `make test` (what CI runs) still runs them all.
+check: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not browser" --ignore=tests/test_load_browsers.py --ignore=tests/test_worker_kill.py
 
 bench: $(VENV)/.installed
 	$(PY) -m bench

@@ -13,8 +13,6 @@ import streamlit as st
 
 from app_pages import auth, owner
 
-ACTIVE = ("queued", "running")
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 # What engine.images accepts (it sniffs content; the extensions only filter the file picker).
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
 _IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
@@ -129,13 +127,11 @@ def list_examples(folder: Path | None, kind: str) -> list[Path]:
 # --- formatting -------------------------------------------------------------------------------
 
 def to_datetime(value: Any) -> datetime | None:
-    """Timestamps as the gallery stores them (epoch seconds or ISO text) -> aware datetime."""
+    """Timestamps as the gallery gives them (datetimes or ISO text) -> aware datetime."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:

@@ -15,12 +15,13 @@ import streamlit as st
 
 from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
+from gallery.db import STATUSES
 from gallery.store import SORTS as STORE_SORTS
 
 COLUMNS = 5
 PAGE_SIZES = (20, 40, 100)
 ANY = "any"
-STATUS_OPTIONS = ("done", ANY, *[s for s in common.STATUSES if s != "done"])
+STATUS_OPTIONS = ("done", ANY, *[s for s in STATUSES if s != "done"])
 SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "duration": "Longest first",
                "title": "Title"}
 SORTS = {k: SORT_LABELS.get(k, k) for k in STORE_SORTS}  # what the gallery can sort by

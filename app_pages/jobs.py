@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import auth, common
 from app_pages.sweep import grid
 from gallery import NotFound
+from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0
 STATUS_LABEL = {
@@ -39,7 +40,7 @@ class JobView:
 
     @property
     def active(self) -> bool:
-        return self.status in common.ACTIVE
+        return self.status in ACTIVE
 
     def progress_text(self) -> str:
         if self.status == "queued":
@@ -109,7 +110,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
     except NotFound:  # deleted meanwhile, perhaps from another tab
         st.info(f"Run #{run_id} no longer exists.")
         return
-    if polling and run.status not in common.ACTIVE:
+    if polling and run.status not in ACTIVE:
         st.rerun()  # finished: redraw the page once, without the timer
     view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
     mine = auth.may_cancel(run.owner, owner)
@@ -145,7 +146,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
 def show_job(run_id: int, owner: str) -> None:
     """The job panel; polls while the job is queued or running."""
     try:
-        active = common.get_gallery().get(run_id).status in common.ACTIVE
+        active = common.get_gallery().get(run_id).status in ACTIVE
     except NotFound:
         active = False
     st.fragment(run_every=POLL_SECONDS if active else None)(_draw_job)(run_id, owner, active)
@@ -168,7 +169,7 @@ def _draw_batch(batch: str, owner: str, polling: bool) -> None:
     if not runs:
         st.info("This sweep no longer exists.")
         return
-    active = [r for r in runs if r.status in common.ACTIVE]
+    active = [r for r in runs if r.status in ACTIVE]
     if polling and not active:
         st.rerun()
     done = sum(r.status == "done" for r in runs)
@@ -209,5 +210,5 @@ def _draw_cell(run: Any, axis: str | None, value: Any) -> None:
 
 def show_batch(batch: str, owner: str) -> None:
     runs = batch_runs(common.get_gallery(), batch, owner)
-    active = any(r.status in common.ACTIVE for r in runs)
+    active = any(r.status in ACTIVE for r in runs)
     st.fragment(run_every=POLL_SECONDS if active else None)(_draw_batch)(batch, owner, active)

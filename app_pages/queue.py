@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.jobs import STATUS_LABEL, job_view
+from gallery.db import ACTIVE, STATUSES
 
 POLL_SECONDS = 2.0
 RECENT = 20  # finished jobs listed under the queue, for "what just happened to mine?"
@@ -29,12 +30,12 @@ def queue_rows(g: Any, owner: str) -> tuple[list[Row], list[Row]]:
     """(jobs waiting or running, in queue order; recently ended ones, newest first)."""
     running = g.list_runs(status="running", sort="oldest", limit=100)
     queued = g.list_runs(status="queued", sort="oldest", limit=200)
-    ended = g.list_runs(status=[s for s in common.STATUSES if s not in common.ACTIVE], limit=RECENT)
+    ended = g.list_runs(status=[s for s in STATUSES if s not in ACTIVE], limit=RECENT)
 
     def row(run: Any, position: int | None) -> Row:
         mine = run.owner == owner
         return Row(run, position, mine,
-                   can_cancel=auth.may_cancel(run.owner, owner) and run.status in common.ACTIVE,
+                   can_cancel=auth.may_cancel(run.owner, owner) and run.status in ACTIVE,
                    can_requeue=run.status == "interrupted" or (mine and run.status in ("failed", "cancelled")))
 
     active = [row(r, None) for r in running] + [row(r, g.queue_position(r.id)) for r in queued]

@@ -1,10 +1,11 @@
 """`python -m gallery`: the gallery from a terminal, a thin layer over the Python API.
 
     python -m gallery [--data DIR] submit CONTENT STYLE... [engine flags]   (prints the new id)
-    python -m gallery [--data DIR] run CONTENT STYLE... [engine flags]
     python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
     python -m gallery show ID | export ID DEST | export --all DEST | import ZIP | rm ID... | requeue ID
-    python -m gallery cancel ID | work
+    python -m gallery cancel ID
+
+Processing the queue is the worker's job: `python -m worker work`, or `python -m worker run`.
 
 Bad input exits with status 2 and one line on stderr.
 """
@@ -13,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,10 +23,10 @@ from engine.images import ImageError
 from engine.params import ParamsError
 from gallery.db import STATUSES
 from gallery.errors import GalleryError
+from gallery.exchange import export_zip, import_zip
 from gallery.models import Run
 from gallery.store import DATA_ENV, Gallery, run_id
 
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
@@ -42,9 +41,6 @@ def _parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="queue a run for a worker; prints its id")
     add_run_arguments(submit)
-
-    run = commands.add_parser("run", help="queue a run and process it now, in this process")
-    add_run_arguments(run)
 
     ls = commands.add_parser("list", help="list runs, newest first")
     ls.add_argument("--status", choices=STATUSES)
@@ -74,7 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a queued or running run")
     cancel.add_argument("id", metavar="ID")
 
-    commands.add_parser("work", help="process the queue until interrupted (Ctrl-C)")
     return parser
 
 
@@ -121,55 +116,6 @@ def cmd_submit(gallery: Gallery, args: argparse.Namespace) -> int:
     # The id alone on stdout, so scripts can take it: `id=$(python -m gallery submit ...)`.
     print(submit_from_args(gallery, args))
     return 0
-
-
-def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
-    from worker import Worker  # here: the worker sits above the gallery, and this runs a job
-
-    rid = submit_from_args(gallery, args)
-    print(f"run {rid} queued", flush=True)
-    worker = Worker(gallery.data_dir, gallery.get(rid).params.device)
-    gallery.recover_interrupted()
-    gallery.sweep()
-    run = gallery.claim(rid, worker.name)
-    if run is None:
-        raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")
-    printer = _ProgressPrinter(rid)
-    try:
-        status = worker.run_job(gallery, run, on_progress=printer)
-    except KeyboardInterrupt:
-        gallery.mark_cancelled(rid)
-        print(f"\nrun {rid} cancelled", file=sys.stderr)
-        return 130
-    printer.end()
-    run = gallery.get(rid)
-    if status != "done":
-        print(f"run {rid} {status}: {run.error or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_FAILED
-    print(f"run {rid} done in {run.duration:.1f}s: {run.result_path}")
-    return 0
-
-
-class _ProgressPrinter:
-    """One progress line: redrawn in place on a terminal, at most one line a second otherwise."""
-
-    def __init__(self, rid: int):
-        self.rid = rid
-        self.tty = sys.stdout.isatty()
-        self.last = 0.0
-
-    def __call__(self, p) -> None:
-        now = time.monotonic()
-        if now - self.last < (0.1 if self.tty else 1.0) and p.iteration < p.total:
-            return
-        self.last = now
-        line = (f"run {self.rid}: iteration {p.iteration}/{p.total} at {p.size} px, "
-                f"loss {p.losses.get('total', 0):.4g}, {p.elapsed:.1f}s")
-        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", flush=True)
-
-    def end(self) -> None:
-        if self.tty and self.last:
-            print()
 
 
 def cmd_list(gallery: Gallery, args: argparse.Namespace) -> int:
@@ -232,7 +178,7 @@ def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
     if not dest_path.parent.is_dir():
         raise UsageError(f"no such folder: {dest_path.parent}")
     if as_zip:
-        count = gallery.export_zip(ids, dest_path)
+        count = export_zip(gallery, ids, dest_path)
         print(f"wrote {count} run{'s' * (count != 1)} to {dest_path}")
     else:
         from gallery.files import write_atomic
@@ -253,7 +199,7 @@ def _all_done(gallery: Gallery) -> list[Run]:
 def cmd_import(gallery: Gallery, args: argparse.Namespace) -> int:
     if not Path(args.zip).is_file():
         raise UsageError(f"no such file: {args.zip}")
-    ids = gallery.import_zip(args.zip)
+    ids = import_zip(gallery, args.zip)
     print(f"imported {len(ids)} run{'s' * (len(ids) != 1)}" + (f": {', '.join(map(str, ids))}" if ids else ""))
     return 0
 
@@ -271,7 +217,7 @@ def cmd_rm(gallery: Gallery, args: argparse.Namespace) -> int:
 def cmd_requeue(gallery: Gallery, args: argparse.Namespace) -> int:
     new = gallery.requeue(run_id(args.id))
     print(f"run {new} queued (again from run {run_id(args.id)}); a running worker (the web app or "
-          f"`python -m gallery work`) will start it")
+          f"`python -m worker work`) will start it")
     return 0
 
 
@@ -284,26 +230,7 @@ def cmd_cancel(gallery: Gallery, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
-    from worker import Worker
-
-    worker = Worker(gallery.data_dir).start()
-    print(f"processing the queue of {gallery.data_dir}; Ctrl-C stops", flush=True)
-    # SIGTERM too should end the current job as interrupted rather than leave it running.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        while worker.alive:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        worker.stop()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 COMMANDS = {
-    "submit": cmd_submit, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export, "import": cmd_import,
-    "rm": cmd_rm, "requeue": cmd_requeue, "cancel": cmd_cancel, "work": cmd_work,
+    "submit": cmd_submit, "list": cmd_list, "show": cmd_show, "export": cmd_export, "import": cmd_import,
+    "rm": cmd_rm, "requeue": cmd_requeue, "cancel": cmd_cancel,
 }

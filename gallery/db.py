@@ -21,6 +21,8 @@ DB_NAME = "gallery.db"
 APPLICATION_ID = 0x4E535453  # "NSTS": neural style transfer studio
 BUSY_TIMEOUT_MS = 30_000
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+# A job waiting or in progress; every other status is an end.
+ACTIVE = ("queued", "running")
 FTS_COLUMNS = ("title", "tags", "content_name", "style_names")
 
 _LEAVE_IT = ("It has been left untouched: move it away (or point STUDIO_DATA / --data at another "

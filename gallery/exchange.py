@@ -16,7 +16,8 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Iterable
+from typing import Any, BinaryIO
 
 from engine import pngmeta
 from engine.images import MAX_BYTES, ImageError, load_image
@@ -25,9 +26,7 @@ from gallery import files
 from gallery.errors import GalleryError
 from gallery.models import Run, now_iso, relative_params
 from gallery.names import display_name
-
-if TYPE_CHECKING:
-    from gallery.store import Gallery
+from gallery.store import Gallery, run_id
 
 CSV_NAME = "runs.csv"
 CSV_COLUMNS = (
@@ -43,8 +42,10 @@ _INPUT_RE = re.compile(r"^inputs/([0-9a-f]{64})\.[a-z]{1,5}$")
 
 # ---- export ---------------------------------------------------------------------------------
 
-def export_zip(gallery: "Gallery", run_ids: list[int], dest: str | os.PathLike | BinaryIO) -> int:
-    runs = [gallery.get(rid) for rid in run_ids]
+def export_zip(gallery: Gallery, run_ids: Iterable[int], dest: str | os.PathLike | BinaryIO) -> int:
+    """Writes the given finished runs (PNGs, their input images, runs.csv) as a zip to a path
+    or a binary file object; returns how many runs it holds."""
+    runs = [gallery.get(run_id(rid)) for rid in run_ids]
     unfinished = [str(r.id) for r in runs if r.status != "done" or r.result_path is None]
     if unfinished:
         raise GalleryError(f"Only finished runs can be exported; not finished: {', '.join(unfinished)}.")
@@ -65,7 +66,7 @@ def export_zip(gallery: "Gallery", run_ids: list[int], dest: str | os.PathLike |
     return len(runs)
 
 
-def _write_zip(gallery: "Gallery", runs: list[Run], out: BinaryIO) -> None:
+def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
     writer.writeheader()
@@ -102,7 +103,9 @@ def _csv_row(run: Run, member: str, data_dir: Path) -> dict[str, Any]:
 
 # ---- import ---------------------------------------------------------------------------------
 
-def import_zip(gallery: "Gallery", source: str | os.PathLike | BinaryIO) -> list[int]:
+def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO) -> list[int]:
+    """Adds the runs of a zip made by export_zip (or any zip of result PNGs); returns the new
+    ids. Runs whose result is already in the gallery are skipped."""
     label = Path(source).name if isinstance(source, (str, os.PathLike)) else "the file"
     try:
         zf = zipfile.ZipFile(source)
@@ -154,7 +157,7 @@ def _json_list(text: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-def _import_inputs(gallery: "Gallery", zf: zipfile.ZipFile, members: list[zipfile.ZipInfo],
+def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.ZipInfo],
                    table: dict[str, dict[str, str]]) -> None:
     names: dict[str, tuple[str, str]] = {}  # sha -> (name, kind)
     for row in table.values():
@@ -196,7 +199,7 @@ def _number(text: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _import_result(gallery: "Gallery", data: bytes, row: dict[str, str]) -> int | None:
+def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | None:
     """Adds one result PNG as a done run; None when it is not one of ours or already here."""
     try:
         info = pngmeta.read_result_info(data)

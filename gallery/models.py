@@ -71,10 +71,6 @@ class Run:
     worker: str | None = None
     requeued_from: int | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.status in ("queued", "running")
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the CLI's --json, the export CSV)."""
         d = asdict(self)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
 import time
@@ -25,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from PIL import Image
 
@@ -51,7 +50,6 @@ SORTS = {
     "duration": "runs.duration IS NULL, runs.duration DESC, runs.id DESC",
     "title": "runs.title = '', runs.title COLLATE NOCASE ASC, runs.id DESC",
 }
-ENDED = ("done", "failed", "cancelled", "interrupted")
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _INPUT_FILE_RE = re.compile(r"^inputs/([0-9a-f]{64})\.[a-z]+$")
@@ -296,10 +294,9 @@ class Gallery:
         with self._write():
             rows = self.db.execute(
                 f"UPDATE runs SET status = 'running', started = ?, heartbeat = ?, worker = ?, worker_host = ?, "
-                f"worker_pid = ?, worker_started = ?, worker_token = ?, iteration = 0 "
+                f"worker_pid = ?, worker_started = ?, iteration = 0 "
                 f"WHERE id = ({select_sql}) AND status = 'queued' RETURNING id",
-                [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid),
-                 secrets.token_hex(8), *args]).fetchall()
+                [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid), *args]).fetchall()
         return self.get(rows[0][0]) if rows else None
 
     def report_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
@@ -611,18 +608,6 @@ class Gallery:
         if run.status != "done" or run.result_path is None:
             raise GalleryError(f"Run {run.id} is {run.status}; only finished runs have a result to export.")
         return run.result_path.read_bytes()
-
-    def export_zip(self, run_ids: Iterable[int], dest: str | os.PathLike | BinaryIO) -> int:
-        """Writes the given finished runs (PNGs, their input images, runs.csv) as a zip to a path
-        or a binary file object; returns how many runs it holds."""
-        from gallery.exchange import export_zip
-        return export_zip(self, [run_id(r) for r in run_ids], dest)
-
-    def import_zip(self, source: str | os.PathLike | BinaryIO) -> list[int]:
-        """Adds the runs of a zip made by export_zip (or any zip of result PNGs); returns the new
-        ids. Runs whose result is already in the gallery are skipped."""
-        from gallery.exchange import import_zip
-        return import_zip(self, source)
 
     # ---- housekeeping -----------------------------------------------------------------------
 

@@ -86,8 +86,8 @@ def test_export_import_rm_requeue(filled: Path, tmp_path: Path, capsys: pytest.C
     (["export", "--all", "1", "x.zip"], "either IDs or --all"),
     (["export", "1", "/no/such/folder/x.png"], "no such folder"),
     (["import", "missing.zip"], "no such file"),
-    (["run", "missing.jpg", "style.jpg"], "no such file: missing.jpg"),
-    (["run", str(CONTENT), str(CONTENT), "--size", "5"], "size: must be at least 16"),
+    (["submit", "missing.jpg", "style.jpg"], "no such file: missing.jpg"),
+    (["submit", str(CONTENT), str(CONTENT), "--size", "5"], "size: must be at least 16"),
     (["list", "--limit", "0"], "--limit must be at least 1"),
 ])
 def test_bad_input_exits_2_with_one_line(filled: Path, capsys: pytest.CaptureFixture, args, message) -> None:

@@ -11,6 +11,7 @@ import pytest
 from conftest import STYLE2
 from engine import pngmeta
 from gallery import Gallery, GalleryError
+from gallery.exchange import export_zip, import_zip
 from test_gallery_store import files_under, finished_run, tiny_params
 
 
@@ -26,7 +27,7 @@ def source(tmp_path: Path) -> Gallery:
 
 def test_round_trip(source: Gallery, tmp_path: Path) -> None:
     dest = tmp_path / "out.zip"
-    assert source.export_zip([1, 2], dest) == 2
+    assert export_zip(source, [1, 2], dest) == 2
     with zipfile.ZipFile(dest) as zf:
         names = set(zf.namelist())
         assert {"results/run-1.png", "results/run-2.png", "runs.csv"} <= names
@@ -35,7 +36,7 @@ def test_round_trip(source: Gallery, tmp_path: Path) -> None:
     assert [r["title"] for r in rows] == ["First", "Second"] and rows[1]["seed"] == "9"
 
     with Gallery(tmp_path / "target") as target:
-        new = target.import_zip(dest)
+        new = import_zip(target, dest)
         assert len(new) == 2
         for old_id, new_id in zip([1, 2], new):
             old, copy = source.get(old_id), target.get(new_id)
@@ -49,17 +50,17 @@ def test_round_trip(source: Gallery, tmp_path: Path) -> None:
             assert copy.thumb_path.is_file() and copy.losses == old.losses and copy.weights_name == old.weights_name
             assert copy.created == old.created
         assert target.list_runs(search="second")[0].id == new[1]
-        assert target.import_zip(dest) == []  # already there: nothing twice
+        assert import_zip(target, dest) == []  # already there: nothing twice
         assert target.count_runs() == 2
 
 
 def test_export_to_a_file_object_and_all_runs_only_finished(source: Gallery) -> None:
     buffer = io.BytesIO()
-    assert source.export_zip([2], buffer) == 1
+    assert export_zip(source, [2], buffer) == 1
     assert "results/run-2.png" in zipfile.ZipFile(io.BytesIO(buffer.getvalue())).namelist()
     source.submit(tiny_params())
     with pytest.raises(GalleryError, match="Only finished runs"):
-        source.export_zip([1, 3], io.BytesIO())
+        export_zip(source, [1, 3], io.BytesIO())
 
 
 def test_import_plain_pngs_and_ignore_the_rest(source: Gallery, tmp_path: Path) -> None:
@@ -71,7 +72,7 @@ def test_import_plain_pngs_and_ignore_the_rest(source: Gallery, tmp_path: Path) 
         zf.writestr("fake.png", b"\x89PNG\r\n\x1a\nnot really")
         zf.writestr("inputs/" + "0" * 64 + ".jpg", b"does not match its hash")
     with Gallery(tmp_path / "target") as target:
-        new = target.import_zip(archive)
+        new = import_zip(target, archive)
         assert len(new) == 1
         run = target.get(new[0])
         assert run.status == "done" and run.title == "First" and run.content_name == "tubingen.jpg"
@@ -87,4 +88,4 @@ def test_import_refuses_a_non_zip(source: Gallery, tmp_path: Path) -> None:
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"PK but not really")
     with pytest.raises(GalleryError, match="not a zip file"):
-        source.import_zip(junk)
+        import_zip(source, junk)

@@ -255,8 +255,8 @@ def test_claim_is_fifo_and_records_the_worker(data_dir: Path) -> None:
         assert [g.queue_position(i) for i in ids] == [1, 2, 3]
         run = g.claim_next("cpu@here")
         assert run.id == ids[0] and run.status == "running" and run.worker == "cpu@here"
-        row = g.db.execute("SELECT worker_pid, worker_host, worker_token FROM runs WHERE id = ?", [run.id]).fetchone()
-        assert row[0] == os.getpid() and row[1] and len(row[2]) == 16
+        row = g.db.execute("SELECT worker_pid, worker_host FROM runs WHERE id = ?", [run.id]).fetchone()
+        assert row[0] == os.getpid() and row[1]
         assert g.queue_position(ids[0]) is None and g.queue_position(ids[2]) == 2
         assert g.claim(ids[0], "x") is None  # no longer queued
         assert g.claim(ids[2], "x").id == ids[2]

@@ -291,7 +291,7 @@ def test_hand_edited_parameters_get_the_validation_message(studio):
     (["-m", "engine", str(CONTENT), str(STYLE), "--size", "99999", "--iterations", "0", "-o", "{out}"],
      ["size: must be at least 16 and at most 4096, got 99999", "iterations: must be at least 1"]),
     (["-m", "engine", str(CONTENT), str(STYLE), "--style-weight", "nan", "-o", "{out}"], ["style_weight: must be a number"]),
-    (["-m", "gallery", "--data", "{data}", "run", str(CONTENT), str(STYLE), "--size", "8", "--device", "tpu"],
+    (["-m", "worker", "--data", "{data}", "run", str(CONTENT), str(STYLE), "--size", "8", "--device", "tpu"],
      ["size: must be at least 16 and at most 4096, got 8", "device: must be one of auto, cpu, cuda, got 'tpu'"]),
     (["-m", "gallery", "--data", "{data}", "show", "../1"], ["A run id is a whole number"]),
 ])

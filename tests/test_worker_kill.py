@@ -25,7 +25,7 @@ def test_sigkill_mid_job_leaves_a_consistent_gallery(data_dir: Path) -> None:
 
     # Previews every iteration, so files are being written when the kill lands.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gallery", "--data", str(data_dir), "run", str(CONTENT), str(STYLE),
+        [sys.executable, "-m", "worker", "--data", str(data_dir), "run", str(CONTENT), str(STYLE),
          "--size", "64", "--iterations", "5000", "--device", "cpu", "--no-multiscale", "--save-every", "1",
          "--title", "doomed"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})

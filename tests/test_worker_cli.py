@@ -1,0 +1,28 @@
+"""`python -m worker`: run queues and processes a job in this process; work processes the queue."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CONTENT, STYLE
+from gallery import Gallery
+from worker.cli import main
+
+
+def test_run_queues_processes_and_reports(data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--data", str(data_dir), "run", str(CONTENT), str(STYLE), "--size", "32", "--iterations", "3",
+                 "--device", "cpu", "--no-multiscale", "--title", "now"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run 1 queued\n") and "run 1: [" in out and "3/3" in out
+    with Gallery(data_dir) as g:
+        run = g.get(1)
+        assert (run.status, run.title, run.result_path.is_file()) == ("done", "now", True)
+
+
+def test_bad_input_exits_2_with_one_line(data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--data", str(data_dir), "run", str(CONTENT), "missing.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file: missing.jpg" in err and err.count("\n") == 1
+    with Gallery(data_dir) as g:
+        assert g.count_runs() == 0

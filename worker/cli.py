@@ -1,0 +1,91 @@
+"""`python -m worker`: process the queue, or queue a run and process it now.
+
+    python -m worker [--data DIR] work [--device auto|cpu|cuda]
+    python -m worker [--data DIR] run CONTENT STYLE... [engine flags]
+
+The worker sits above the gallery, so these live here rather than in `python -m gallery`
+(which has `submit` to queue a run for whichever worker takes it). Bad input exits with
+status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from engine.cli_args import OneLineParser, ProgressBar
+from engine.images import ImageError
+from engine.params import DEVICES, ParamsError
+from gallery import Gallery, GalleryError
+from gallery.cli import UsageError, add_run_arguments, submit_from_args
+from gallery.store import DATA_ENV
+from worker import Worker
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m worker", description="Runs the studio's queued jobs.")
+    parser.add_argument("--data", metavar="DIR", help=f"data folder (default: ${DATA_ENV}, else ./data)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    work = commands.add_parser("work", help="process the queue until interrupted (Ctrl-C or SIGTERM)")
+    work.add_argument("--device", choices=DEVICES, default="auto",
+                      help="take jobs asking for this device (or for auto); auto takes every job")
+    run = commands.add_parser("run", help="queue a run and process it now, in this process")
+    add_run_arguments(run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with Gallery(args.data) as gallery:
+            return cmd_work(gallery, args) if args.command == "work" else cmd_run(gallery, args)
+    except (UsageError, GalleryError, ParamsError, ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
+    rid = submit_from_args(gallery, args)
+    print(f"run {rid} queued", flush=True)
+    worker = Worker(gallery.data_dir, gallery.get(rid).params.device)
+    gallery.recover_interrupted()
+    gallery.sweep()
+    run = gallery.claim(rid, worker.name)
+    if run is None:
+        raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")
+    try:
+        status = worker.run_job(gallery, run, on_progress=ProgressBar(sys.stdout, label=f"run {rid}"))
+    except KeyboardInterrupt:
+        gallery.mark_cancelled(rid)
+        print(f"\nrun {rid} cancelled", file=sys.stderr)
+        return 130
+    run = gallery.get(rid)
+    if status != "done":
+        print(f"run {rid} {status}: {run.error or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"run {rid} done in {run.duration:.1f}s: {run.result_path}")
+    return 0
+
+
+def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
+    worker = Worker(gallery.data_dir, args.device).start()
+    print(f"processing the queue of {gallery.data_dir} on {args.device}; Ctrl-C stops", flush=True)
+    # SIGTERM too should end the current job as interrupted rather than leave it running.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while worker.alive:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        worker.stop()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
