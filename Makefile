@@ -1,11 +1,11 @@
-# Two commands do all set-up: `make run` and `make test`.
+# Two commands do all set-up: `make run` and `make test` (`make check` is test's fast subset).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run share test bench quality browser device-kit
+.PHONY: run share test check bench quality browser device-kit
 
 # The venv is rebuilt when requirements.txt is newer than it.
 $(VENV)/.installed: requirements.txt
@@ -32,6 +32,10 @@ browser:
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
+
+# Everything but the browser, load and kill tests (markers in pytest.ini): a few minutes, no Chromium.
+check: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not browser and not load and not kill"
 
 bench: $(VENV)/.installed
 	$(PY) -m bench
