@@ -1,4 +1,4 @@
-# Two commands do all set-up: `make run` and `make test`.
+# Two commands do all set-up: `make run` and `make test` (`make check` is test's fast subset).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -33,10 +33,9 @@ browser:
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
-# The fast subset for a change in progress: everything but the real-browser, load and kill tests.
-# `make test` (what CI runs) still runs them all.
+# Everything but the browser, load and kill tests (markers in pytest.ini): a few minutes, no Chromium.
 check: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not browser" --ignore=tests/test_load_browsers.py --ignore=tests/test_worker_kill.py
+	$(PY) -m pytest -q -m "not browser and not load and not kill"
 
 bench: $(VENV)/.installed
 	$(PY) -m bench

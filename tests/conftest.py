@@ -1,24 +1,13 @@
-"""Shared fixtures: real test images from ../shared/images, real data folders in tmp dirs."""
+"""Fixtures the tests share: real data folders in tmp dirs, the app's environment. Helper
+functions live in tests/support/; no test imports this file."""
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-# Resolved: the app stores resolved paths, and ../shared may be a link to the real folder.
-# STUDIO_TEST_IMAGES points elsewhere where there is no ../shared (a lent GPU machine).
-SHARED_IMAGES = Path(os.environ.get("STUDIO_TEST_IMAGES") or ROOT.parent / "shared" / "images").resolve()
-CONTENT = SHARED_IMAGES / "content" / "tubingen.jpg"
-STYLE = SHARED_IMAGES / "style" / "starry_night.jpg"
-STYLE2 = SHARED_IMAGES / "style" / "the_scream.jpg"
-
-
-@pytest.fixture(scope="session")
-def shared_images() -> Path:
-    assert SHARED_IMAGES.is_dir(), f"test images missing: {SHARED_IMAGES}"
-    return SHARED_IMAGES
+from gallery import Gallery
 
 
 @pytest.fixture
@@ -26,3 +15,15 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def studio(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+    """The app's environment: STUDIO_DATA at a fresh folder, no worker; the test's own Gallery
+    handle on that folder (the app opens its own, as another process would)."""
+    monkeypatch.setenv("STUDIO_DATA", str(data_dir))
+    monkeypatch.setenv("STUDIO_WORKER", "0")
+    monkeypatch.delenv("STUDIO_EXAMPLES", raising=False)
+    g = Gallery(data_dir)
+    yield g
+    g.close()

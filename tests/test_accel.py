@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CONTENT, STYLE
 from engine import images
 from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare
 from engine.lbfgs import LBFGS
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
+from support.paths import CONTENT, STYLE
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

@@ -2,15 +2,9 @@
 job panel (from what a worker writes to SQLite), cancel, reload, sweeps and re-run prefill."""
 from __future__ import annotations
 
-from test_app_helpers import app, assert_ok, play_worker, small_params, studio  # noqa: F401 (fixture)
-
-from conftest import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 from engine.params import PRESETS, Params, validation_errors
-
-
-def uploader(at, kind: str):
-    # The uploader is re-keyed (emptied) after each upload; its container key stays.
-    return next(u for u in at.file_uploader if u.key.startswith(f"{kind}_file_"))
+from support.app import app, assert_ok, play_worker, small_params, uploader
+from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 
 
 def upload(at, kind: str, *paths) -> None:
@@ -125,7 +119,7 @@ def test_finished_and_failed_jobs(studio):
     play_worker(studio, until="done")
     at = app(owner="owner001")
     assert any(s.value == f"Run #{rid} · Done" for s in at.subheader)
-    assert at.button(key="open_result")
+    assert at.button(key="open_result").label == "Open in gallery"
     at.button(key="open_result").click().run()
     assert_ok(at)
     assert [t.value for t in at.title] == ["Gallery"]

@@ -7,13 +7,13 @@ import time
 from datetime import date
 
 import pytest
-from test_app_helpers import app, assert_ok, play_worker, small_params, studio  # noqa: F401 (fixture)
 
 from app_pages.gallery import clamp_page, filters_from_state, page_count
 from app_pages.results import compare_table, parse_ids, scrub_frames
-from conftest import STYLE2
 from engine.pngmeta import read_params_json
 from engine.params import Params
+from support.app import app, assert_ok, play_worker, small_params
+from support.paths import STYLE2
 
 GALLERY = "app_pages/gallery.py"
 
@@ -135,7 +135,8 @@ def test_delete_asks_for_confirmation(studio):
     at = app(GALLERY, run=str(rid))
     at.button(key="delete").click().run()
     assert studio.count_runs() == 1  # nothing yet: a dialog asks
-    assert at.button(key="confirm_delete")
+    assert at.button(key="confirm_delete").label == "Delete"
+    assert any("cannot be undone" in m.value for m in at.markdown)
     at.button(key="confirm_delete").click().run()
     assert_ok(at)
     assert studio.count_runs() == 0 and not run_dir.exists()

@@ -2,9 +2,8 @@
 cancel their own; interrupted jobs can be re-queued by anyone."""
 from __future__ import annotations
 
-from test_app_helpers import app, assert_ok, play_worker, small_params, studio  # noqa: F401 (fixture)
-
 from app_pages.queue import queue_rows
+from support.app import app, assert_ok, play_worker, small_params
 
 QUEUE = "app_pages/queue.py"
 
@@ -39,7 +38,9 @@ def test_queue_page_shows_all_sessions_and_cancels_only_your_own(studio):
     at.button(key=f"qcancel-{running}").click().run()
     assert studio.get(running).cancel_requested
     # the cancelled job moved to "recently ended", with a re-queue button for its owner
-    assert at.button(key=f"qrequeue-{mine}")
+    keys = {b.key for b in at.button}
+    assert f"qrequeue-{mine}" in keys and f"qcancel-{mine}" not in keys
+    assert at.button(key=f"qrequeue-{mine}").label == "Re-queue"
 
 
 def test_interrupted_jobs_can_be_requeued_by_anyone(studio):

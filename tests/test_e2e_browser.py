@@ -8,22 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import (ARTIFACTS, CHROMIUM, choose_option, chromium, click, css, expand, go_to, screenshot,
-                     scroll_to, set_number, studio_server, upload, wait_css, wait_for, wait_idle)
 
-from conftest import CONTENT, STYLE
 from engine.pngmeta import read_params_json
 from gallery import Gallery
+from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
+                             query_param, screenshot, scroll_to, set_number, studio_server, upload, wait_css,
+                             wait_idle)
+from support.paths import CONTENT, STYLE
+from support.waiting import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")]
-
-
-def query_param(url: str, name: str) -> str | None:
-    from urllib.parse import parse_qs, urlparse
-
-    values = parse_qs(urlparse(url).query).get(name)
-    return values[0] if values else None
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 
 def test_generate_watch_browse_download_delete(tmp_path: Path):

@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONTENT, STYLE, STYLE2
 from engine import images
 from engine.params import Params
 from engine.transfer import Cancelled, Objective, gram, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
+from support.paths import CONTENT, STYLE, STYLE2
 
 TINY = Params(content=str(CONTENT), styles=(str(STYLE),), size=64, iterations=30, device="cpu",
               multiscale=False, init="noise", seed=3)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTENT, ROOT, STYLE
 from engine import pngmeta
 from gallery import Gallery
 from gallery.cli import main
-from test_gallery_store import finished_run, tiny_params
+from support.paths import CONTENT, ROOT, STYLE
+from support.runs import finished_run, tiny_params
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STYLE2
 from engine import pngmeta
 from gallery import Gallery, GalleryError
 from gallery.exchange import export_zip, import_zip
-from test_gallery_store import files_under, finished_run, tiny_params
+from support.paths import STYLE2
+from support.runs import files_under, finished_run, tiny_params
 
 
 @pytest.fixture

@@ -5,63 +5,22 @@ import io
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
-from conftest import CONTENT, STYLE, STYLE2
 from engine import pngmeta
 from engine.images import ImageError
-from engine.params import Params, ParamsError
+from engine.params import ParamsError
 from gallery import Gallery, GalleryError, NotFound, db as gallery_db
 from gallery.names import display_name
+from support.paths import CONTENT, STYLE, STYLE2
+from support.runs import dead_pid, fake_result, files_under, finished_run, named_files, tiny_params
 
 STYLE3 = STYLE.parent / "picasso_selfport1907.jpg"
-
-
-def tiny_params(content: Path = CONTENT, styles: tuple[Path, ...] = (STYLE,), **changes) -> Params:
-    settings = {"size": 32, "iterations": 2, "device": "cpu", "multiscale": False, **changes}
-    return Params(content=str(content), styles=tuple(map(str, styles)), **settings)
-
-
-def fake_result(color: str = "red", previews: int = 0) -> SimpleNamespace:
-    """What engine.transfer.run returns, without running it."""
-    return SimpleNamespace(
-        image=Image.new("RGB", (32, 24), color), losses={"total": 1.5, "content": 1.0, "style": 0.5, "tv": 0.0},
-        timings={"setup": 0.1, "optimize": 0.2, "total": 0.3},
-        previews=[(i, Image.new("RGB", (32, 24), "gray")) for i in range(1, previews + 1)],
-        weights_name="caffe", weights_sha256="ab" * 32, device="cpu")
-
-
-def finished_run(g: Gallery, **submit) -> int:
-    params = submit.pop("params", None) or tiny_params()
-    rid = g.submit(params, **submit)
-    assert g.claim(rid, "test") is not None
-    g.finish(rid, fake_result())
-    return rid
-
-
-def files_under(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-
-
-def named_files(g: Gallery) -> set[str]:
-    rows = g.db.query("SELECT file FROM inputs UNION ALL SELECT file FROM previews "
-                      "UNION ALL SELECT result_file FROM runs WHERE result_file IS NOT NULL "
-                      "UNION ALL SELECT thumb_file FROM runs WHERE thumb_file IS NOT NULL")
-    return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"}
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 # ---- opening ----------------------------------------------------------------------------------

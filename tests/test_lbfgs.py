@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from conftest import CONTENT, STYLE
 from engine import images
 from engine.lbfgs import LBFGS
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, to_tensor
 from engine.vgg import FeatureNet, load_weights
+from support.paths import CONTENT, STYLE
 
 
 def quadratic(n: int = 50, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

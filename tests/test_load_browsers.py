@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import (ARTIFACTS, CHROMIUM, choose_option, chromium, click, css, expand, go_to, screenshot,
-                     studio_server, wait_css, wait_for, wait_idle)
-from test_e2e_browser import query_param
-from test_gallery_store import finished_run, tiny_params
 
-from conftest import ROOT
 from gallery import Gallery
+from support.browser import (ARTIFACTS, choose_option, chromium, click, expand, go_to, needs_chromium, query_param,
+                             screenshot, studio_server, wait_css, wait_idle)
+from support.paths import ROOT
+from support.runs import finished_run, tiny_params
+from support.waiting import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")]
+pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow, needs_chromium]
 
 SESSIONS = 8
 JOBS_EACH = 3  # one Generate, then a sweep over two seeds

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from bench.quality import gram_distance, pixel_rmse, style_net
-from conftest import CONTENT, STYLE, STYLE2
 from engine import images
 from engine.params import Params
 from engine.transfer import run, to_tensor
+from support.paths import CONTENT, STYLE, STYLE2
 
 SIZE = 64
 # Content init: deterministic and far enough along in 20 iterations for every effect to show.

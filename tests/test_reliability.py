@@ -21,25 +21,25 @@ import subprocess
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from test_app_create import uploader
-from test_app_helpers import APP, app, assert_ok, studio  # noqa: F401 (fixture)
-from test_gallery_store import files_under, finished_run, named_files, tiny_params
-from test_images import encode, noisy, png_with_header, with_orientation
-from test_worker import FakeEngine
 
 import worker as worker_module
-from browser import ARTIFACTS, CHROMIUM, chromium, click, studio_server, wait_css, wait_for
-from conftest import CONTENT, ROOT, STYLE
 from engine.images import MAX_BYTES
 from gallery import Gallery, files
+from support.app import APP, app, assert_ok, uploader
+from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_server, wait_css
+from support.fake_engine import FakeEngine
+from support.images import encode, noisy, png_with_header, with_orientation
+from support.paths import CONTENT, ROOT, STYLE
+from support.runs import files_under, finished_run, named_files, tiny_params
+from support.waiting import wait_for
 from worker import Worker
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -108,11 +108,19 @@ def _cut(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
 
+def _jpeg() -> bytes:
+    return encode(noisy(), "JPEG")
+
+
+def _png() -> bytes:
+    return encode(Image.new("RGB", (40, 30), "red"), "PNG")
+
+
 @dataclass
 class Upload:
-    case: str
+    case: str  # the test id
     name: str
-    data: bytes
+    make: Callable[[], bytes]  # called in the test, so collecting builds no 50 MB file
     error: str | None = None  # a phrase of the expected message; None: accepted
     size: tuple[int, int] | None = None  # the stored image's size, where it says something
     # Streamlit's own check of the name (extension, NUL) refuses it before our code runs. Browsers
@@ -120,113 +128,116 @@ class Upload:
     streamlit_refuses: str | None = None
 
 
-def hostile_uploads() -> list[Upload]:
-    jpeg = encode(noisy(), "JPEG")
-    colours = iter(range(1, 255))
-
-    def png() -> bytes:  # new content each time: the same bytes again would be the same input
-        return encode(Image.new("RGB", (40, 30), (next(colours), 0, 0)), "PNG")
-    return [
-        Upload("zero bytes", "empty.png", b"", "This file is empty."),
-        Upload("random bytes", "noise.jpg", bytes((i * 193 + 71) % 256 for i in range(4096)), "not an image we can read"),
-        Upload("HTML named .png", "page.png", b"<!DOCTYPE html><html><body>hi</body></html>", "looks like HTML"),
-        Upload("SVG named .png", "drawing.png", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "looks like SVG"),
-        Upload("text named .jpg", "notes.jpg", b"hello\n" * 100, "looks like text"),
-        Upload("truncated JPEG", "cut.jpg", _cut(jpeg), "truncated or damaged"),
-        Upload("truncated PNG", "cut.png", _cut(encode(noisy(), "PNG")), "truncated or damaged"),
-        Upload("decompression bomb 20000×20000 (Pillow's limit)", "bomb.png", png_with_header(20_000, 20_000),
-               "too large"),
-        Upload("decompression bomb 8000×6000 (our 40 MP limit)", "bomb2.png", png_with_header(8000, 6000),
-               "too large: 8000×6000"),
-        Upload("50 MB + 1 byte", "huge.jpg", jpeg + b"\0" * (MAX_BYTES + 1 - len(jpeg)), "limit is 50 MB"),
-        Upload("1×1", "dot.png", encode(Image.new("RGB", (1, 1), "red"), "PNG"), size=(1, 1)),
-        Upload("8000×16", "strip.png", encode(Image.new("RGB", (8000, 16), "red"), "PNG"), size=(8000, 16)),
-        Upload("6000×4000", "photo.jpg", encode(Image.new("RGB", (6000, 4000), "teal"), "JPEG"), size=(6000, 4000)),
-        Upload("mode L", "l.png", encode(Image.new("L", (40, 30), 128), "PNG")),
-        Upload("mode LA", "la.png", encode(Image.new("LA", (40, 30), (128, 100)), "PNG")),
-        Upload("mode P + transparency", "p.png", _palette_with_transparency()),
-        Upload("mode RGBA", "rgba.png", encode(Image.new("RGBA", (40, 30), (255, 0, 0, 90)), "PNG")),
-        Upload("mode CMYK (JPEG)", "cmyk.jpg", encode(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG")),
-        Upload("mode I;16", "i16.png", encode(Image.new("I;16", (40, 30), 40000), "PNG")),
-        Upload("EXIF orientation 6", "rotated.jpg", with_orientation(noisy((64, 48)), 6), size=(48, 64)),
-        Upload("animated GIF", "anim.gif", _gif_animated(), size=(40, 30)),
-        Upload("animated WebP", "anim.webp", _webp_animated(), size=(40, 30)),
-        Upload("TIFF", "scan.tif", encode(noisy(), "TIFF")),
-        Upload("BMP", "paint.bmp", encode(noisy(), "BMP")),
-        Upload("name: path traversal", "../../../../tmp/evil.png", png()),
-        Upload("name: Windows path", "C:\\Windows\\System32\\evil.png", png()),
-        Upload("name: 300 characters", "a" * 300 + ".png", png()),
-        Upload("name: control characters", "ctl\x07\x1b[31m\n\t.png", png()),
-        Upload("name: right-to-left override", "invoice\u202excod.png", png()),
-        Upload("name: right-to-left override, bad content", "cat\u202egpj.png", b"", "This file is empty."),
-        Upload("name: NUL byte", "nul\x00.png", png(), streamlit_refuses="Filename cannot contain null bytes"),
-        Upload("name: .exe behind a right-to-left override", "photo\u202egnp.exe", png(),
-               streamlit_refuses="Invalid file extension: `.exe`"),
-        Upload("name: '..'", "..", png(), streamlit_refuses="Invalid file extension"),
-    ]
+HOSTILE_UPLOADS = [
+    Upload("zero bytes", "empty.png", lambda: b"", "This file is empty."),
+    Upload("random bytes", "noise.jpg", lambda: bytes((i * 193 + 71) % 256 for i in range(4096)),
+           "not an image we can read"),
+    Upload("HTML named .png", "page.png", lambda: b"<!DOCTYPE html><html><body>hi</body></html>", "looks like HTML"),
+    Upload("SVG named .png", "drawing.png", lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>', "looks like SVG"),
+    Upload("text named .jpg", "notes.jpg", lambda: b"hello\n" * 100, "looks like text"),
+    Upload("truncated JPEG", "cut.jpg", lambda: _cut(_jpeg()), "truncated or damaged"),
+    Upload("truncated PNG", "cut.png", lambda: _cut(encode(noisy(), "PNG")), "truncated or damaged"),
+    Upload("decompression bomb 20000x20000 (Pillow's limit)", "bomb.png", lambda: png_with_header(20_000, 20_000),
+           "too large"),
+    Upload("decompression bomb 8000x6000 (our 40 MP limit)", "bomb2.png", lambda: png_with_header(8000, 6000),
+           "too large: 8000×6000"),
+    Upload("50 MB + 1 byte", "huge.jpg", lambda: _jpeg() + b"\0" * (MAX_BYTES + 1 - len(_jpeg())), "limit is 50 MB"),
+    Upload("1x1", "dot.png", lambda: encode(Image.new("RGB", (1, 1), "red"), "PNG"), size=(1, 1)),
+    Upload("8000x16", "strip.png", lambda: encode(Image.new("RGB", (8000, 16), "red"), "PNG"), size=(8000, 16)),
+    Upload("6000x4000", "photo.jpg", lambda: encode(Image.new("RGB", (6000, 4000), "teal"), "JPEG"),
+           size=(6000, 4000)),
+    Upload("mode L", "l.png", lambda: encode(Image.new("L", (40, 30), 128), "PNG")),
+    Upload("mode LA", "la.png", lambda: encode(Image.new("LA", (40, 30), (128, 100)), "PNG")),
+    Upload("mode P + transparency", "p.png", _palette_with_transparency),
+    Upload("mode RGBA", "rgba.png", lambda: encode(Image.new("RGBA", (40, 30), (255, 0, 0, 90)), "PNG")),
+    Upload("mode CMYK (JPEG)", "cmyk.jpg", lambda: encode(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG")),
+    Upload("mode I;16", "i16.png", lambda: encode(Image.new("I;16", (40, 30), 40000), "PNG")),
+    Upload("EXIF orientation 6", "rotated.jpg", lambda: with_orientation(noisy((64, 48)), 6), size=(48, 64)),
+    Upload("animated GIF", "anim.gif", _gif_animated, size=(40, 30)),
+    Upload("animated WebP", "anim.webp", _webp_animated, size=(40, 30)),
+    Upload("TIFF", "scan.tif", lambda: encode(noisy(), "TIFF")),
+    Upload("BMP", "paint.bmp", lambda: encode(noisy(), "BMP")),
+    Upload("name: path traversal", "../../../../tmp/evil.png", _png),
+    Upload("name: Windows path", "C:\\Windows\\System32\\evil.png", _png),
+    Upload("name: 300 characters", "a" * 300 + ".png", _png),
+    Upload("name: control characters", "ctl\x07\x1b[31m\n\t.png", _png),
+    Upload("name: right-to-left override", "invoice\u202excod.png", _png),
+    Upload("name: right-to-left override, bad content", "cat\u202egpj.png", lambda: b"", "This file is empty."),
+    Upload("name: NUL byte", "nul\x00.png", _png, streamlit_refuses="Filename cannot contain null bytes"),
+    Upload("name: .exe behind a right-to-left override", "photo\u202egnp.exe", _png,
+           streamlit_refuses="Invalid file extension: `.exe`"),
+    Upload("name: '..'", "..", _png, streamlit_refuses="Invalid file extension"),
+]
 
 
-def test_every_hostile_upload_gets_a_result_or_one_message_and_the_page_goes_on(studio, tmp_path: Path):
+@pytest.fixture(scope="module")
+def upload_log():
+    """What each hostile upload did, written once all have run."""
+    rows: list[dict] = []
+    yield rows
+    record("uploads", rows)
+
+
+@pytest.mark.parametrize("u", HOSTILE_UPLOADS, ids=lambda u: u.case)
+def test_a_hostile_upload_gets_a_result_or_one_message_and_the_page_goes_on(studio, tmp_path: Path, upload_log,
+                                                                           u: Upload):
     outside_before = {p for p in tmp_path.rglob("*") if "data" not in p.relative_to(tmp_path).parts}
     at = app()
-    seen, problems = [], []
-    for u in hostile_uploads():
-        before = list(at.session_state["content_chosen"])
-        t0 = time.perf_counter()
-        uploader(at, "content").set_value((u.name, u.data, "image/png"))
-        at.run()
-        elapsed = time.perf_counter() - t0
-        errors = shown_errors(at)
-        chosen = at.session_state["content_chosen"]
-        row = {"case": u.case, "seconds": round(elapsed, 2)}
-        if u.streamlit_refuses:
-            refused = [e.value for e in at.exception]
-            row.update(outcome="refused by Streamlit", message=refused[0] if refused else None)
-            if len(refused) != 1 or u.streamlit_refuses not in refused[0] or chosen != before:
-                problems.append(f"{u.case}: expected Streamlit to refuse it, got {refused}, {chosen}")
-            at.run()  # the next run is clean
-            if at.exception:
-                problems.append(f"{u.case}: still failing on the next run")
-        elif at.exception:
-            problems.append(f"{u.case}: exception {[e.value for e in at.exception]}")
-        elif u.error is None:
-            item = chosen[0] if chosen else None
-            stored = studio.list_inputs(limit=1)[0]
-            row.update(outcome="accepted", shown_name=item and item["name"], stored=f"inputs/{Path(item['path']).name}"
-                       if item else None, size=f"{stored.width}×{stored.height}")
-            if errors or item is None or chosen == before and before:
-                problems.append(f"{u.case}: expected acceptance, got {errors}")
-            else:
-                path = Path(item["path"])
-                if path.parent != studio.data_dir / "inputs" or path.stem != stored.sha256:
-                    problems.append(f"{u.case}: stored as {path}")
-                if not visible(item["name"]) or "/" in item["name"] or "\\" in item["name"] or len(item["name"]) > 100:
-                    problems.append(f"{u.case}: shown as {item['name']!r}")
-                if u.size and (stored.width, stored.height) != u.size:
-                    problems.append(f"{u.case}: stored {stored.width}×{stored.height}, expected {u.size}")
-        else:
-            row.update(outcome="message", message=errors[0] if errors else None)
-            if len(errors) != 1 or u.error not in errors[0] or not visible(errors[0]):
-                problems.append(f"{u.case}: expected one message with {u.error!r}, got {errors}")
-            if chosen != before:
-                problems.append(f"{u.case}: the choice changed to {chosen}")
-        seen.append(row)
-    record("uploads", seen)
-    assert not problems, "\n".join(problems)
+    before = list(at.session_state["content_chosen"])
+    data = u.make()
+    t0 = time.perf_counter()
+    uploader(at, "content").set_value((u.name, data, "image/png"))
+    at.run()
+    row = {"case": u.case, "seconds": round(time.perf_counter() - t0, 2)}
+    errors = shown_errors(at)
+    chosen = at.session_state["content_chosen"]
+    if u.streamlit_refuses:
+        refused = [e.value for e in at.exception]
+        upload_log.append(row | {"outcome": "refused by Streamlit", "message": refused[0] if refused else None})
+        assert len(refused) == 1 and u.streamlit_refuses in refused[0], refused
+        assert chosen == before
+    elif u.error is None:
+        assert_ok(at)
+        assert chosen != before, errors
+        (item,) = chosen
+        (stored,) = studio.list_inputs()
+        upload_log.append(row | {"outcome": "accepted", "shown_name": item["name"],
+                                 "stored": f"inputs/{Path(item['path']).name}", "size": f"{stored.width}×{stored.height}"})
+        assert not errors
+        path = Path(item["path"])
+        assert path.parent == studio.data_dir / "inputs" and path.stem == stored.sha256
+        name = item["name"]
+        assert visible(name) and "/" not in name and "\\" not in name and len(name) <= 100, name
+        if u.size:
+            assert (stored.width, stored.height) == u.size
+    else:
+        assert_ok(at)
+        upload_log.append(row | {"outcome": "message", "message": errors[0] if errors else None})
+        assert len(errors) == 1 and u.error in errors[0] and visible(errors[0]), errors
+        assert chosen == before
+    at.run()
+    assert_ok(at)  # and the next run draws the page
+    # Nothing was written outside the data folder, and nothing there is named after an upload.
+    outside_after = {p for p in tmp_path.rglob("*") if "data" not in p.relative_to(tmp_path).parts}
+    assert outside_after == outside_before
+    assert {p.stem for p in (studio.data_dir / "inputs").glob("*")} <= {i.sha256 for i in studio.list_inputs()}
 
-    # The page still works: a real pair of images queues a run.
+
+def test_after_every_hostile_upload_in_one_session_a_real_pair_still_queues_a_run(studio):
+    at = app()
+    for u in HOSTILE_UPLOADS:
+        uploader(at, "content").set_value((u.name, u.make(), "image/png"))
+        at.run()
+        if u.streamlit_refuses:
+            at.run()  # Streamlit's refusal ends that run; a person's next click starts a clean one
     uploader(at, "content").set_value((CONTENT.name, CONTENT.read_bytes(), "image/jpeg"))
     at.run()
     uploader(at, "style").set_value([(STYLE.name, STYLE.read_bytes(), "image/jpeg")])
     at.run()
     at.button(key="generate").click().run()
     assert_ok(at)
-    assert studio.count_runs(status="queued") == 1
-    # Nothing was written outside the data folder, and nothing there is named after an upload.
-    outside_after = {p for p in tmp_path.rglob("*") if "data" not in p.relative_to(tmp_path).parts}
-    assert outside_after == outside_before
-    assert all(p.stem in {i.sha256 for i in studio.list_inputs(limit=1000)}
-               for p in (studio.data_dir / "inputs").iterdir())
+    (run,) = studio.list_runs(status="queued")
+    assert run.content_name == CONTENT.name and run.style_names == [STYLE.name]
 
 
 def test_several_style_files_at_once_keep_the_good_ones(studio):
@@ -392,10 +403,9 @@ class BigResultEngine(FakeEngine):
         self.side = side
 
     def run(self, params, on_progress=None, should_cancel=None):
-        super().run(params, on_progress, should_cancel)
-        img = Image.frombytes("RGB", (self.side, self.side), os.urandom(self.side * self.side * 3))
-        return SimpleNamespace(image=img, losses={"total": 1.0}, timings={"total": 0.1}, previews=[],
-                               weights_name="caffe", weights_sha256="ab" * 32, device="cpu")
+        result = super().run(params, on_progress, should_cancel)
+        result.image = Image.frombytes("RGB", (self.side, self.side), os.urandom(self.side * self.side * 3))
+        return result
 
 
 def _fills_the_disk_halfway(real_open):
@@ -549,8 +559,9 @@ def test_out_of_memory_fails_that_job_and_the_next_runs(data_dir: Path, monkeypa
 # --- the server killed mid-job -------------------------------------------------------------------------------------
 
 @pytest.mark.browser
+@pytest.mark.kill
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")
+@needs_chromium
 def test_server_killed_mid_job_then_restarted(tmp_path: Path):
     data, owner = tmp_path / "data", "killtest"
     with Gallery(data) as g:

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
-from test_app_helpers import APP, assert_ok, play_worker, small_params, studio  # noqa: F401 (fixture)
 
 from app_pages import auth
 from app_pages.results import PENDING_DELETE
-from browser import CHROMIUM, chromium, free_port, studio_server, wait_css, wait_for, wait_idle
-from conftest import ROOT
 from engine.images import MAX_BYTES
+from support.app import APP, assert_ok, play_worker, small_params
+from support.browser import chromium, free_port, needs_chromium, studio_server, wait_css, wait_idle
+from support.paths import ROOT
+from support.waiting import wait_for
 
 PASSWORD, ADMIN_PASSWORD = "correct horse ünïcode", "admin battery staple"
 QUEUE, GALLERY = "app_pages/queue.py", "app_pages/gallery.py"
@@ -296,7 +297,7 @@ def test_outside_share_mode_nothing_is_asked(studio, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")
+@needs_chromium
 def test_browser_signs_in_once_per_browser(tmp_path: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

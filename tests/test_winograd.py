@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import CONTENT, STYLE
 from engine import images, winograd
 from engine.accel import Accel, evaluator, prepare
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, to_tensor
 from engine.vgg import LAYERS, FeatureNet, load_weights
+from support.paths import CONTENT, STYLE
 
 
 def random_conv(c: int, k: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,76 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from PIL import Image
 
-from conftest import ROOT
 from gallery import Gallery
-from test_gallery_store import fake_result, tiny_params
+from support.fake_engine import FakeEngine, settled, statuses
+from support.paths import ROOT
+from support.runs import dead_pid, tiny_params
+from support.waiting import wait_for
 
 import worker as worker_module
 from worker import Worker, get_worker
-
-
-class FakeEngine:
-    """Stands in for engine.transfer: `iterations` steps of `step_s` seconds each, reporting
-    progress and checking should_cancel before every step, as the real one does."""
-
-    class Cancelled(Exception):
-        pass
-
-    class OutOfMemory(RuntimeError):
-        pass
-
-    def __init__(self, step_s: float = 0.0, fail_seeds: dict[int, Exception] | None = None):
-        self.step_s = step_s
-        self.fail_seeds = fail_seeds or {}
-        self.calls: list[tuple[int, int]] = []  # (thread id, seed)
-        self.last_step = 0
-        self.pause_at: int | None = None  # iteration at which to wait for `resume`
-        self.paused = threading.Event()
-        self.resume = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self, params, on_progress=None, should_cancel=None):
-        with self.lock:
-            self.calls.append((threading.get_ident(), params.seed))
-        if params.seed in self.fail_seeds:
-            raise self.fail_seeds[params.seed]
-        total = params.total_iterations()
-        for i in range(1, total + 1):
-            if should_cancel():
-                raise self.Cancelled()
-            time.sleep(self.step_s)
-            self.last_step = i
-            preview = Image.new("RGB", (16, 12), "blue") if params.preview_every else None
-            on_progress(SimpleNamespace(iteration=i, total=total, size=params.size, losses={"total": 1.0 / i},
-                                        elapsed=i * self.step_s, preview=preview))
-            if i == self.pause_at:
-                self.paused.set()
-                self.resume.wait(10)
-        return fake_result()
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def statuses(g: Gallery) -> Counter:
-    return Counter(r.status for r in g.list_runs(limit=1000))
-
-
-def settled(g: Gallery, n: int) -> bool:
-    return sum(statuses(g)[s] for s in ("done", "failed", "cancelled", "interrupted")) >= n
 
 
 @pytest.fixture
@@ -203,8 +146,6 @@ def test_stop_interrupts_the_running_job(data_dir: Path, workers) -> None:
 
 
 def test_worker_recovers_runs_of_dead_processes_on_start(data_dir: Path, workers) -> None:
-    from test_gallery_store import dead_pid
-
     with Gallery(data_dir) as g:
         rid = g.submit(tiny_params())
         g.claim(rid, "gone")

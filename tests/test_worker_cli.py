@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTENT, STYLE
+from support.paths import CONTENT, STYLE
 from gallery import Gallery
 from worker.cli import main
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import CONTENT, STYLE, STYLE2
 from engine import pngmeta
 from gallery import Gallery
-from test_gallery_store import tiny_params
-from test_worker import settled, wait_for
+from support.fake_engine import settled
+from support.paths import CONTENT, STYLE, STYLE2
+from support.runs import tiny_params
+from support.waiting import wait_for
 from worker import Worker
 
 GOLDEN_GATE = CONTENT.parent / "golden_gate.jpg"

@@ -8,14 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from conftest import CONTENT, ROOT, STYLE
 from engine import pngmeta
 from gallery import Gallery
-from test_gallery_store import files_under, finished_run, named_files
-from test_worker import FakeEngine, wait_for
+from support.fake_engine import FakeEngine
+from support.paths import CONTENT, ROOT, STYLE
+from support.runs import files_under, finished_run, named_files
+from support.waiting import wait_for
 from worker import Worker
+
+pytestmark = pytest.mark.kill
 
 
 def test_sigkill_mid_job_leaves_a_consistent_gallery(data_dir: Path) -> None:

@@ -1,8 +1,8 @@
 """Drive the studio in a real headless Chromium: a server on a free port, a browser, helpers.
 
-Used by tests/test_e2e_browser.py, and runnable to regenerate the README screenshots:
+Used by the browser tests, and runnable to regenerate the README screenshots:
 
-    .venv/bin/python tests/browser.py screenshots    # writes docs/screenshots/*.png
+    .venv/bin/python tests/support/browser.py screenshots    # writes docs/screenshots/*.png
 
 Only Debian's /usr/bin/chromium and /usr/bin/chromedriver are used: the driver path is given
 explicitly, so Selenium Manager never runs (and never downloads anything).
@@ -18,13 +18,19 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make engine/gallery importable
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as a script: make engine, gallery and support importable, as pytest.ini does
+    _TESTS = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(_TESTS.parent), str(_TESTS)]
+
+import pytest
+
+from support.paths import ROOT, SHARED_IMAGES
+from support.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -32,27 +38,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
 
+# On every browser test, with its `browser` marker.
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Polls `check` until it returns something truthy; AssertionError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # stale elements while Streamlit redraws
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                         + (f" (last error: {last_error})" if last_error else ""))
 
 
 @contextlib.contextmanager
@@ -112,6 +105,11 @@ def chromium(download_dir: Path, width: int = 1440, height: int = 1000) -> Itera
 
 
 # --- page helpers -------------------------------------------------------------------------------
+
+def query_param(url: str, name: str) -> str | None:
+    values = parse_qs(urlparse(url).query).get(name)
+    return values[0] if values else None
+
 
 def css(driver: Any, selector: str) -> list[Any]:
     from selenium.webdriver.common.by import By
@@ -231,7 +229,6 @@ def screenshot(driver: Any, path: Path, max_width: int | None = None, max_kb: in
 # Real results only: the gallery is filled by the real worker and engine at small sizes (the CPU
 # here is slow), and the running job is a real job of the server's own worker.
 
-SHARED = ROOT.parent / "shared" / "images"
 # (content, styles, changes, title) of the results shown in the gallery screenshot.
 GALLERY_RUNS = (
     ("tubingen.jpg", ("starry_night.jpg",), {}, "Tübingen, starry"),
@@ -245,7 +242,7 @@ GALLERY_RUNS = (
 
 
 def _image(name: str) -> Path:
-    return next(SHARED.glob(f"*/{name}"))
+    return next(SHARED_IMAGES.glob(f"*/{name}"))
 
 
 def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: float = 1800) -> Any:

@@ -1,85 +1,15 @@
-"""Shared set-up of the AppTest page tests, and tests of the UI's plain functions.
-
-The page tests use a real data folder in a temporary directory and a real Gallery. They run no
-worker (STUDIO_WORKER=0): the tests play the worker themselves through the gallery API, which
-makes every state (queued, running with a preview, done, failed) quick and deterministic.
-"""
+"""The UI's plain functions: owners, durations, examples, the form's state, sweeps."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-from PIL import Image
-from streamlit.testing.v1 import AppTest
-
 from app_pages import common, owner, params_form, sweep
-from conftest import CONTENT, ROOT, STYLE, STYLE2
 from engine.params import PRESETS, Params, preset, validation_errors
-from gallery import Gallery
+from support.app import small_params
+from support.paths import CONTENT, STYLE, STYLE2
 
-APP = str(ROOT / "streamlit_app.py")
-
-
-@pytest.fixture
-def studio(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gallery:
-    """The app's environment: STUDIO_DATA at a fresh folder, no worker; the test's own Gallery
-    handle on that folder (the app opens its own, as another process would)."""
-    monkeypatch.setenv("STUDIO_DATA", str(data_dir))
-    monkeypatch.setenv("STUDIO_WORKER", "0")
-    monkeypatch.delenv("STUDIO_EXAMPLES", raising=False)
-    g = Gallery(data_dir)
-    yield g
-    g.close()
-
-
-def app(page: str | None = None, **query: str) -> AppTest:
-    """The whole app (navigation included) on `page`, after one run."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
-def assert_ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def small_params(**changes) -> Params:
-    base = {"content": str(CONTENT), "styles": (str(STYLE),), "size": 64, "iterations": 10, "device": "cpu"}
-    return preset("draft", **{**base, **changes})
-
-
-def fake_result(color: str = "orange", previews: int = 2) -> SimpleNamespace:
-    """Duck-types engine.transfer.Result, which the gallery's finish() takes."""
-    img = Image.new("RGB", (64, 48), color)
-    return SimpleNamespace(
-        image=img, losses={"total": 12.5, "content": 2.0, "style": 10.0, "tv": 0.5},
-        timings={"setup": 0.5, "optimize": 1.0, "total": 1.5},
-        previews=[(5 * (i + 1), Image.new("RGB", (64, 48), "gray")) for i in range(previews)],
-        weights_name="caffe", weights_sha256="ab" * 32, device="cpu")
-
-
-def play_worker(g: Gallery, until: str = "done", iteration: int = 4) -> int:
-    """Takes the next queued run as a worker would and leaves it `until` ("running", "done" or
-    "failed"); returns its id."""
-    run = g.claim_next("test-worker")
-    assert run is not None, "nothing queued"
-    if until == "running":
-        g.report_progress(run.id, iteration, run.total, {"total": 20.0, "content": 4.0, "style": 15.0, "tv": 1.0},
-                          preview=Image.new("RGB", (64, 48), "teal"))
-        g.report_progress(run.id, iteration, run.total, {"total": 20.0}, None)  # flush throttled write
-    elif until == "done":
-        g.finish(run.id, fake_result())
-    else:
-        g.fail(run.id, "The device ran out of memory; try a smaller size.")
-    return run.id
-
-
-# --- plain functions --------------------------------------------------------------------------
 
 def test_owner_from_xsrf_cookie_is_stable_across_masks():
     token = bytes(range(16))

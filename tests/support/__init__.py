@@ -1,0 +1,7 @@
+"""Helpers the tests share (importable as `support` through pytest.ini's pythonpath); no tests here.
+
+paths: the repository and the test images. runs: parameters, results and finished runs without
+the engine. fake_engine: a stand-in for engine.transfer. waiting: wait_for. images: awkward
+image files made with Pillow. app: the AppTest set-up. browser: a real server and headless
+Chromium. Fixtures live in tests/conftest.py.
+"""

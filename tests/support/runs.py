@@ -1,0 +1,58 @@
+"""Runs without the engine: tiny parameters, a stand-in result, finished runs, the files a
+gallery holds."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from PIL import Image
+
+from engine.params import Params
+from gallery import Gallery
+from support.paths import CONTENT, STYLE
+
+
+def tiny_params(content: Path = CONTENT, styles: tuple[Path, ...] = (STYLE,), **changes) -> Params:
+    settings = {"size": 32, "iterations": 2, "device": "cpu", "multiscale": False, **changes}
+    return Params(content=str(content), styles=tuple(map(str, styles)), **settings)
+
+
+def fake_result(color: str = "red", previews: int = 0, size: tuple[int, int] = (32, 24),
+                preview_every: int = 1) -> SimpleNamespace:
+    """Duck-types engine.transfer.Result (what the gallery's finish() takes), without running the
+    engine: an image of one colour and `previews` grey previews, every `preview_every` iterations."""
+    return SimpleNamespace(
+        image=Image.new("RGB", size, color), losses={"total": 1.5, "content": 1.0, "style": 0.5, "tv": 0.0},
+        timings={"setup": 0.1, "optimize": 0.2, "total": 0.3},
+        previews=[(preview_every * i, Image.new("RGB", size, "gray")) for i in range(1, previews + 1)],
+        weights_name="caffe", weights_sha256="ab" * 32, device="cpu")
+
+
+def finished_run(g: Gallery, **submit) -> int:
+    """A "done" run with fake_result()'s files; `submit` goes to Gallery.submit (params= too)."""
+    params = submit.pop("params", None) or tiny_params()
+    rid = g.submit(params, **submit)
+    assert g.claim(rid, "test") is not None
+    g.finish(rid, fake_result())
+    return rid
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def named_files(g: Gallery) -> set[str]:
+    """Every file a row of g names, and the database's own files."""
+    rows = g.db.query("SELECT file FROM inputs UNION ALL SELECT file FROM previews "
+                      "UNION ALL SELECT result_file FROM runs WHERE result_file IS NOT NULL "
+                      "UNION ALL SELECT thumb_file FROM runs WHERE thumb_file IS NOT NULL")
+    return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (for runs whose worker is gone)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
