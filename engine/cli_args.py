@@ -15,7 +15,7 @@ from engine.params import HELP, PRESETS, Params, preset, validate
 
 # Flags whose name differs from the field, after neural-style's.
 _FLAG_NAMES = {"preview_every": "--save-every"}
-_LIST_ITEM_TYPES = {"style_blend": float, "style_layer_weights": float, "content_layers": str, "style_layers": str}
+_LIST_ITEM_TYPES = {"style_blend": float, "style_masks": str, "style_layer_weights": float, "content_layers": str, "style_layers": str}
 _POSITIONAL = ("content", "styles")
 
 

@@ -37,6 +37,9 @@ class Params:
     styles: tuple[str, ...] = ()
     # Relative weights of the styles, one per style; empty means equal weights.
     style_blend: tuple[float, ...] = ()
+    # Where each style applies: one grey-level image per style (white = here), "" or "all" for
+    # everywhere; empty means no masks (every style everywhere, blended). engine.masks loads them.
+    style_masks: tuple[str, ...] = ()
     size: int = 512  # longest side of the result, px
     iterations: int = 500  # at each scale; a coarser scale's step costs about a quarter as much
     optimizer: str = "lbfgs"
@@ -122,6 +125,9 @@ HELP: dict[str, str] = {
     "content": "the photo to repaint",
     "styles": "one or more paintings whose style to apply",
     "style_blend": "relative weight of each style image (one per style)",
+    "style_masks": ("where each style applies: one grey-level image per style, white = here, soft edges "
+                    "blend, 'all' = everywhere; overlaps share by blend weight, and where no mask "
+                    "covers a pixel all styles blend there as without masks"),
     "size": "longest side of the result in pixels",
     "iterations": "optimisation steps at each size (multi-scale repeats them at each coarser size, cheaply)",
     "optimizer": "lbfgs (best per step) or adam (less memory)",
@@ -208,6 +214,15 @@ def _check_weight_list(errors: dict[str, str], name: str, values: tuple, expecte
         errors[name] = "at least one weight must be above 0"
 
 
+def _check_masks(errors: dict[str, str], p: Params, need_images: bool) -> None:
+    masks = p.style_masks
+    if not isinstance(masks, tuple) or not all(isinstance(m, str) for m in masks):
+        errors["style_masks"] = "must be image paths (or 'all'), one per style image"
+    elif masks and isinstance(p.styles, tuple) and (need_images or p.styles) and len(masks) != len(p.styles):
+        errors["style_masks"] = (f"has {len(masks)} masks but there are {len(p.styles)} style images; "
+                                 "give one per style ('all' for a style that applies everywhere)")
+
+
 def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     """One message per bad field; empty when the params are valid. `need_images=False` checks
     settings alone (as the UI does before anything is uploaded)."""
@@ -222,6 +237,7 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if isinstance(p.style_blend, tuple) and isinstance(p.styles, tuple):
         expected = len(p.styles) if need_images or p.styles else len(p.style_blend)
         _check_weight_list(errors, "style_blend", p.style_blend, expected, "style images")
+    _check_masks(errors, p, need_images)
     _check_number(errors, "size", p.size, MIN_SIZE, MAX_SIZE, integer=True)
     _check_number(errors, "iterations", p.iterations, 1, MAX_ITERATIONS, integer=True)
     _check_choice(errors, "optimizer", p.optimizer, OPTIMIZERS)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine import images
+from engine import images, masks
+from engine.gram import GramMSE, GuidedStyle, gram, region_weights
 from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision, prepare
 from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
@@ -80,37 +81,6 @@ def to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.numpy(), "RGB")
 
 
-def gram(features: torch.Tensor) -> torch.Tensor:
-    _, c, h, w = features.shape
-    f = features.reshape(c, h * w)
-    return (f @ f.t()) / (c * h * w)
-
-
-class GramMSE(torch.autograd.Function):
-    """mean((gram(F) - A)²) with a hand-written backward.
-
-    Autograd differentiates F·Fᵀ as a product of two tensors: two matmuls and an add. As G − A is
-    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F; this saves a third of the Gram work,
-    which is about a tenth of an iteration at 256 px on CPU.
-    """
-
-    @staticmethod
-    def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        _, c, h, w = features.shape
-        f = features.reshape(c, h * w)
-        diff = torch.mm(f, f.t()).div_(c * h * w).sub_(target)
-        ctx.save_for_backward(f, diff)
-        ctx.shape, ctx.n = features.shape, c * h * w
-        return diff.pow(2).mean()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        f, diff = ctx.saved_tensors
-        c = diff.shape[0]
-        g = torch.mm(diff, f).mul_(grad * (4.0 / (c * c * ctx.n)))
-        return g.view(ctx.shape), None
-
-
 def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     """Luminance from the result, chroma from the content (neural-style's -original_colors)."""
     y, _, _ = result.convert("YCbCr").split()
@@ -122,17 +92,23 @@ class Objective:
     """The weighted loss at one scale, with content and style targets computed once."""
 
     def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor],
-                 accel: Accel = Accel()):
+                 accel: Accel = Accel(), regions: torch.Tensor | None = None):
+        """`regions`: per-pixel style weights at the content's size (engine.gram.region_weights),
+        or None for no masks."""
         self.p, self.net, self.accel = p, net, accel
+        self.style_targets: dict[str, torch.Tensor] = {}
+        self.guided: dict[str, GuidedStyle] = {}
         with torch.no_grad():
             feats = self.features(content)
             self.content_targets = {layer: feats[layer] for layer in p.content_layers}
-            # Blended styles share one target Gram per layer (as neural-style does).
-            self.style_targets = {layer: 0 for layer in p.style_layers}
-            for weight, style in zip(p.blend_weights(), styles):
-                feats = self.features(style)
-                for layer in p.style_layers:
-                    self.style_targets[layer] = self.style_targets[layer] + weight * gram(feats[layer])
+            layer_sizes = {layer: tuple(feats[layer].shape[-2:]) for layer in p.style_layers}
+            grams = [{layer: gram(f[layer]) for layer in p.style_layers} for f in map(self.features, styles)]
+            for layer in p.style_layers:
+                if regions is None:
+                    # Blended styles share one target Gram per layer (as neural-style does).
+                    self.style_targets[layer] = sum(w * g[layer] for w, g in zip(p.blend_weights(), grams))
+                else:
+                    self.guided[layer] = GuidedStyle(regions, layer_sizes[layer], [g[layer] for g in grams])
         self.layer_weights = dict(zip(p.style_layers, p.layer_weights()))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,8 +121,11 @@ class Objective:
         p = self.p
         feats = self.features(x)
         content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
-        style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
-                    for layer, target in self.style_targets.items())
+        if self.guided:
+            style = sum(self.layer_weights[layer] * loss(feats[layer]) for layer, loss in self.guided.items())
+        else:
+            style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
+                        for layer, target in self.style_targets.items())
         tv = ((x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()) / 2
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
         return total, {"content": content, "style": style, "tv": tv}
@@ -235,6 +214,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
          should_cancel: Callable[[], bool] | None) -> Result:
     t0 = time.perf_counter()
     content_img, style_imgs = _load_inputs(p)
+    mask_imgs = masks.load_masks(p)
     weights: Weights = load_weights(p.weights, device)
     net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
     net = prepare(net, accel)
@@ -252,7 +232,9 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     for scale_index, size in enumerate(sizes):
         w, h = images.fit_within(content_img.width, content_img.height, size)
         content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
-        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel)
+        regions = None if not mask_imgs else region_weights(
+            [None if m is None else masks.fit(m, (w, h)) for m in mask_imgs], (w, h), p.blend_weights(), device)
+        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel, regions)
         if x is None:
             if p.init == "content":
                 x = content.clone()
