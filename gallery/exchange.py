@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from engine import pngmeta
 from engine.images import MAX_BYTES, ImageError, load_image
+from engine.masks import is_everywhere
 from engine.params import Params, validate
 from gallery import files
 from gallery.errors import GalleryError
@@ -33,7 +34,7 @@ CSV_COLUMNS = (
     "id", "file", "title", "tags", "favorite", "owner", "batch", "created", "finished", "duration",
     "content_name", "content_sha256", "style_names", "style_sha256s", "size", "iterations", "optimizer",
     "content_weight", "style_weight", "tv_weight", "seed", "device", "weights_name", "weights_sha256",
-    "losses_json", "params_json",
+    "losses_json", "params_json", "mask_sha256s", "mask_names",
 )
 MAX_MEMBERS = 100_000
 MAX_CSV_BYTES = 64 * 1024 * 1024
@@ -76,11 +77,14 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
         for run in runs:
             member = f"results/run-{run.id}.png"
             zf.write(run.result_path, member)
-            for sha in [run.content_sha256, *run.style_sha256s]:
+            for sha in [run.content_sha256, *run.style_sha256s, *run.mask_sha256s]:
                 found = sha and gallery.get_input_or_none(sha)
                 if found:
                     inputs[sha] = found.path
-            writer.writerow(_csv_row(run, member, gallery.data_dir))
+            masks = [sha and gallery.get_input_or_none(sha) for sha in run.mask_sha256s]
+            writer.writerow({**_csv_row(run, member, gallery.data_dir),
+                             "mask_sha256s": json.dumps([m.sha256 if m else None for m in masks]),
+                             "mask_names": json.dumps([m.name if m else None for m in masks])})
         for path in sorted(inputs.values()):
             zf.write(path, f"inputs/{path.name}")
         zf.writestr(CSV_NAME, table.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
@@ -166,6 +170,9 @@ def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.
         for sha, name in zip(_json_list(row.get("style_sha256s")), _json_list(row.get("style_names"))):
             if isinstance(sha, str) and isinstance(name, str):
                 names[sha] = (name, "style")
+        for sha, name in zip(_json_list(row.get("mask_sha256s")), _json_list(row.get("mask_names"))):
+            if isinstance(sha, str) and isinstance(name, str):
+                names[sha] = (name, None)  # a mask: neither content nor style
     for info in members:
         match = _INPUT_RE.match(info.filename)
         if not match:
@@ -223,7 +230,10 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
 
     content, content_sha = local(params.content)
     styles = [local(s) for s in params.styles]
-    params = params.with_changes(content=content, styles=tuple(path for path, _ in styles))
+    # A mask whose input did not come along keeps its inputs/<sha256> name, so a re-run says it is
+    # missing (an empty entry would mean "everywhere"); any other path is never kept.
+    style_masks = tuple(m if is_everywhere(m) or _INPUT_RE.match(m) else "" for m in params.style_masks)
+    params = params.with_changes(content=content, styles=tuple(path for path, _ in styles), style_masks=style_masks)
     style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)
     if len(style_names) != len(styles):
         style_names = [f"style {i + 1}" for i in range(len(styles))]

@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.masks import is_everywhere
 from engine.params import Params
+
+# A stored input file, by its sha256: inputs/<sha256>.<ext>, relative or under a data folder.
+_INPUT_PATH_RE = re.compile(r"(?:^|/)inputs/([0-9a-f]{64})\.[a-z]+$")
+
+
+def input_sha256(path: str | Path) -> str | None:
+    """The sha256 of the gallery input a params path names, or None."""
+    match = _INPUT_PATH_RE.search(Path(path).as_posix())
+    return match.group(1) if match else None
 
 
 def now_iso() -> str:
@@ -71,6 +82,11 @@ class Run:
     worker: str | None = None
     requeued_from: int | None = None
 
+    @property
+    def mask_sha256s(self) -> list[str | None]:
+        """The stored input of each style's mask (None: everywhere); empty without masks."""
+        return [None if is_everywhere(m) else input_sha256(m) for m in self.params.style_masks]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the CLI's --json, the export CSV)."""
         d = asdict(self)
@@ -98,7 +114,13 @@ def absolute_params(params_json: str, data_dir: Path) -> Params:
     p = Params.from_json(params_json)
     def resolve(path: str) -> str:
         return str(data_dir / path) if path and not Path(path).is_absolute() else path
-    return p.with_changes(content=resolve(p.content), styles=tuple(resolve(s) for s in p.styles))
+    return _map_paths(p, resolve)
+
+
+def _map_paths(p: Params, fn) -> Params:
+    """`p` with `fn` applied to every image path (masks' `all` keyword left alone)."""
+    return p.with_changes(content=fn(p.content), styles=tuple(fn(s) for s in p.styles),
+                          style_masks=tuple(m if is_everywhere(m) else fn(m) for m in p.style_masks))
 
 
 def relative_params(params: Params, data_dir: Path) -> Params:
@@ -108,7 +130,7 @@ def relative_params(params: Params, data_dir: Path) -> Params:
             return Path(path).relative_to(data_dir).as_posix()
         except ValueError:
             return path
-    return params.with_changes(content=relative(params.content), styles=tuple(relative(s) for s in params.styles))
+    return _map_paths(params, relative)
 
 
 def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data_dir: Path) -> Run:

@@ -28,13 +28,13 @@ from typing import Any
 
 from PIL import Image
 
-from engine import pngmeta
+from engine import masks, pngmeta
 from engine.images import ImageError, load_image, sniff
 from engine.params import Params, ParamsError, validate
 from gallery import files, procs
 from gallery.db import DB_NAME, STATUSES, open_db, write_transaction
 from gallery.errors import GalleryError, NotFound
-from gallery.models import InputImage, Run, input_from_row, now_iso, run_from_row
+from gallery.models import InputImage, Run, absolute_params, input_from_row, input_sha256, now_iso, run_from_row
 from gallery.names import MAX_TITLE, clean_tags, clean_text, display_name
 
 DATA_ENV = "STUDIO_DATA"
@@ -232,6 +232,15 @@ class Gallery:
         except ImageError as e:
             raise ParamsError({field: f"{Path(path).name}: {e}"}) from e
 
+    def _relative_mask(self, path: str) -> str:
+        """A mask stored as an input (like a style), checked as a mask; its path in the folder."""
+        stored = self._ingest(path, "style_masks", None)
+        try:
+            masks.load_mask(stored.path, f"The mask {stored.name}")
+        except ImageError as e:
+            raise ParamsError({"style_masks": str(e)}) from e
+        return _relative_to(stored.path, self.data_dir)
+
     # ---- queue ------------------------------------------------------------------------------
 
     def submit(self, params: Params, owner: str = "", batch: str | None = None,
@@ -240,8 +249,10 @@ class Gallery:
         validate(params)
         content = self._ingest(params.content, "content", "content")
         styles = [self._ingest(s, "styles", "style") for s in params.styles]
+        mask_entries = [m if masks.is_everywhere(m) else self._relative_mask(m) for m in params.style_masks]
         stored = params.with_changes(content=_relative_to(content.path, self.data_dir),
-                                     styles=tuple(_relative_to(s.path, self.data_dir) for s in styles))
+                                     styles=tuple(_relative_to(s.path, self.data_dir) for s in styles),
+                                     style_masks=tuple(mask_entries))
         with self._write():
             now = now_iso()
             self._touch_input(content.sha256, (1, 0), now)
@@ -462,8 +473,10 @@ class Gallery:
                 raise GalleryError(f"Run {rid} is {row['status']}; only interrupted, failed or cancelled runs "
                                    "can be queued again.")
             styles = self._styles([rid])[rid]
-            missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles)]
-                       if sha is None or self.get_input_or_none(sha) is None]
+            params = absolute_params(row["params_json"], self.data_dir)
+            mask_shas = [input_sha256(m) or "" for m in params.style_masks if not masks.is_everywhere(m)]
+            missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles), *mask_shas]
+                       if not sha or self.get_input_or_none(sha) is None]
             if missing:
                 raise GalleryError(f"Run {rid}'s input images are not in this gallery, so it cannot run again.")
             return self._insert_run(
