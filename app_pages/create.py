@@ -6,9 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import auth, common, inputs, jobs
+from app_pages import auth, common, inputs, jobs, regions
 from app_pages import params_form as form
 from app_pages import sweep
+from engine.images import ImageError
 from engine.params import Params, ParamsError
 from gallery import GalleryError
 
@@ -38,6 +39,7 @@ def apply_prefill(g: Any, session: Any, run_id: int) -> None:
     names = list(run.style_names) + [""] * len(run.params.styles)
     inputs.chosen(session, "style")[:] = [
         {"path": path, "name": name or path} for path, name in zip(run.params.styles, names)]
+    regions.prefill(session, run.params.styles, run.params.style_masks)
 
 
 def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
@@ -81,10 +83,13 @@ def render_sweep(errors: dict[str, str]) -> None:
     form.field_error(errors, "sweep")
 
 
-def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int) -> None:
+def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
+           masks: list[Any], style_names: list[str]) -> None:
     try:
+        if masks:
+            p = p.with_changes(style_masks=regions.store(g, masks, style_names))
         target = submit(g, p, owner, axes)
-    except (ParamsError, GalleryError) as exc:  # e.g. an image file vanished since it was chosen
+    except (ParamsError, GalleryError, ImageError) as exc:  # e.g. an image file vanished since it was chosen
         st.error(common.escape_md(str(exc)), icon=":material/error:")
         return
     # The job panel may be scrolled out of view; a toast is seen wherever one is. Shown by the
@@ -110,6 +115,7 @@ def settings_column(g: Any, owner: str) -> None:
         content = inputs.render("content", "Content image")
     with right:
         styles = inputs.render("style", "Style images")
+    masks = regions.render(g, content, styles)
 
     st.subheader("Settings", anchor=False)
     form.render_preset()
@@ -134,7 +140,7 @@ def settings_column(g: Any, owner: str) -> None:
     label = f"Generate {runs} runs" if runs > 1 else "Generate"
     if st.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
                  icon=":material/brush:"):
-        _queue(g, p, owner, axes, runs)
+        _queue(g, p, owner, axes, runs, masks, [s["name"] for s in styles])
     if errors:
         missing = [m for f, m in errors.items() if f in ("content", "styles")]
         st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.sweep import differing_fields
+from engine.masks import is_everywhere
 from engine.params import Params
 from gallery import GalleryError, NotFound
 
@@ -23,6 +24,9 @@ def fmt_value(field: str, value: Any, run: Any = None) -> str:
         return run.content_name
     if run is not None and field == "styles":
         return ", ".join(run.style_names)
+    if run is not None and field == "style_masks" and value:
+        return ", ".join(f"{name}: {'everywhere' if is_everywhere(m) else 'region'}"
+                         for m, name in zip(value, run.style_names))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -154,6 +158,7 @@ def _facts(run: Any) -> list[tuple[str, str]]:
 def _inputs(run: Any) -> None:
     paths = [(run.params.content, f"Content: {run.content_name}")]
     paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
+    paths += [(m, f"Region: {n}") for m, n in zip(run.params.style_masks, run.style_names) if not is_everywhere(m)]
     cols = st.columns(max(len(paths), 5))  # thumbnails, not posters
     for col, (path, caption) in zip(cols, paths):
         preview = common.input_thumbnail(path)
