@@ -28,6 +28,8 @@ ERASER = "#ffffff"
 CANVAS_WIDTH = 512
 EVERYWHERE_MODE, DRAW, UPLOAD = "Every style everywhere", "Draw regions", "Upload masks"
 MODE_KEY, JSON_KEY, PNG_KEY, UPLOADS_KEY = "regions_mode", "regions_json", "regions_png", "regions_uploads"
+# The mode outside widget state, which Streamlit drops on a trip to another page.
+SAVED_MODE_KEY = "regions_saved_mode"
 CANVAS_VERSION = "regions_canvas_version"
 
 
@@ -81,7 +83,7 @@ def store(g: Any, masks: list[Image.Image | None], style_names: list[str]) -> tu
 def prefill(session: MutableMapping[str, Any], styles: tuple[str, ...], style_masks: tuple[str, ...]) -> None:
     """ "Re-run with these settings": a run's masks come back as uploaded masks."""
     session[UPLOADS_KEY] = {s: m for s, m in zip(styles, style_masks) if m != EVERYWHERE}
-    session[MODE_KEY] = UPLOAD if session[UPLOADS_KEY] else EVERYWHERE_MODE
+    session[MODE_KEY] = session[SAVED_MODE_KEY] = UPLOAD if session[UPLOADS_KEY] else EVERYWHERE_MODE
 
 
 def current_masks(session: MutableMapping[str, Any], styles: list[dict[str, str]],
@@ -156,9 +158,12 @@ def render(g: Any, content: list[dict[str, str]], styles: list[dict[str, str]]) 
     except ImageError:
         return []
     photo.thumbnail((CANVAS_WIDTH, CANVAS_WIDTH))
+    if MODE_KEY not in st.session_state:
+        st.session_state[MODE_KEY] = st.session_state.get(SAVED_MODE_KEY, EVERYWHERE_MODE)
     with st.expander("Regions: where each style goes", key="regions"):
-        mode = st.radio("Regions", [EVERYWHERE_MODE, DRAW, UPLOAD], key=MODE_KEY, horizontal=True,
-                        label_visibility="collapsed")
+        mode = st.session_state[SAVED_MODE_KEY] = st.radio(
+            "Regions", [EVERYWHERE_MODE, DRAW, UPLOAD], key=MODE_KEY, horizontal=True,
+            label_visibility="collapsed")
         if mode == DRAW:
             _draw(photo, styles)
         elif mode == UPLOAD:
@@ -169,7 +174,7 @@ def render(g: Any, content: list[dict[str, str]], styles: list[dict[str, str]]) 
             st.error(common.escape_md(str(exc)), icon=":material/error:")
             return []
         if masks:
-            st.image(overlay(photo, masks), caption="The regions over the photo", width="stretch")
+            st.image(overlay(photo, masks), caption="The regions over the photo", width=320)
         elif mode != EVERYWHERE_MODE:
             st.caption("Nothing painted yet: every style applies everywhere, blended.")
     return masks

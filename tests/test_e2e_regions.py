@@ -1,0 +1,104 @@
+"""Regional styles end to end in a real headless Chromium: draw a region for each of two styles
+on the Create page's canvas, generate a tiny run with the real engine, and find the masked run
+in the Gallery's detail view with its masks. Screenshots go to test-artifacts/ (create-regions.png
+is the README's, shrunk)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from gallery import Gallery
+from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
+                             query_param, screenshot, scroll_to, set_number, studio_server, upload, wait_css,
+                             wait_idle)
+from support.paths import CONTENT, STYLE, STYLE2
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+
+
+def pick_radio(driver: Any, key: str, label: str) -> None:
+    wait_for(lambda: [l for l in css(driver, f".st-key-{key} label") if l.text.strip() == label], 15,
+             f"{label!r} in {key}")[0].click()
+    wait_idle(driver)
+
+
+def paint(driver: Any, x: float, top: float = 0.15, bottom: float = 0.85) -> None:
+    """A vertical stroke at fraction `x` of the canvas' width. The canvas lives in the component's
+    shadow root (Streamlit components v2 mount there, not in an iframe); Fabric.js listens on its
+    upper canvas."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    host = wait_css(driver, ".st-key-regions_canvas [data-testid='stBidiComponentIsolated']")
+    upper = wait_for(lambda: [c for c in host.shadow_root.find_elements("css selector", "canvas.upper-canvas")
+                              if c.size["width"] > 0], 30, "the drawing canvas")[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", upper)
+    time.sleep(0.3)
+    w, h = upper.size["width"], upper.size["height"]
+    steps = 12
+    chain = ActionChains(driver).move_to_element_with_offset(upper, round((x - 0.5) * w), round((top - 0.5) * h))
+    chain.click_and_hold()
+    for _ in range(steps):
+        chain.move_by_offset(0, round((bottom - top) * h / steps))
+    chain.release().perform()
+    wait_idle(driver)
+
+
+def test_draw_two_regions_generate_and_find_the_masks(tmp_path: Path):
+    data = tmp_path / "data"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with studio_server(data, ARTIFACTS / "e2e-regions-server.log") as url, chromium(tmp_path / "dl") as driver:
+        driver.get(url)
+        wait_css(driver, ".st-key-generate", timeout=60)
+        wait_idle(driver)
+        upload(driver, "content_upload", CONTENT)
+        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 30, "the content thumbnail")
+        for i, style in enumerate((STYLE, STYLE2), start=2):
+            upload(driver, "style_upload", style)
+            wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= i, 30, "the style thumbnail")
+            wait_idle(driver)
+
+        expand(driver, "Regions: where each style goes")
+        pick_radio(driver, "regions_mode", "Draw regions")
+        for x in (0.08, 0.2, 0.32):
+            paint(driver, x)
+        pick_radio(driver, "regions_brush", f"Style 2: {STYLE2.name}")
+        for x in (0.68, 0.8, 0.92):
+            paint(driver, x)
+        wait_for(lambda: any(c.text == "The regions over the photo" for c in css(driver, "[data-testid='stCaptionContainer']")),
+                 30, "the regions over the photo")
+        scroll_to(driver, ".st-key-regions")
+        screenshot(driver, ARTIFACTS / "create-regions.png")
+
+        expand(driver, "Advanced")  # a rerun: the drawing stays
+        set_number(driver, "p_size", 64)
+        set_number(driver, "p_iterations", 5)
+        choose_option(driver, "p_device", "cpu")
+        assert any(c.text == "The regions over the photo" for c in css(driver, "[data-testid='stCaptionContainer']"))
+
+        click(driver, ".st-key-generate button")
+        run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
+        g = Gallery(data)
+        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 600, "the run to finish", interval=1)
+        run = g.get(run_id)
+        assert run.status == "done", run.error
+        assert all(run.mask_sha256s), run.params.style_masks
+        first, second = (Image.open(m) for m in run.params.style_masks)
+        assert first.getpixel((first.width // 5, first.height // 2)) > 200  # painted for style 1
+        assert second.getpixel((first.width // 5, first.height // 2)) < 50
+        assert second.getpixel((first.width * 4 // 5, first.height // 2)) > 200
+
+        go_to(driver, "Gallery")
+        click(driver, f".st-key-open-{run_id} button")
+        wait_css(driver, ".st-key-download button", timeout=30)
+        wait_idle(driver)
+        captions = wait_for(lambda: [c.text for c in css(driver, "[data-testid='stImageCaption'], "
+                                                                  "[data-testid='stCaptionContainer']")
+                                     if c.text.startswith("Region: ")] or None, 30, "the masks in the detail view")
+        assert set(captions) == {f"Region: {STYLE.name}", f"Region: {STYLE2.name}"}
+        screenshot(driver, ARTIFACTS / "detail-regions.png")
+        g.close()
