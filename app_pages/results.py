@@ -12,6 +12,7 @@ from app_pages.sweep import differing_fields
 from engine.masks import is_everywhere
 from engine.params import Params
 from gallery import GalleryError, NotFound
+from gallery.animation import progress_webp
 
 MAX_COMPARE = 4
 
@@ -199,6 +200,10 @@ def show_detail(g: Any, run_id: int) -> None:
             st.download_button("Download PNG", data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
                                mime="image/png", key="download", icon=":material/download:",
                                help="The PNG carries every parameter, so the run can be repeated.")
+            st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),
+                               file_name=f"style-run-{run_id}-progress.webp", mime="image/webp",
+                               key="download_progress", icon=":material/animation:",
+                               help="The saved iterations in order, the result held at the end (animated WebP).")
         if st.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
             rerun_with(run_id)
         st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))

@@ -2,7 +2,7 @@
 
     python -m gallery [--data DIR] submit CONTENT STYLE... [engine flags]   (prints the new id)
     python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
-    python -m gallery show ID | export ID DEST | export --all DEST | import ZIP | rm ID... | requeue ID
+    python -m gallery show ID | export ID DEST | export ID --progress OUT.webp | export --all DEST | import ZIP | rm ID... | requeue ID
     python -m gallery cancel ID
 
 Processing the queue is the worker's job: `python -m worker work`, or `python -m worker run`.
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="one run as a PNG (params embedded), or several as a zip")
     export.add_argument("--all", action="store_true", help="every finished run, as a zip")
     export.add_argument("items", nargs="+", metavar="ID|DEST", help="ID... DEST, or DEST with --all")
+    export.add_argument("--progress", metavar="WEBP", help="also write ID's optimisation as an animated WebP "
+                        "(saved iterations in order, the result held at the end)")
 
     imp = commands.add_parser("import", help="add the runs of an exported zip")
     imp.add_argument("zip", metavar="ZIP")
@@ -161,6 +163,8 @@ def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
 
 
 def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
+    if args.progress:
+        return _export_progress(gallery, args.items, Path(args.progress))
     *ids, dest = args.items
     if args.all:
         if ids:
@@ -184,6 +188,19 @@ def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
         from gallery.files import write_atomic
         write_atomic(dest_path, gallery.export_png(ids[0]))
         print(f"wrote {dest_path}")
+    return 0
+
+
+def _export_progress(gallery: Gallery, items: list[str], dest: Path) -> int:
+    from gallery.animation import progress_webp
+    from gallery.files import write_atomic
+
+    if len(items) != 1:
+        raise UsageError("give one run ID with --progress: export ID --progress out.webp")
+    if not dest.parent.is_dir():
+        raise UsageError(f"no such folder: {dest.parent}")
+    write_atomic(dest, progress_webp(gallery, run_id(items[0])))
+    print(f"wrote {dest}")
     return 0
 
 
