@@ -152,7 +152,7 @@ def masked_loss_and_gradient(accel: Accel, device: torch.device) -> tuple[float,
     noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(1)).to(device)
     x = (content + 30 * noise).clamp(0, 255).requires_grad_(True)
     loss, _ = evaluator(objective, x, accel)()
-    return float(loss), x.grad.cpu().clone()
+    return float(loss.detach()), x.grad.cpu().clone()
 
 
 @pytest.mark.parametrize("accel, device", [
