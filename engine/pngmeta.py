@@ -210,12 +210,22 @@ def _a1111_value(value: Any) -> str:
 
 
 def _json_field(name: str, text: str) -> Any:
+    if name != "style_names":
+        return json_floats(text)
     try:
         value = json.loads(text)
     except ValueError:
-        value = None
-    if name == "style_names":
-        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+        return ()
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def json_floats(text: Any) -> dict[str, float]:
+    """A JSON object of numbers (losses, timings) as floats; {} for anything else, since the text
+    may come from a file someone else wrote."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
     if not isinstance(value, dict):
         return {}
     return {str(k): float(v) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -237,7 +237,7 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
     style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)
     if len(style_names) != len(styles):
         style_names = [f"style {i + 1}" for i in range(len(styles))]
-    losses = _json_dict(row.get("losses_json")) or info.losses
+    losses = pngmeta.json_floats(row.get("losses_json")) or info.losses
     favorite = row.get("favorite") in ("1", "true", "True")
 
     staged = files.StagedFiles()
@@ -269,13 +269,3 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
         staged.discard()
         raise
     return rid
-
-
-def _json_dict(text: Any) -> dict[str, float]:
-    try:
-        value = json.loads(text) if isinstance(text, str) and text else {}
-    except ValueError:
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): float(v) for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
