@@ -12,6 +12,8 @@ from typing import Any
 import streamlit as st
 
 from app_pages import auth, owner
+from gallery.paths import data_dir_path
+from gallery.times import to_utc
 
 # What engine.images accepts (it sniffs content; the extensions only filter the file picker).
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
@@ -27,8 +29,8 @@ PAGE_GALLERY = "app_pages/gallery.py"
 # --- data folder, gallery, worker -------------------------------------------------------------
 
 def data_dir() -> Path:
-    """The studio's data folder: $STUDIO_DATA, else ./data (the gallery's own default)."""
-    return Path(os.environ.get("STUDIO_DATA") or "data").resolve()
+    """The studio's data folder, as the gallery finds it ($STUDIO_DATA, else ./data)."""
+    return data_dir_path()
 
 
 def examples_dir() -> Path | None:
@@ -126,21 +128,8 @@ def list_examples(folder: Path | None, kind: str) -> list[Path]:
 
 # --- formatting -------------------------------------------------------------------------------
 
-def to_datetime(value: Any) -> datetime | None:
-    """Timestamps as the gallery gives them (datetimes or ISO text) -> aware datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def fmt_when(value: Any) -> str:
-    dt = to_datetime(value)
+    dt = to_utc(value)
     return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else "—"
 
 
@@ -158,7 +147,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def elapsed_seconds(started: Any, now: datetime | None = None) -> float | None:
-    start = to_datetime(started)
+    start = to_utc(started)
     if start is None:
         return None
     now = now or datetime.now(timezone.utc)

@@ -11,7 +11,7 @@ from app_pages import params_form as form
 from app_pages import sweep
 from engine.images import ImageError
 from engine.params import Params, ParamsError
-from gallery import GalleryError
+from gallery import GalleryError, RunFilter
 
 NONE = "—"
 
@@ -24,7 +24,7 @@ def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | 
         return "batch", query["batch"]
     if query.get("run", "").isdecimal():
         return "run", int(query["run"])
-    latest = g.list_runs(owner=owner, sort="newest", limit=1)
+    latest = g.list_runs(RunFilter(owner=owner), sort="newest", limit=1)
     if not latest:
         return None
     run = latest[0]

@@ -15,8 +15,8 @@ import streamlit as st
 
 from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
+from gallery import SORTS as STORE_SORTS, RunFilter
 from gallery.db import STATUSES
-from gallery.store import SORTS as STORE_SORTS
 
 COLUMNS = 5
 PAGE_SIZES = (20, 40, 100)
@@ -27,8 +27,8 @@ SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "duration": "
 SORTS = {k: SORT_LABELS.get(k, k) for k in STORE_SORTS}  # what the gallery can sort by
 
 
-def filters_from_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The sidebar's values as keyword arguments of list_runs/count_runs (unset ones left out)."""
+def filters_from_state(state: Mapping[str, Any]) -> RunFilter:
+    """The sidebar's values as the filter of list_runs/count_runs."""
     f: dict[str, Any] = {}
     if state.get("g_status", "done") != ANY:
         f["status"] = state.get("g_status", "done")
@@ -48,7 +48,7 @@ def filters_from_state(state: Mapping[str, Any]) -> dict[str, Any]:
         f["since"] = datetime.combine(dates[0], time.min).astimezone(timezone.utc)
     if len(dates) == 2 and isinstance(dates[1], date):  # inclusive: until the next midnight
         f["until"] = datetime.combine(dates[1] + timedelta(days=1), time.min).astimezone(timezone.utc)
-    return f
+    return RunFilter(**f)
 
 
 def page_count(total: int, per_page: int) -> int:
@@ -146,13 +146,13 @@ def show_grid(g: Any) -> None:
     _sidebar(g)
     filters = filters_from_state(st.session_state)
     per_page = st.session_state.get("g_per_page", PAGE_SIZES[0])
-    total = g.count_runs(**filters)
+    total = g.count_runs(filters)
     current, pages = _pager(total, per_page)
-    runs = g.list_runs(**filters, sort=st.session_state.get("g_sort", "newest"),
+    runs = g.list_runs(filters, sort=st.session_state.get("g_sort", "newest"),
                        limit=per_page, offset=(current - 1) * per_page)
 
     head = st.columns([3, 2, 2], vertical_alignment="center")
-    head[0].caption(f"{total} result{'s' if total != 1 else ''}" + (" (filtered)" if filters != {"status": "done"} else ""))
+    head[0].caption(f"{total} result{'s' if total != 1 else ''}" + (" (filtered)" if filters != RunFilter(status="done") else ""))
     compare_ids = st.session_state.setdefault("compare_ids", [])
     head[1].button(f"Compare selected ({len(compare_ids)})", key="compare", on_click=_compare,
                    disabled=not 2 <= len(compare_ids) <= results.MAX_COMPARE, icon=":material/compare:")

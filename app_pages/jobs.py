@@ -14,7 +14,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.sweep import grid
-from gallery import NotFound
+from gallery import NotFound, RunFilter
 from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0
@@ -135,7 +135,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             _draw_progress(view)
         if run.status == "done" and common.existing(run.result_path):
             st.image(str(run.result_path), width="content",
-                     caption=f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.device}")
+                     caption=f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.ran_on}")
         elif common.existing(run.preview_path):
             # Previews of the coarse scales are small; stretched, they still show where it is going.
             st.image(str(run.preview_path), width="stretch", caption=f"Latest preview (iteration {view.iteration})")
@@ -156,7 +156,7 @@ def show_job(run_id: int, owner: str) -> None:
 
 def batch_runs(g: Any, batch: str, owner: str | None = None) -> list[Any]:
     """The runs of a batch, oldest first."""
-    return g.list_runs(batch=batch, owner=owner or None, sort="oldest", limit=500)
+    return g.list_runs(RunFilter(batch=batch, owner=owner or None), sort="oldest", limit=500)
 
 
 def _fmt_axis(name: str, value: Any) -> str:

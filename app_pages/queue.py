@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.jobs import STATUS_LABEL, job_view
+from gallery import RunFilter
 from gallery.db import ACTIVE, STATUSES
 
 POLL_SECONDS = 2.0
@@ -28,9 +29,9 @@ class Row:
 
 def queue_rows(g: Any, owner: str) -> tuple[list[Row], list[Row]]:
     """(jobs waiting or running, in queue order; recently ended ones, newest first)."""
-    running = g.list_runs(status="running", sort="oldest", limit=100)
-    queued = g.list_runs(status="queued", sort="oldest", limit=200)
-    ended = g.list_runs(status=[s for s in STATUSES if s not in ACTIVE], limit=RECENT)
+    running = g.list_runs(RunFilter(status="running"), sort="oldest", limit=100)
+    queued = g.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
+    ended = g.list_runs(RunFilter(status=tuple(s for s in STATUSES if s not in ACTIVE)), limit=RECENT)
 
     def row(run: Any, position: int | None) -> Row:
         mine = run.owner == owner

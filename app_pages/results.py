@@ -50,7 +50,7 @@ def compare_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str]]:
     """Parameters (rows) by run (columns), and the rows that differ between the runs."""
     fields = list(Params().to_dict())
     data = {f"#{r.id}": [fmt_value(f, getattr(r.params, f), r) for f in fields] for r in runs}
-    extra = {"duration": lambda r: common.fmt_duration(r.duration), "device": lambda r: r.device or "—",
+    extra = {"duration": lambda r: common.fmt_duration(r.duration), "device": lambda r: r.ran_on or "—",
              "weights": lambda r: r.weights_name or "—"}
     table = pd.DataFrame(data, index=fields)
     for name, get in extra.items():
@@ -152,7 +152,7 @@ def _facts(run: Any) -> list[tuple[str, str]]:
     if run.weights_sha256:
         weights += f" (sha256 {run.weights_sha256[:12]}…)"
     return [("Status", run.status), ("Owner", run.owner or "—"), ("Created", common.fmt_when(run.created)),
-            ("Duration", common.fmt_duration(run.duration)), ("Device", run.device or "—"),
+            ("Duration", common.fmt_duration(run.duration)), ("Device", run.ran_on or "—"),
             ("Weights", weights), ("Final losses", losses)]
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from engine.params import Params
-from gallery import Gallery
+from gallery import Gallery, RunFilter
 
 TARGET_MS = 50.0
 WORDS = ("sunset", "harbour", "portrait", "forest", "night", "city", "river", "winter", "garden", "storm",
@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"filled {args.runs} runs in {time.perf_counter() - start:.1f}s")
         style = STYLES[4]
         queries = {
-            "page of 50, style filter": lambda: g.list_runs(status="done", style=style, limit=50),
-            "count, style filter": lambda: g.count_runs(status="done", style=style),
-            "page 5 of 50, style filter": lambda: g.list_runs(status="done", style=style, limit=50, offset=200),
-            "page of 50, text search": lambda: g.list_runs(search="harbour night", limit=50),
-            "count, text search": lambda: g.count_runs(search="harbour night"),
-            "page of 50, search + style + favourites": lambda: g.list_runs(search="storm", style=style,
-                                                                          favorite=True, limit=50),
+            "page of 50, style filter": lambda: g.list_runs(RunFilter(status="done", style=style), limit=50),
+            "count, style filter": lambda: g.count_runs(RunFilter(status="done", style=style)),
+            "page 5 of 50, style filter": lambda: g.list_runs(RunFilter(status="done", style=style), limit=50, offset=200),
+            "page of 50, text search": lambda: g.list_runs(RunFilter(search="harbour night"), limit=50),
+            "count, text search": lambda: g.count_runs(RunFilter(search="harbour night")),
+            "page of 50, search + style + favourites": lambda: g.list_runs(
+                RunFilter(search="storm", style=style, favorite=True), limit=50),
             "page of 50, newest, no filter": lambda: g.list_runs(limit=50),
         }
         worst = 0.0

@@ -89,6 +89,6 @@ def _render(params: Params, output: Path, quiet: bool) -> int:
     save_png(result.image, output, ResultInfo.of_result(result, params.to_json()))
     if not quiet:
         print(f"wrote {output} ({result.image.width}x{result.image.height}) in {result.timings['total']:.1f}s "
-              f"on {result.device}", file=sys.stderr)
+              f"on {result.device}{f' ({result.evaluation})' if result.evaluation else ''}", file=sys.stderr)
     return 0
 

@@ -24,7 +24,7 @@ from engine.params import Params
 PARAMS_KEY = "studio:params"
 # The other studio:* keys, by ResultInfo field. JSON-valued fields are encoded as JSON.
 _KEYS = {
-    "weights": "studio:weights", "device": "studio:device", "timings": "studio:timings",
+    "weights": "studio:weights", "device": "studio:device", "evaluation": "studio:evaluation", "timings": "studio:timings",
     "losses": "studio:losses", "content_name": "studio:content_name", "style_names": "studio:style_names",
     "created": "studio:created", "title": "studio:title", "tags": "studio:tags",
 }
@@ -140,7 +140,8 @@ class ResultInfo:
     params_json: str
     weights_name: str = ""
     weights_sha256: str = ""
-    device: str = ""
+    device: str = ""  # where it ran: "cpu", "cuda:0"
+    evaluation: str = ""  # how the loss was evaluated when not plain (engine.accel's label)
     timings: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     # Set by the gallery, so a result imported elsewhere keeps its names, date and labels.
@@ -155,6 +156,7 @@ class ResultInfo:
         """From an engine.transfer.Result (any object with its attributes) and the params it ran with."""
         return cls(params_json=params_json, weights_name=result.weights_name or "",
                    weights_sha256=result.weights_sha256 or "", device=str(result.device),
+                   evaluation=getattr(result, "evaluation", "") or "",
                    timings={k: round(float(v), 3) for k, v in result.timings.items()},
                    losses={k: float(v) for k, v in result.losses.items()}, **labels)
 
@@ -181,6 +183,11 @@ class ResultInfo:
             if name == "weights" or key not in texts:
                 continue
             values[name] = _json_field(name, texts[key]) if name in _JSON_FIELDS else texts[key]
+        device = values.get("device", "")
+        if "evaluation" not in values and device.endswith(")") and " (" in device:
+            # Written before studio:evaluation existed: "cpu (channels_last+bf16)".
+            values["device"], _, evaluation = device[:-1].partition(" (")
+            values["evaluation"] = evaluation
         return cls(params_json=texts[PARAMS_KEY], weights_name=weights_name, weights_sha256=weights_sha, **values)
 
     def a1111_parameters(self) -> str:
@@ -198,6 +205,7 @@ class ResultInfo:
             "Style blend": " ".join(map(str, p.blend_weights())), "Style scale": p.style_scale,
             "Init": p.init, "Pooling": p.pooling, "Multiscale": p.multiscale,
             "Original colors": p.original_colors, "Device": self.device or p.device,
+            "Evaluation": self.evaluation,
         }
         listed = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in settings.items() if v not in ("", None))
         return f"{content or 'photo'} in the style of {', '.join(styles) or 'a painting'}\n{listed}"

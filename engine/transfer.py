@@ -49,16 +49,24 @@ class Result:
     previews: list[tuple[int, Image.Image]] = field(default_factory=list)
     weights_name: str = ""
     weights_sha256: str = ""
-    device: str = "cpu"  # and, when not plain, how the loss was evaluated: "cuda (channels_last+bf16+cuda_graph)"
+    device: str = "cpu"
+    evaluation: str = ""  # how the loss was evaluated, when not plain: "channels_last+bf16+cuda_graph"
 
 
 ProgressFn = Callable[[Progress], None]
 
 
-def pick_device(choice: str) -> torch.device:
+def device_name(choice: str) -> str:
+    """The device a Params.device choice means here: "auto" is "cuda" when a GPU is usable."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ParamsError({"device": "cuda was asked for but no GPU is available here; use cpu or auto"})
+        return "cuda"
+    return "cpu"
+
+
+def pick_device(choice: str) -> torch.device:
+    if device_name(choice) == "cuda":
         # One image size per scale, hundreds of identical steps: cuDNN's autotuning pays off, and
         # TF32 convolutions and Grams are ample for a loss that is only ever compared to itself
         # (L-BFGS keeps its inner products in float32: engine.lbfgs uses matrix-vector products).
@@ -286,5 +294,5 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     return Result(image=image, losses=losses,
                   timings={"setup": setup, "optimize": optimize, "total": time.perf_counter() - t0},
                   previews=previews, weights_name=weights.name, weights_sha256=weights.sha256,
-                  # With how it was evaluated, when not plain: bfloat16 changes the arithmetic.
-                  device=str(device) if accel == Accel() else f"{device} ({accel.label()})")
+                  # How it was evaluated, when not plain: bfloat16 changes the arithmetic.
+                  device=str(device), evaluation="" if accel == Accel() else accel.label())

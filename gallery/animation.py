@@ -11,7 +11,8 @@ from pathlib import Path
 from PIL import Image
 
 from gallery.errors import GalleryError
-from gallery.store import Gallery, run_id
+from gallery.paths import run_id
+from gallery.store import Gallery
 
 FRAME_MS = 150
 HOLD_MS = 2000  # the result, at the end of each loop

@@ -25,7 +25,9 @@ from gallery.db import STATUSES
 from gallery.errors import GalleryError
 from gallery.exchange import export_zip, import_zip
 from gallery.models import Run
-from gallery.store import DATA_ENV, Gallery, run_id
+from gallery.paths import DATA_ENV, run_id
+from gallery.queries import RunFilter
+from gallery.store import Gallery
 
 EXIT_USAGE = 2
 
@@ -123,8 +125,9 @@ def cmd_submit(gallery: Gallery, args: argparse.Namespace) -> int:
 def cmd_list(gallery: Gallery, args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    runs = gallery.list_runs(status=args.status, style=args.style, favorite=True if args.favorite else None,
-                             search=args.search, owner=args.owner, limit=args.limit)
+    where = RunFilter(status=args.status, style=args.style, favorite=True if args.favorite else None,
+                      search=args.search, owner=args.owner)
+    runs = gallery.list_runs(where, limit=args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
@@ -147,7 +150,7 @@ def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
         ("created", run.created.isoformat()), ("started", run.started and run.started.isoformat()),
         ("finished", run.finished and run.finished.isoformat()),
         ("duration", f"{run.duration:.1f}s" if run.duration is not None else None),
-        ("progress", f"{run.iteration}/{run.total}"), ("device", run.device),
+        ("progress", f"{run.iteration}/{run.total}"), ("device", run.device), ("ran on", run.ran_on or "—"),
         ("weights", run.weights_name), ("losses", json.dumps(run.losses) if run.losses else None),
         ("error", run.error), ("requeued from", run.requeued_from),
         ("result", run.result_path), ("thumbnail", run.thumb_path),
@@ -207,7 +210,7 @@ def _export_progress(gallery: Gallery, items: list[str], dest: Path) -> int:
 def _all_done(gallery: Gallery) -> list[Run]:
     runs, page = [], 1000
     while True:
-        batch = gallery.list_runs(status="done", sort="oldest", limit=page, offset=len(runs))
+        batch = gallery.list_runs(RunFilter(status="done"), sort="oldest", limit=page, offset=len(runs))
         runs += batch
         if len(batch) < page:
             return runs

@@ -62,7 +62,7 @@ def _create_v1(db: Database) -> None:
             content_weight REAL NOT NULL,
             tv_weight REAL NOT NULL,
             seed INTEGER NOT NULL,
-            device TEXT NOT NULL,                -- as asked while queued; as used once run
+            device TEXT NOT NULL,                -- as asked while queued; as used once run (v1; see v2)
             params_json TEXT NOT NULL,           -- engine.params.Params; image paths relative
             created TEXT NOT NULL,               -- ISO 8601, UTC
             started TEXT,
@@ -113,7 +113,28 @@ def _create_v1(db: Database) -> None:
     db["runs"].enable_fts(list(FTS_COLUMNS), create_triggers=True)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_create_v1]
+def _split_device_v2(db: Database) -> None:
+    """`device` said "asked for" while queued and "used, plus how the loss was evaluated" once
+    done ("cpu (channels_last+bf16)"). From v2 it always says what was asked for (as in
+    params_json); device_used and evaluation say where and how a run ran. worker_token, written
+    and never read, goes."""
+    for statement in (
+        "ALTER TABLE runs ADD COLUMN device_used TEXT",
+        "ALTER TABLE runs ADD COLUMN evaluation TEXT NOT NULL DEFAULT ''",
+        """UPDATE runs SET
+            device_used = CASE WHEN instr(device, ' (') THEN substr(device, 1, instr(device, ' (') - 1)
+                               ELSE device END,
+            evaluation = CASE WHEN instr(device, ' (') AND device LIKE '%)'
+                              THEN substr(device, instr(device, ' (') + 2, length(device) - instr(device, ' (') - 2)
+                              ELSE '' END,
+            device = coalesce(json_extract(params_json, '$.device'), device)
+        WHERE status = 'done'""",
+        "ALTER TABLE runs DROP COLUMN worker_token",
+    ):
+        db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2]
 
 
 @contextmanager

@@ -12,9 +12,7 @@ import hashlib
 import io
 import json
 import os
-import re
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -25,20 +23,21 @@ from engine.masks import is_everywhere
 from engine.params import Params, validate
 from gallery import files
 from gallery.errors import GalleryError
-from gallery.models import Run, now_iso, relative_params
+from gallery.models import Run, relative_params
 from gallery.names import display_name
-from gallery.store import Gallery, run_id
+from gallery.paths import run_id, stored_input
+from gallery.store import Gallery
+from gallery.times import iso, now_iso, to_utc
 
 CSV_NAME = "runs.csv"
 CSV_COLUMNS = (
     "id", "file", "title", "tags", "favorite", "owner", "batch", "created", "finished", "duration",
     "content_name", "content_sha256", "style_names", "style_sha256s", "size", "iterations", "optimizer",
-    "content_weight", "style_weight", "tv_weight", "seed", "device", "weights_name", "weights_sha256",
-    "losses_json", "params_json", "mask_sha256s", "mask_names",
+    "content_weight", "style_weight", "tv_weight", "seed", "device", "device_used", "evaluation", "weights_name",
+    "weights_sha256", "losses_json", "params_json", "mask_sha256s", "mask_names",
 )
 MAX_MEMBERS = 100_000
 MAX_CSV_BYTES = 64 * 1024 * 1024
-_INPUT_RE = re.compile(r"^inputs/([0-9a-f]{64})\.[a-z]{1,5}$")
 
 
 # ---- export ---------------------------------------------------------------------------------
@@ -100,6 +99,7 @@ def _csv_row(run: Run, member: str, data_dir: Path) -> dict[str, Any]:
         "style_names": json.dumps(run.style_names), "style_sha256s": json.dumps(run.style_sha256s),
         "size": p.size, "iterations": p.iterations, "optimizer": p.optimizer, "content_weight": p.content_weight,
         "style_weight": p.style_weight, "tv_weight": p.tv_weight, "seed": p.seed, "device": run.device,
+        "device_used": run.device_used or "", "evaluation": run.evaluation,
         "weights_name": run.weights_name or "", "weights_sha256": run.weights_sha256 or "",
         "losses_json": json.dumps(run.losses), "params_json": relative_params(p, data_dir).to_json(),
     }
@@ -123,7 +123,7 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO) -> list[i
         _import_inputs(gallery, zf, members, table)
         new_ids = []
         for info in members:
-            if info.is_dir() or _INPUT_RE.match(info.filename) or not info.filename.lower().endswith(".png"):
+            if info.is_dir() or stored_input(info.filename) or not info.filename.lower().endswith(".png"):
                 continue
             rid = _import_result(gallery, _read(zf, info, MAX_BYTES), table.get(info.filename, {}))
             if rid is not None:
@@ -174,10 +174,9 @@ def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.
             if isinstance(sha, str) and isinstance(name, str):
                 names[sha] = (name, None)  # a mask: neither content nor style
     for info in members:
-        match = _INPUT_RE.match(info.filename)
-        if not match:
+        sha = stored_input(info.filename)
+        if not sha:
             continue
-        sha = match.group(1)
         data = _read(zf, info, MAX_BYTES)
         if hashlib.sha256(data).hexdigest() != sha:
             continue  # damaged or not what it claims to be
@@ -186,16 +185,6 @@ def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.
             gallery.add_input(data, name or f"{sha[:12]}.{info.filename.rsplit('.', 1)[-1]}", kind)
         except ImageError:
             continue
-
-
-def _iso(text: Any) -> str | None:
-    try:
-        value = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _number(text: Any) -> float | None:
@@ -218,21 +207,21 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
     except (ImageError, ValueError, TypeError):  # ParamsError is a ValueError
         return None
     result_sha = hashlib.sha256(data).hexdigest()
-    if gallery._row("SELECT 1 FROM runs WHERE result_sha256 = ?", [result_sha]):
+    if gallery.has_result(result_sha):
         return None
 
     def local(path: str) -> tuple[str, str | None]:
         """An image reference of the params, kept only if it names an input of this gallery."""
-        match = _INPUT_RE.match(path)
-        if match and gallery.get_input_or_none(match.group(1)):
-            return path, match.group(1)
+        sha = stored_input(path)
+        if sha and gallery.get_input_or_none(sha):
+            return path, sha
         return "", None
 
     content, content_sha = local(params.content)
     styles = [local(s) for s in params.styles]
     # A mask whose input did not come along keeps its inputs/<sha256> name, so a re-run says it is
     # missing (an empty entry would mean "everywhere"); any other path is never kept.
-    style_masks = tuple(m if is_everywhere(m) or _INPUT_RE.match(m) else "" for m in params.style_masks)
+    style_masks = tuple(m if is_everywhere(m) or stored_input(m) else "" for m in params.style_masks)
     params = params.with_changes(content=content, styles=tuple(path for path, _ in styles), style_masks=style_masks)
     style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)
     if len(style_names) != len(styles):
@@ -240,32 +229,19 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
     losses = pngmeta.json_floats(row.get("losses_json")) or info.losses
     favorite = row.get("favorite") in ("1", "true", "True")
 
-    staged = files.StagedFiles()
-    try:
-        with gallery._write():
-            rid = gallery._insert_run(
-                params, content_name=display_name(row.get("content_name") or info.content_name,
-                                                  fallback="content"),
-                content_sha256=content_sha,
-                styles=[(sha, display_name(name, fallback="style")) for (_, sha), name in zip(styles, style_names)],
-                owner=row.get("owner") or "", batch=row.get("batch") or None,
-                title=row.get("title") or info.title, tags=row.get("tags") or info.tags,
-                status="done", created=_iso(row.get("created") or info.created) or now_iso(),
-                finished=_iso(row.get("finished")), duration=_number(row.get("duration")),
-                favorite=int(favorite), iteration=params.total_iterations(),
-                losses_json=json.dumps(losses), timings_json=json.dumps(info.timings),
-                device=str(row.get("device") or info.device or params.device)[:50],
-                weights_name=(row.get("weights_name") or info.weights_name)[:200] or None,
-                weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None,
-                result_sha256=result_sha)
-            result_path, result_rel = gallery._run_file(rid, "result.png")
-            thumb_path, thumb_rel = gallery._run_file(rid, "thumb.webp")
-            staged.add(result_path, data)
-            staged.add(thumb_path, files.thumbnail_bytes(image))
-            staged.place()
-            gallery.db.execute("UPDATE runs SET result_file = ?, thumb_file = ? WHERE id = ?",
-                               [result_rel, thumb_rel, rid])
-    except BaseException:
-        staged.discard()
-        raise
-    return rid
+    created = to_utc(row.get("created") or info.created)
+    finished = to_utc(row.get("finished"))
+    return gallery.add_done_run(
+        params, data, files.thumbnail_bytes(image),
+        content_name=display_name(row.get("content_name") or info.content_name, fallback="content"),
+        content_sha256=content_sha,
+        styles=[(sha, display_name(name, fallback="style")) for (_, sha), name in zip(styles, style_names)],
+        owner=row.get("owner") or "", batch=row.get("batch") or None,
+        title=row.get("title") or info.title, tags=row.get("tags") or info.tags,
+        created=iso(created) if created else now_iso(), finished=finished and iso(finished),
+        duration=_number(row.get("duration")), favorite=int(favorite),
+        losses_json=json.dumps(losses), timings_json=json.dumps(info.timings),
+        device_used=str(row.get("device_used") or info.device or "")[:50] or None,
+        evaluation=str(row.get("evaluation") or info.evaluation)[:200],
+        weights_name=(row.get("weights_name") or info.weights_name)[:200] or None,
+        weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None)

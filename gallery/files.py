@@ -2,7 +2,7 @@
 
 Each file is written under a temporary name in its final folder and fsynced; the caller then
 renames the batch into place and commits the row that names it in one database transaction
-(see StagedFiles). Temporary names carry the writer's pid, so a sweep can tell an abandoned
+(see StagedFiles). Temporary names carry the writer's pid, so remove_orphans() can tell an abandoned
 temporary file from one being written right now by another process.
 """
 from __future__ import annotations

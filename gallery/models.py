@@ -2,32 +2,15 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from engine.masks import is_everywhere
 from engine.params import Params
-
-# A stored input file, by its sha256: inputs/<sha256>.<ext>, relative or under a data folder.
-_INPUT_PATH_RE = re.compile(r"(?:^|/)inputs/([0-9a-f]{64})\.[a-z]+$")
-
-
-def input_sha256(path: str | Path) -> str | None:
-    """The sha256 of the gallery input a params path names, or None."""
-    match = _INPUT_PATH_RE.search(Path(path).as_posix())
-    return match.group(1) if match else None
-
-
-def now_iso() -> str:
-    # Fixed width (milliseconds, UTC) so text order is time order in SQL.
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+from gallery.paths import input_sha256
+from gallery.times import to_utc
 
 
 @dataclass(frozen=True)
@@ -69,7 +52,7 @@ class Run:
     iteration: int
     total: int
     losses: dict[str, float]
-    device: str
+    device: str  # as asked for: auto, cpu or cuda
     weights_name: str | None
     weights_sha256: str | None
     result_path: Path | None
@@ -81,6 +64,15 @@ class Run:
     cancel_requested: bool = False
     worker: str | None = None
     requeued_from: int | None = None
+    device_used: str | None = None  # where it ran, once it has
+    evaluation: str = ""  # how the loss was evaluated, when not plain float32 (engine.accel)
+
+    @property
+    def ran_on(self) -> str:
+        """Where it ran and how, for people: "cpu", "cuda:0 (channels_last+bf16)"; "" before it ran."""
+        if not self.device_used:
+            return ""
+        return f"{self.device_used} ({self.evaluation})" if self.evaluation else self.device_used
 
     @property
     def mask_sha256s(self) -> list[str | None]:
@@ -104,7 +96,7 @@ def input_from_row(row: dict[str, Any], data_dir: Path) -> InputImage:
         sha256=row["sha256"], name=row["name"], path=data_dir / row["file"], format=row["format"],
         width=row["width"], height=row["height"], file_size=row["file_size"],
         used_as_content=bool(row["used_as_content"]), used_as_style=bool(row["used_as_style"]),
-        created=parse_time(row["created"]), last_used=parse_time(row["last_used"]),
+        created=to_utc(row["created"]), last_used=to_utc(row["last_used"]),
     )
 
 
@@ -140,12 +132,13 @@ def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data
         id=row["id"], status=row["status"], owner=row["owner"], batch=row["batch"], title=row["title"],
         tags=row["tags"], params=absolute_params(row["params_json"], data_dir),
         content_name=row["content_name"], style_names=[name for _, name in styles],
-        created=parse_time(row["created"]), started=parse_time(row["started"]),
-        finished=parse_time(row["finished"]), duration=row["duration"], favorite=bool(row["favorite"]),
+        created=to_utc(row["created"]), started=to_utc(row["started"]),
+        finished=to_utc(row["finished"]), duration=row["duration"], favorite=bool(row["favorite"]),
         error=row["error"], iteration=row["iteration"], total=row["total"],
         losses=json.loads(row["losses_json"]), device=row["device"], weights_name=row["weights_name"],
         weights_sha256=row["weights_sha256"], result_path=path("result_file"), thumb_path=path("thumb_file"),
         preview_path=path("preview_file"), content_sha256=row["content_sha256"],
         style_sha256s=[sha for sha, _ in styles], timings=json.loads(row["timings_json"]),
         cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], requeued_from=row["requeued_from"],
+        device_used=row["device_used"], evaluation=row["evaluation"] or "",
     )

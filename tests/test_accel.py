@@ -101,7 +101,8 @@ def test_run_uses_the_accel_it_is_given(monkeypatch):
     monkeypatch.setattr("engine.transfer.evaluator", spy)
     plain, nhwc = run(P, accel=Accel()), run(P, accel=Accel(channels_last=True))
     assert given == [Accel(), Accel(channels_last=True)]
-    assert (plain.device, nhwc.device) == ("cpu", "cpu (channels_last)")  # recorded with the result
+    # How it was evaluated is recorded with the result.
+    assert (plain.device, plain.evaluation, nhwc.device, nhwc.evaluation) == ("cpu", "", "cpu", "channels_last")
     difference = torch.tensor(list(plain.image.tobytes()), dtype=torch.float) - \
         torch.tensor(list(nhwc.image.tobytes()), dtype=torch.float)
     assert float(difference.abs().mean()) < 0.5  # same steps, up to float rounding
@@ -183,7 +184,7 @@ def test_adam_runs_with_the_cuda_default():
     # Adam changes x in place as L-BFGS does, so the graph's replays must follow it too.
     p = P.with_changes(device="cuda", size=96, iterations=30, multiscale=False, optimizer="adam")
     plain, fast = run(p, accel=Accel()), run(p)
-    assert fast.device == f"cuda ({default_accel(CUDA).label()})"
+    assert (fast.device, fast.evaluation) == ("cuda", default_accel(CUDA).label())
     assert fast.losses["total"] <= plain.losses["total"] * 1.05
 
 

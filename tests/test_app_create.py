@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.params import PRESETS, Params, validation_errors
 from support.app import app, assert_ok, play_worker, small_params, uploader
 from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
+from gallery import RunFilter
 
 
 def upload(at, kind: str, *paths) -> None:
@@ -79,7 +80,7 @@ def test_generate_queues_the_job_and_shows_its_position(studio):
     fill_small(at)
     at.button(key="generate").click().run()
     assert_ok(at)
-    mine = studio.list_runs(owner=at.session_state["owner"])
+    mine = studio.list_runs(RunFilter(owner=at.session_state["owner"]))
     assert len(mine) == 1 and mine[0].status == "queued"
     assert (mine[0].params.size, mine[0].params.iterations, mine[0].params.device) == (64, 10, "cpu")
     assert at.query_params["run"] == str(mine[0].id)
@@ -147,7 +148,7 @@ def test_sweep_queues_one_batch_and_shows_a_grid(studio):
     at.button(key="generate").click().run()
     assert_ok(at)
     batch = at.query_params["batch"]
-    runs = studio.list_runs(batch=batch)
+    runs = studio.list_runs(RunFilter(batch=batch))
     assert len(runs) == 4 and {r.params.style_weight for r in runs} == {10.0, 1000.0}
     for _ in runs:
         play_worker(studio, until="done")

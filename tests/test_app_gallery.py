@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from app_pages.gallery import clamp_page, filters_from_state, page_count
+from gallery import RunFilter
 from app_pages.results import compare_table, parse_ids, scrub_frames
 from engine.pngmeta import read_params_json
 from engine.params import Params
@@ -31,12 +32,12 @@ def card_ids(at) -> list[int]:
 
 
 def test_filters_from_state():
-    assert filters_from_state({}) == {"status": "done"}
+    assert filters_from_state({}) == RunFilter(status="done")
     f = filters_from_state({"g_status": "any", "g_favorites": True, "g_search": " starry ", "g_size": (64, 4096),
                             "g_dates": (date(2026, 1, 1), date(2026, 1, 31)), "g_style": "abc"})
-    assert f["favorite"] is True and f["search"] == "starry" and f["min_size"] == 64 and "max_size" not in f
-    assert "status" not in f and f["style"] == "abc"
-    assert f["since"] < f["until"] and (f["until"] - f["since"]).days == 31  # the last day included
+    assert f.favorite is True and f.search == "starry" and f.min_size == 64 and f.max_size is None
+    assert f.status is None and f.style == "abc"
+    assert f.since < f.until and (f.until - f.since).days == 31  # the last day included
     assert page_count(0, 24) == 1 and page_count(49, 24) == 3
     assert clamp_page(9, 3) == 3 and clamp_page(0, 3) == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app_pages.queue import queue_rows
 from support.app import app, assert_ok, play_worker, small_params
+from gallery import RunFilter
 
 QUEUE = "app_pages/queue.py"
 
@@ -51,5 +52,5 @@ def test_interrupted_jobs_can_be_requeued_by_anyone(studio):
     assert "Interrupted" in " ".join(m.value for m in at.markdown)
     at.button(key=f"qrequeue-{rid}").click().run()
     assert_ok(at)
-    requeued = studio.list_runs(status="queued")
+    requeued = studio.list_runs(RunFilter(status="queued"))
     assert len(requeued) == 1 and requeued[0].requeued_from == rid and requeued[0].owner == "gone0001"

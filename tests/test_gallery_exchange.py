@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import pngmeta
-from gallery import Gallery, GalleryError
+from gallery import Gallery, GalleryError, RunFilter
 from gallery.exchange import export_zip, import_zip
 from support.paths import STYLE2
 from support.runs import files_under, finished_run, tiny_params
@@ -49,7 +49,7 @@ def test_round_trip(source: Gallery, tmp_path: Path) -> None:
             assert copy.result_path.read_bytes() == old.result_path.read_bytes()
             assert copy.thumb_path.is_file() and copy.losses == old.losses and copy.weights_name == old.weights_name
             assert copy.created == old.created
-        assert target.list_runs(search="second")[0].id == new[1]
+        assert target.list_runs(RunFilter(search="second"))[0].id == new[1]
         assert import_zip(target, dest) == []  # already there: nothing twice
         assert target.count_runs() == 2
 

@@ -15,7 +15,7 @@ from PIL import Image
 from engine import pngmeta
 from engine.images import ImageError
 from engine.params import ParamsError
-from gallery import Gallery, GalleryError, NotFound, db as gallery_db
+from gallery import Gallery, GalleryError, NotFound, db as gallery_db, RunFilter
 from gallery.names import display_name
 from support.paths import CONTENT, STYLE, STYLE2
 from support.runs import dead_pid, fake_result, files_under, finished_run, named_files, tiny_params
@@ -250,30 +250,31 @@ def test_concurrent_claims_take_each_job_once(data_dir: Path) -> None:
     assert sorted(claimed) == sorted(ids)
 
 
-def test_progress_is_throttled_but_keeps_the_last(data_dir: Path) -> None:
+def test_progress_of_a_running_run_is_recorded_with_its_previews(data_dir: Path) -> None:
     with Gallery(data_dir) as g:
         rid = g.submit(tiny_params())
         g.claim(rid, "t")
-        frames = [Image.new("RGB", (32, 24), (i, 0, 0)) for i in range(10)]
-        written = [g.report_progress(rid, i, 10, {"total": 10.0 - i}, frames[i - 1]) for i in range(1, 11)]
-        assert written[0] and written[-1] and sum(written) == 2
+        assert g.record_progress(rid, 1, 10, {"total": 9.0}, [(1, Image.new("RGB", (32, 24), "red"))])
+        assert g.record_progress(rid, 2, 10, {"total": 8.0})
         run = g.get(rid)
-        assert (run.iteration, run.total, run.losses) == (10, 10, {"total": 0.0})
-        # The preview of iteration 10 arrived with the final write; 2..9 were superseded.
-        assert [i for i, _ in g.previews(rid)] == [1, 10]
+        assert (run.iteration, run.total, run.losses) == (2, 10, {"total": 8.0})
+        assert [i for i, _ in g.previews(rid)] == [1]
         assert run.preview_path == g.previews(rid)[-1][1]
         assert Image.open(run.preview_path).format == "JPEG"
+        g.mark_cancelled(rid)
+        assert not g.record_progress(rid, 3, 10, {"total": 7.0}, [(3, Image.new("RGB", (32, 24)))])
+        assert g.get(rid).iteration == 2 and [i for i, _ in g.previews(rid)] == [1]
 
 
 def test_finish_places_files_then_marks_done(data_dir: Path) -> None:
     with Gallery(data_dir) as g:
         rid = g.submit(tiny_params(), title="Kept in the PNG")
         g.claim(rid, "t")
-        g.report_progress(rid, 1, 2, {"total": 2.0}, Image.new("RGB", (32, 24)))
+        g.record_progress(rid, 1, 2, {"total": 2.0}, [(1, Image.new("RGB", (32, 24)))])
         g.finish(rid, fake_result(previews=2))
         run = g.get(rid)
         assert run.status == "done" and run.iteration == run.total == 2
-        assert run.duration == 0.3 and run.weights_name == "caffe" and run.device == "cpu"
+        assert run.duration == 0.3 and run.weights_name == "caffe" and run.device_used == "cpu"
         assert Image.open(run.result_path).size == (32, 24)
         assert Image.open(run.thumb_path).format == "WEBP"
         assert [i for i, _ in g.previews(rid)] == [1, 2]
@@ -377,7 +378,7 @@ def test_sweep_removes_only_what_no_row_names(data_dir: Path) -> None:
         live_temp.write_bytes(b"being written")
         unrelated = data_dir / "notes.txt"
         unrelated.write_text("mine")
-        removed = set(g.sweep())
+        removed = set(g.remove_orphans())
         assert set(junk) <= removed and g.run_dir(gone) in removed
         assert not g.run_dir(gone).exists()
         assert live_temp.exists() and unrelated.exists()
@@ -413,24 +414,24 @@ def test_filters(filled: Gallery) -> None:
     g = filled
     assert ids(g.list_runs()) == [5, 4, 3, 2, 1]
     assert ids(g.list_runs(sort="oldest")) == [1, 2, 3, 4, 5]
-    assert ids(g.list_runs(status="done", style="starry_night.jpg")) == [3, 1]
+    assert ids(g.list_runs(RunFilter(status="done", style="starry_night.jpg"))) == [3, 1]
     sha = g.get(2).style_sha256s[0]
-    assert ids(g.list_runs(style=sha)) == [3, 2]
-    assert ids(g.list_runs(status=["queued", "failed"])) == [5]
-    assert ids(g.list_runs(favorite=True)) == [2]
-    assert ids(g.list_runs(favorite=False, status="done")) == [4, 3, 1]
-    assert ids(g.list_runs(owner="bo")) == [3]
-    assert ids(g.list_runs(min_size=48)) == [3, 2]
-    assert ids(g.list_runs(max_size=40)) == [5, 4, 1]
+    assert ids(g.list_runs(RunFilter(style=sha))) == [3, 2]
+    assert ids(g.list_runs(RunFilter(status=["queued", "failed"]))) == [5]
+    assert ids(g.list_runs(RunFilter(favorite=True))) == [2]
+    assert ids(g.list_runs(RunFilter(favorite=False, status="done"))) == [4, 3, 1]
+    assert ids(g.list_runs(RunFilter(owner="bo"))) == [3]
+    assert ids(g.list_runs(RunFilter(min_size=48))) == [3, 2]
+    assert ids(g.list_runs(RunFilter(max_size=40))) == [5, 4, 1]
     assert ids(g.list_runs(limit=2, offset=1)) == [4, 3]
-    assert ids(g.list_runs(sort="title", status="done")) == [3, 2, 1, 4]
+    assert ids(g.list_runs(RunFilter(status="done"), sort="title")) == [3, 2, 1, 4]
     now = datetime.now(timezone.utc)
-    assert len(g.list_runs(since=now - timedelta(minutes=5))) == 5
-    assert g.list_runs(until=now - timedelta(minutes=5)) == []
-    assert g.list_runs(since=datetime.now() + timedelta(hours=1)) == []  # naive means local time
-    assert g.count_runs(status="done") == 4 and g.count_runs(style="the_scream.jpg", favorite=True) == 1
+    assert len(g.list_runs(RunFilter(since=now - timedelta(minutes=5)))) == 5
+    assert g.list_runs(RunFilter(until=now - timedelta(minutes=5))) == []
+    assert g.list_runs(RunFilter(since=datetime.now() + timedelta(hours=1))) == []  # naive means local time
+    assert g.count_runs(RunFilter(status="done")) == 4 and g.count_runs(RunFilter(style="the_scream.jpg", favorite=True)) == 1
     with pytest.raises(GalleryError):
-        g.list_runs(status="finished")
+        g.list_runs(RunFilter(status="finished"))
     with pytest.raises(GalleryError):
         g.list_runs(sort="random")
     with pytest.raises(GalleryError):
@@ -439,24 +440,24 @@ def test_filters(filled: Gallery) -> None:
 
 def test_full_text_search(filled: Gallery) -> None:
     g = filled
-    assert ids(g.list_runs(search="blue")) == [3, 1]
-    assert ids(g.list_runs(search="tübingen")) == [5, 4, 3, 2, 1]  # content name; diacritics ignored
-    assert ids(g.list_runs(search="Starry")) == [3, 1]  # title or style name
-    assert ids(g.list_runs(search="scre")) == [3, 2]  # prefixes match
-    assert ids(g.list_runs(search="picasso")) == [5, 4]
-    assert ids(g.list_runs(search="blue mix")) == [3]  # every word
-    assert ids(g.list_runs(search="blue", status="done", style="the_scream.jpg")) == [3]
-    assert ids(g.list_runs(tag="blue")) == [3, 1]
-    assert ids(g.list_runs(search='blue" OR NOT(')) == []  # FTS syntax is taken as words to find
-    assert ids(g.list_runs(search='"( * -:')) == ids(g.list_runs())  # no words: no filter
-    assert g.list_runs(search="nothing-like-this") == []
-    assert g.count_runs(search="blue") == 2
+    assert ids(g.list_runs(RunFilter(search="blue"))) == [3, 1]
+    assert ids(g.list_runs(RunFilter(search="tübingen"))) == [5, 4, 3, 2, 1]  # content name; diacritics ignored
+    assert ids(g.list_runs(RunFilter(search="Starry"))) == [3, 1]  # title or style name
+    assert ids(g.list_runs(RunFilter(search="scre"))) == [3, 2]  # prefixes match
+    assert ids(g.list_runs(RunFilter(search="picasso"))) == [5, 4]
+    assert ids(g.list_runs(RunFilter(search="blue mix"))) == [3]  # every word
+    assert ids(g.list_runs(RunFilter(search="blue", status="done", style="the_scream.jpg"))) == [3]
+    assert ids(g.list_runs(RunFilter(tag="blue"))) == [3, 1]
+    assert ids(g.list_runs(RunFilter(search='blue" OR NOT('))) == []  # FTS syntax is taken as words to find
+    assert ids(g.list_runs(RunFilter(search='"( * -:'))) == ids(g.list_runs())  # no words: no filter
+    assert g.list_runs(RunFilter(search="nothing-like-this")) == []
+    assert g.count_runs(RunFilter(search="blue")) == 2
     g.set_title_tags(4, "Portrait\u202e of x", ["cubism", " Cubism ", "red"])
     assert g.get(4).title == "Portrait of x" and g.get(4).tags == "cubism, red"
-    assert ids(g.list_runs(search="cubism")) == [4]
-    assert ids(g.list_runs(search="red")) == [4, 2]
+    assert ids(g.list_runs(RunFilter(search="cubism"))) == [4]
+    assert ids(g.list_runs(RunFilter(search="red"))) == [4, 2]
     g.delete(4)
-    assert ids(g.list_runs(search="cubism")) == []
+    assert ids(g.list_runs(RunFilter(search="cubism"))) == []
 
 
 def test_run_to_dict_is_json(filled: Gallery) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gallery import Gallery
+from gallery import Gallery, RunFilter
 from support.browser import (ARTIFACTS, choose_option, chromium, click, expand, go_to, needs_chromium, query_param,
                              screenshot, studio_server, wait_css, wait_idle)
 from support.paths import ROOT
@@ -71,7 +71,7 @@ class User:
         self.busy: dict[str, int] = {}
 
     def _timed(self, what: str, action) -> Any:
-        self.busy[what] = self.g.count_runs(status=["queued", "running"])
+        self.busy[what] = self.g.count_runs(RunFilter(status=["queued", "running"]))
         t0 = time.monotonic()
         result = action()
         self.timings[what] = round(time.monotonic() - t0, 2)
@@ -143,7 +143,7 @@ class HealthProbe:
             took = time.monotonic() - t0
             self.samples += 1
             if took > self.worst[0]:
-                self.worst = (took, self.g.count_runs(status=["queued", "running"]))
+                self.worst = (took, self.g.count_runs(RunFilter(status=["queued", "running"])))
 
     def __enter__(self) -> "HealthProbe":
         self._thread.start()
@@ -172,8 +172,8 @@ def test_eight_browsers_queue_three_jobs_each(tmp_path: Path):
             with ThreadPoolExecutor(DRIVE_AT_ONCE) as drive:
                 list(drive.map(User.queue_jobs, users, timeout=600))
             t_queued = time.monotonic() - t0
-            wait_for(lambda: g.count_runs(status="done") == SESSIONS * JOBS_EACH + 1 or
-                     g.count_runs(status=["failed", "cancelled", "interrupted"]), 300, "all 24 runs", interval=1)
+            wait_for(lambda: g.count_runs(RunFilter(status="done")) == SESSIONS * JOBS_EACH + 1 or
+                     g.count_runs(RunFilter(status=["failed", "cancelled", "interrupted"])), 300, "all 24 runs", interval=1)
             t_done = time.monotonic() - t0
         panels = list(pool.map(User.own_panel, users, timeout=300))
         users = [u.report() for u in users]

@@ -53,7 +53,7 @@ def test_no_params() -> None:
 
 class _Result:
     """The attributes of engine.transfer.Result that a PNG records (without running the engine)."""
-    weights_name, weights_sha256, device = "caffe", "ab" * 32, "cpu (winograd)"
+    weights_name, weights_sha256, device, evaluation = "caffe", "ab" * 32, "cpu", "winograd"
     timings = {"setup": 0.12345, "optimize": 1.5, "total": 1.62345}
     losses = {"total": 12.5, "content": 2.0, "style": 10.5, "tv": 0.0}
 
@@ -72,15 +72,17 @@ def test_result_info_round_trip_and_a1111_parameters() -> None:
     assert description == "tübingen.jpg in the style of starry_night.jpg, the, scream.jpg"
     assert settings.startswith("Steps: 250, Sampler: lbfgs, Seed: 7, Size: 384, Model: caffe, Model hash: ababababab, ")
     assert "Style blend: 0.6666666666666666 0.3333333333333333" in settings
-    assert 'Device: "cpu (winograd)"' not in settings and "Device: cpu (winograd)" in settings
+    assert "Device: cpu, Evaluation: winograd" in settings
 
 
 def test_result_info_of_old_pngs_and_others() -> None:
     # Keys as the studio wrote them before ResultInfo, and a PNG that is not ours.
     old = png_bytes(image(), {PARAMS_KEY: "{}", "studio:weights": "caffe sha256:ff", "studio:losses": "not json",
-                              "studio:style_names": '["a.jpg", 3]'})
+                              "studio:style_names": '["a.jpg", 3]', "studio:device": "cuda (channels_last+bf16)"})
     info = read_result_info(old)
     assert (info.weights_name, info.weights_sha256, info.losses, info.style_names) == ("caffe", "ff", {}, ("a.jpg",))
+    # Before studio:evaluation, the device said both where and how.
+    assert (info.device, info.evaluation) == ("cuda", "channels_last+bf16")
     assert read_result_info(png_bytes(image(), {"Comment": "hi"})) is None
 
 

@@ -32,7 +32,7 @@ from streamlit.testing.v1 import AppTest
 
 import worker as worker_module
 from engine.images import MAX_BYTES
-from gallery import Gallery, files
+from gallery import Gallery, files, RunFilter
 from support.app import APP, app, assert_ok, uploader
 from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_server, wait_css
 from support.fake_engine import FakeEngine
@@ -236,7 +236,7 @@ def test_after_every_hostile_upload_in_one_session_a_real_pair_still_queues_a_ru
     at.run()
     at.button(key="generate").click().run()
     assert_ok(at)
-    (run,) = studio.list_runs(status="queued")
+    (run,) = studio.list_runs(RunFilter(status="queued"))
     assert run.content_name == CONTENT.name and run.style_names == [STYLE.name]
 
 

@@ -43,7 +43,7 @@ def test_real_runs_cancel_and_a_broken_input(data_dir: Path, real_worker: Worker
         run = g.get(done)
         assert run.status == "done" and run.iteration == run.total == 2
         assert set(run.losses) == {"total", "content", "style", "tv"}
-        assert run.weights_name and run.weights_sha256 and run.device == "cpu (winograd)"  # and how its loss was evaluated
+        assert run.weights_name and run.weights_sha256 and (run.device_used, run.evaluation) == ("cpu", "winograd")
         image = Image.open(run.result_path)
         assert max(image.size) == 32
         assert json.loads(pngmeta.read_params_json(run.result_path))["seed"] == 2

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from engine import pngmeta
-from gallery import Gallery
+from gallery import Gallery, RunFilter
 from support.fake_engine import FakeEngine
 from support.paths import CONTENT, ROOT, STYLE
 from support.runs import files_under, finished_run, named_files
@@ -35,9 +35,9 @@ def test_sigkill_mid_job_leaves_a_consistent_gallery(data_dir: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         with Gallery(data_dir) as g:
-            wait_for(lambda: g.count_runs(status="running") and g.list_runs(status="running")[0].iteration >= 2,
+            wait_for(lambda: g.count_runs(RunFilter(status="running")) and g.list_runs(RunFilter(status="running"))[0].iteration >= 2,
                      120, "the subprocess's progress")
-            killed = g.list_runs(status="running")[0].id
+            killed = g.list_runs(RunFilter(status="running"))[0].id
     finally:
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=30)

@@ -22,6 +22,7 @@ from engine import memory
 from engine.params import DEVICES, Params
 from gallery import Gallery, Run, resolve_data_dir
 from gallery.procs import HOST
+from worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,6 @@ def available_memory(device: str) -> int | None:
         # Memory this process's caching allocator holds but does not use is free to us too.
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return memory.cpu_available_bytes()
-
-
-def resolve_device(device: str) -> str:
-    """"auto" becomes "cuda" when a GPU is usable, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Worker:
@@ -115,7 +108,7 @@ class Worker:
                     recovered = gallery.recover_interrupted()
                     if recovered:
                         log.warning("runs %s were left running by a worker that is gone; marked interrupted", recovered)
-                    gallery.sweep()
+                    gallery.remove_orphans()
                 self._record_unrecorded(gallery)
                 run = gallery.claim_next(self.name, self._claimable())
                 self.last_error = None
@@ -142,7 +135,9 @@ class Worker:
     def _params_for(self, gallery: Gallery, run: Run) -> Params:
         """The run's params on a concrete device, after checking they fit in its memory."""
         device = self.device if self.device != "auto" else run.params.device
-        device = resolve_device(device)
+        if device == "auto":
+            from engine.transfer import device_name  # torch: only now, in the worker
+            device = device_name(device)
         params = run.params.with_changes(device=device)
         shape = None
         if run.content_sha256:
@@ -173,8 +168,10 @@ class Worker:
             del self._unrecorded[rid]
 
     def _run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None) -> str:
+        writer = ProgressWriter(gallery, run.id)
+
         def progress(p: Any) -> None:
-            gallery.report_progress(run.id, p.iteration, p.total, p.losses, p.preview)
+            writer.report(p.iteration, p.total, p.losses, p.preview)
             if on_progress is not None:
                 on_progress(p)
 
@@ -185,6 +182,7 @@ class Worker:
             engine = self._engine_module()
             result = engine.run(self._params_for(gallery, run), on_progress=progress, should_cancel=should_cancel)
         except Exception as e:
+            writer.flush()  # where it stopped, not where the last throttled write was
             return self._record_failure(gallery, run, e)
         try:
             gallery.finish(run.id, result)

@@ -20,7 +20,7 @@ from engine.images import ImageError
 from engine.params import DEVICES, ParamsError
 from gallery import Gallery, GalleryError
 from gallery.cli import UsageError, add_run_arguments, submit_from_args
-from gallery.store import DATA_ENV
+from gallery.paths import DATA_ENV
 from worker import Worker
 
 EXIT_FAILED = 1
@@ -56,7 +56,7 @@ def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
     print(f"run {rid} queued", flush=True)
     worker = Worker(gallery.data_dir, gallery.get(rid).params.device)
     gallery.recover_interrupted()
-    gallery.sweep()
+    gallery.remove_orphans()
     run = gallery.claim(rid, worker.name)
     if run is None:
         raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")

@@ -48,9 +48,8 @@ def play_worker(g: Gallery, until: str = "done", iteration: int = 4) -> int:
     run = g.claim_next("test-worker")
     assert run is not None, "nothing queued"
     if until == "running":
-        g.report_progress(run.id, iteration, run.total, {"total": 20.0, "content": 4.0, "style": 15.0, "tv": 1.0},
-                          preview=Image.new("RGB", (64, 48), "teal"))
-        g.report_progress(run.id, iteration, run.total, {"total": 20.0}, None)  # flush throttled write
+        g.record_progress(run.id, iteration, run.total, {"total": 20.0, "content": 4.0, "style": 15.0, "tv": 1.0},
+                          [(iteration, Image.new("RGB", (64, 48), "teal"))])
     elif until == "done":
         # Previews at iterations 5 and 10 of small_params()' 10, for the Gallery's scrubber.
         g.finish(run.id, fake_result("orange", previews=2, size=(64, 48), preview_every=5))

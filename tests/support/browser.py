@@ -31,6 +31,7 @@ import pytest
 
 from support.paths import ROOT, SHARED_IMAGES
 from support.waiting import wait_for
+from gallery import RunFilter
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -259,7 +260,7 @@ def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: fl
     w = Worker(data, device="cpu")
     w.start()
     try:
-        wait_for(lambda: g.count_runs(status="queued") + g.count_runs(status="running") == 0, timeout,
+        wait_for(lambda: g.count_runs(RunFilter(status="queued")) + g.count_runs(RunFilter(status="running")) == 0, timeout,
                  "the gallery's runs", 2.0)
     finally:
         w.stop()

@@ -1,0 +1,297 @@
+"""The job queue's state changes: submit, claim, progress, and each way a run ends
+(done, failed, cancelled, interrupted), plus requeue. Every change is one write transaction,
+and a file is renamed into place in the transaction that commits the row naming it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from PIL import Image
+
+from engine import masks, pngmeta
+from engine.params import Params, validate
+from gallery import files, procs
+from gallery.core import floats
+from gallery.errors import GalleryError
+from gallery.inputs import Inputs
+from gallery.models import Run, absolute_params
+from gallery.names import MAX_TITLE, clean_tags, clean_text
+from gallery.paths import input_sha256, relative_to, run_id
+from gallery.times import now_iso, to_utc
+
+# A running job of another host cannot be checked by pid; without a sign of life for this long
+# it is taken for dead.
+FOREIGN_STALE_S = 15 * 60
+MAX_ERROR = 2000
+# What an imported run may set beside its labels (add_done_run).
+_DONE_COLUMNS = {"created", "finished", "duration", "favorite", "losses_json", "timings_json", "device_used",
+                 "evaluation", "weights_name", "weights_sha256"}
+
+
+class Queue(Inputs):
+    def submit(self, params: Params, owner: str = "", batch: str | None = None,
+               title: str = "", tags: str = "") -> int:
+        """Queues a run; returns its id. Raises ParamsError (also for unreadable images)."""
+        validate(params)
+        content = self._ingest(params.content, "content", "content")
+        styles = [self._ingest(s, "styles", "style") for s in params.styles]
+        mask_entries = [m if masks.is_everywhere(m) else self._relative_mask(m) for m in params.style_masks]
+        stored = params.with_changes(content=relative_to(content.path, self.data_dir),
+                                     styles=tuple(relative_to(s.path, self.data_dir) for s in styles),
+                                     style_masks=tuple(mask_entries))
+        with self._write():
+            now = now_iso()
+            self._touch_input(content.sha256, (1, 0), now)
+            for style in styles:
+                self._touch_input(style.sha256, (0, 1), now)
+            return self._insert_run(
+                stored, content_name=content.name, content_sha256=content.sha256,
+                styles=[(s.sha256, s.name) for s in styles], owner=owner, batch=batch, title=title, tags=tags)
+
+    def _insert_run(self, params: Params, *, content_name: str, content_sha256: str | None,
+                    styles: list[tuple[str | None, str]], owner: str = "", batch: str | None = None,
+                    title: str = "", tags: str = "", **columns: Any) -> int:
+        """Inserts a run row (queued unless `columns` say otherwise); call inside _write()."""
+        row = {
+            "status": "queued", "owner": clean_text(owner, 100), "batch": batch and clean_text(batch, 100),
+            "title": clean_text(title, MAX_TITLE), "tags": clean_tags(tags),
+            "content_name": content_name, "content_sha256": content_sha256,
+            "style_names": json.dumps([name for _, name in styles]),
+            "size": params.size, "iterations": params.iterations, "optimizer": params.optimizer,
+            "style_weight": params.style_weight, "content_weight": params.content_weight,
+            "tv_weight": params.tv_weight, "seed": params.seed, "device": params.device,
+            "params_json": params.to_json(), "created": now_iso(), "total": params.total_iterations(),
+            **columns,
+        }
+        names = ", ".join(row)
+        cursor = self.db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})",
+                                 list(row.values()))
+        rid = cursor.lastrowid
+        self.db.conn.executemany("INSERT INTO run_styles (run_id, position, sha256, name) VALUES (?,?,?,?)",
+                                 [(rid, i, sha, name) for i, (sha, name) in enumerate(styles)])
+        return rid
+
+    def add_done_run(self, params: Params, png: bytes, thumb: bytes, *, content_name: str,
+                     content_sha256: str | None, styles: list[tuple[str | None, str]], owner: str = "",
+                     batch: str | None = None, title: str = "", tags: str = "", **columns: Any) -> int:
+        """A finished run made elsewhere (an import): its row and its result and thumbnail files,
+        in one transaction. `params` name images relative to the data folder; `columns` may set
+        what a finished run records (created, finished, duration, favorite, losses_json, ...)."""
+        unknown = set(columns) - _DONE_COLUMNS
+        if unknown:
+            raise TypeError(f"add_done_run() cannot set {', '.join(sorted(unknown))}")
+        staged = files.StagedFiles()
+        try:
+            with self._write():
+                rid = self._insert_run(
+                    params, content_name=content_name, content_sha256=content_sha256, styles=styles, owner=owner,
+                    batch=batch, title=title, tags=tags, status="done", iteration=params.total_iterations(),
+                    result_sha256=hashlib.sha256(png).hexdigest(), **columns)
+                result_path, result_rel = self._run_file(rid, "result.png")
+                thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
+                staged.add(result_path, png)
+                staged.add(thumb_path, thumb)
+                staged.place()
+                self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ? WHERE id = ?",
+                                [result_rel, thumb_rel, rid])
+        except BaseException:
+            staged.discard()
+            raise
+        return rid
+
+    def claim_next(self, worker: str = "", devices: Iterable[str] | None = None) -> Run | None:
+        """Atomically takes the oldest queued run (optionally only those asking for one of
+        `devices`) and marks it running by this process; None when there is none."""
+        where, args = "status = 'queued'", []
+        if devices is not None:
+            devices = list(devices)
+            where += f" AND device IN ({', '.join('?' * len(devices))})"
+            args = devices
+        return self._claim(f"SELECT id FROM runs WHERE {where} ORDER BY id LIMIT 1", args, worker)
+
+    def claim(self, rid: int, worker: str = "") -> Run | None:
+        """Takes queued run `rid` (as claim_next does); None if it is no longer queued."""
+        return self._claim("SELECT id FROM runs WHERE id = ? AND status = 'queued'", [run_id(rid)], worker)
+
+    def _claim(self, select_sql: str, args: list[Any], worker: str) -> Run | None:
+        pid = os.getpid()
+        now = now_iso()
+        with self._write():
+            rows = self.db.execute(
+                f"UPDATE runs SET status = 'running', started = ?, heartbeat = ?, worker = ?, worker_host = ?, "
+                f"worker_pid = ?, worker_started = ?, iteration = 0 "
+                f"WHERE id = ({select_sql}) AND status = 'queued' RETURNING id",
+                [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid), *args]).fetchall()
+        return self.get(rows[0][0]) if rows else None
+
+    def record_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
+                        previews: Iterable[tuple[int, Image.Image]] = ()) -> bool:
+        """Records how far a running job is, with any new intermediate images; returns whether
+        the run was still running. How often to call it is the caller's policy (the worker
+        throttles: worker/progress.py)."""
+        rid = run_id(rid)
+        staged = files.StagedFiles()
+        try:
+            stored = self._stage_previews(rid, list(previews), staged)
+            with self._write():
+                changed = self.db.execute(
+                    "UPDATE runs SET iteration = ?, total = ?, losses_json = ?, heartbeat = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    [int(iteration), int(total), json.dumps(floats(losses)), now_iso(), rid]).rowcount
+                if changed and stored:
+                    self._record_previews(rid, stored, staged)
+                else:
+                    staged.discard()
+        except BaseException:
+            staged.discard()
+            raise
+        return bool(changed)
+
+    def _stage_previews(self, rid: int, previews: list[tuple[int, Image.Image]],
+                        staged: files.StagedFiles) -> list[tuple[int, str]]:
+        have = {row["iteration"] for row in self._rows("SELECT iteration FROM previews WHERE run_id = ?", [rid])}
+        stored = []
+        for iteration, image in previews:
+            if iteration in have:
+                continue
+            path, relative = self._run_file(rid, f"preview-{int(iteration):06d}.jpg")
+            staged.add(path, files.preview_bytes(image))
+            stored.append((int(iteration), relative))
+            have.add(iteration)
+        return stored
+
+    def _record_previews(self, rid: int, stored: list[tuple[int, str]], staged: files.StagedFiles) -> None:
+        staged.place()
+        self.db.conn.executemany("INSERT INTO previews (run_id, iteration, file) VALUES (?,?,?)",
+                                 [(rid, it, rel) for it, rel in stored])
+        self.db.execute("UPDATE runs SET preview_file = (SELECT file FROM previews WHERE run_id = ? "
+                        "ORDER BY iteration DESC LIMIT 1) WHERE id = ?", [rid, rid])
+
+    def finish(self, rid: int, result: Any) -> None:
+        """Saves an engine.transfer.Result: files renamed into place, then the row says done.
+        Raises GalleryError if the run is not running (then nothing is kept)."""
+        rid = run_id(rid)
+        row = self._run_row(rid)
+        png = pngmeta.result_png(result.image, _result_info(result, row))
+        staged = files.StagedFiles()
+        try:
+            result_path, result_rel = self._run_file(rid, "result.png")
+            thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
+            staged.add(result_path, png)
+            staged.add(thumb_path, files.thumbnail_bytes(result.image))
+            previews = self._stage_previews(rid, list(result.previews or []), staged)
+            with self._write():
+                status = self._status(rid)
+                if status != "running":
+                    raise GalleryError(f"Run {rid} is {status}, not running; its result was not saved.")
+                if previews:
+                    self._record_previews(rid, previews, staged)
+                staged.place()
+                self.db.execute(
+                    "UPDATE runs SET status = 'done', finished = ?, duration = ?, error = NULL, "
+                    "iteration = total, losses_json = ?, timings_json = ?, device_used = ?, evaluation = ?, "
+                    "weights_name = ?, weights_sha256 = ?, result_file = ?, result_sha256 = ?, thumb_file = ?, "
+                    "cancel_requested = 0 WHERE id = ?",
+                    [now_iso(), _duration(result, row), json.dumps(floats(result.losses)),
+                     json.dumps(floats(result.timings)), str(result.device), getattr(result, "evaluation", ""),
+                     result.weights_name, result.weights_sha256, result_rel, hashlib.sha256(png).hexdigest(),
+                     thumb_rel, rid])
+        except BaseException:
+            staged.discard()
+            raise
+
+    def _end(self, rid: int, status: str, error: str | None, from_statuses: tuple[str, ...]) -> bool:
+        rid = run_id(rid)
+        with self._write():
+            self._status(rid)  # NotFound for an unknown id
+            changed = self.db.execute(
+                f"UPDATE runs SET status = ?, error = ?, finished = ?, cancel_requested = 0 "
+                f"WHERE id = ? AND status IN ({', '.join('?' * len(from_statuses))})",
+                [status, error and error[:MAX_ERROR], now_iso(), rid, *from_statuses]).rowcount
+        return bool(changed)
+
+    def fail(self, rid: int, message: str) -> bool:
+        """A queued or running run becomes failed with `message`; returns whether it changed."""
+        return self._end(rid, "failed", str(message) or "failed", ("running", "queued"))
+
+    def mark_cancelled(self, rid: int) -> bool:
+        return self._end(rid, "cancelled", None, ("running", "queued"))
+
+    def mark_interrupted(self, rid: int, message: str) -> bool:
+        """A running run whose worker stopped before it finished."""
+        return self._end(rid, "interrupted", message, ("running",))
+
+    def request_cancel(self, rid: int) -> str:
+        """Asks for a run to stop: a queued run is cancelled at once, a running one flagged (its
+        worker checks every iteration). Returns the run's status afterwards."""
+        rid = run_id(rid)
+        with self._write():
+            status = self._status(rid)
+            if status == "queued":
+                self.db.execute("UPDATE runs SET status = 'cancelled', finished = ? WHERE id = ?", [now_iso(), rid])
+                return "cancelled"
+            if status == "running":
+                self.db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [rid])
+            return status
+
+    def cancel_requested(self, rid: int) -> bool:
+        row = self._row("SELECT cancel_requested, status FROM runs WHERE id = ?", [run_id(rid)])
+        return row is None or bool(row["cancel_requested"]) or row["status"] != "running"
+
+    def recover_interrupted(self) -> list[int]:
+        """Running rows whose worker process is gone become interrupted; returns their ids.
+        Workers on this host are checked by pid (and start time); those of other hosts by how
+        long ago they were last heard of (FOREIGN_STALE_S)."""
+        stale_before = datetime.fromtimestamp(time.time() - FOREIGN_STALE_S, timezone.utc)
+        dead = []
+        for row in self._rows("SELECT id, worker_host, worker_pid, worker_started, heartbeat "
+                              "FROM runs WHERE status = 'running'"):
+            if row["worker_host"] == procs.HOST:
+                if not procs.pid_alive(row["worker_pid"] or 0, row["worker_started"]):
+                    dead.append((row["id"], f"process {row['worker_pid']} is gone"))
+            elif not row["heartbeat"] or to_utc(row["heartbeat"]) < stale_before:
+                dead.append((row["id"], f"no sign of life from host {row['worker_host']} since {row['heartbeat']}"))
+        return [rid for rid, why in dead
+                if self.mark_interrupted(rid, f"The worker stopped before the run finished ({why}).")]
+
+    def requeue(self, rid: int) -> int:
+        """Queues a new run with the same params, title and tags as an interrupted, failed or
+        cancelled one (which stays, for the record); returns the new id."""
+        rid = run_id(rid)
+        with self._write():
+            row = self._run_row(rid)
+            if row["status"] not in ("interrupted", "failed", "cancelled"):
+                raise GalleryError(f"Run {rid} is {row['status']}; only interrupted, failed or cancelled runs "
+                                   "can be queued again.")
+            styles = self._styles([rid])[rid]
+            params = absolute_params(row["params_json"], self.data_dir)
+            mask_shas = [input_sha256(m) or "" for m in params.style_masks if not masks.is_everywhere(m)]
+            missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles), *mask_shas]
+                       if not sha or self.get_input_or_none(sha) is None]
+            if missing:
+                raise GalleryError(f"Run {rid}'s input images are not in this gallery, so it cannot run again.")
+            return self._insert_run(
+                Params.from_json(row["params_json"]), content_name=row["content_name"],
+                content_sha256=row["content_sha256"], styles=styles, owner=row["owner"], batch=row["batch"],
+                title=row["title"], tags=row["tags"], requeued_from=rid)
+
+
+def _duration(result: Any, row: dict[str, Any]) -> float:
+    total = (getattr(result, "timings", None) or {}).get("total")
+    if total is not None:
+        return float(total)
+    started = to_utc(row["started"]) or datetime.now(timezone.utc)
+    return (datetime.now(timezone.utc) - started).total_seconds()
+
+
+def _result_info(result: Any, row: dict[str, Any]) -> pngmeta.ResultInfo:
+    """The engine's account of a result plus what a gallery needs to import it again elsewhere."""
+    return pngmeta.ResultInfo.of_result(
+        result, row["params_json"], content_name=row["content_name"],
+        style_names=tuple(json.loads(row["style_names"])), created=row["created"], title=row["title"],
+        tags=row["tags"])
