@@ -1,8 +1,9 @@
 """Neural style transfer studio: `make run` serves this on http://127.0.0.1:8501.
 
 Three pages over one data folder ($STUDIO_DATA, default ./data): Create queues runs, Queue shows
-everyone's jobs, Gallery browses results. Jobs run in this process's worker thread and report
-through SQLite, so every session and tab sees the same state.
+everyone's jobs, Gallery browses results. Jobs run in worker processes this server starts and
+supervises (worker/supervisor.py); they report through SQLite, so every session and tab sees the
+same state, and watching a job costs the job nothing.
 """
 from __future__ import annotations
 
@@ -31,5 +32,7 @@ nav = st.navigation([
     st.Page(common.PAGE_GALLERY, title="Gallery", icon=":material/photo_library:"),
 ])
 with st.sidebar:
-    st.caption(f"You are **{owner}** · {common.escape_md(common.worker_status(worker))}")
+    st.caption(f"You are **{owner}**")
+    for healthy, line in common.worker_lines(worker.states() if worker is not None else None):
+        (st.caption if healthy else st.warning)(common.escape_md(line))
 nav.run()

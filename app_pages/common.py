@@ -51,41 +51,39 @@ def get_gallery() -> Any:
     return _gallery(str(data_dir()))
 
 
-# validate: should the thread ever die, the next run asks get_worker again, which restarts it.
-@st.cache_resource(show_spinner=False, validate=lambda w: w.alive)
-def _worker(path: str) -> Any:
-    from worker import get_worker
+@st.cache_resource(show_spinner=False, validate=lambda s: s.alive)
+def _supervisor(path: str) -> Any:
+    from worker.supervisor import Supervisor
 
-    return get_worker(Path(path))
+    return Supervisor(Path(path)).start()
 
 
 def worker_enabled() -> bool:
-    """STUDIO_WORKER=0 serves the UI without running jobs in this process: the page tests use it
-    (they play the worker themselves), and so can a setup whose workers live elsewhere."""
+    """STUDIO_WORKER=0 serves the UI without starting workers: the page tests use it (they play
+    the worker themselves), and so can a setup whose workers live elsewhere."""
     return os.environ.get("STUDIO_WORKER", "1") != "0"
 
 
 def ensure_worker() -> Any | None:
-    """Starts this process's worker once; every session shares it."""
-    return _worker(str(data_dir())) if worker_enabled() else None
+    """Starts the app's worker processes once (one per device of $STUDIO_DEVICES, default one
+    "auto"), under a supervisor every session shares; None when workers are disabled."""
+    return _supervisor(str(data_dir())) if worker_enabled() else None
 
 
-def wake_worker() -> None:
-    """After a submit: start now rather than at the worker's next poll."""
-    worker = ensure_worker()
-    if worker is not None:
-        worker.wake()
-
-
-def worker_status(worker: Any | None) -> str:
-    if worker is None:
-        return "no worker in this process"
-    if not worker.alive:
-        return "worker stopped"
-    if getattr(worker, "last_error", None):
-        return f"worker retrying after an error: {worker.last_error}"
-    current = getattr(worker, "current", None)
-    return f"worker busy with run #{current}" if current else "worker idle"
+def worker_lines(states: list[Any] | None) -> list[tuple[bool, str]]:
+    """One (healthy, text) line per worker process for the sidebar."""
+    if states is None:
+        return [(True, "no workers started by this app (STUDIO_WORKER=0)")]
+    lines = []
+    for s in states:
+        if s.alive:
+            restarted = f", restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""
+            lines.append((not restarted, f"{s.device} worker running (pid {s.pid}){restarted}"))
+        elif s.last_error:
+            lines.append((False, f"{s.device} worker not running; retrying. {s.last_error}"))
+        else:
+            lines.append((True, f"{s.device} worker starting"))
+    return lines
 
 
 # --- owner id ---------------------------------------------------------------------------------

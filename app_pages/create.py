@@ -67,7 +67,6 @@ def submit(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> 
         target = {"batch": uuid.uuid4().hex[:12]}
         for variant in sweep.expand(p, axes):
             g.submit(variant, owner=owner, batch=target["batch"])
-    common.wake_worker()
     return target
 
 

@@ -16,8 +16,7 @@ from support.paths import ROOT
 from support.runs import dead_pid, tiny_params
 from support.waiting import wait_for
 
-import worker as worker_module
-from worker import Worker, get_worker
+from worker import Worker
 
 
 @pytest.fixture
@@ -154,27 +153,7 @@ def test_worker_recovers_runs_of_dead_processes_on_start(data_dir: Path, workers
         wait_for(lambda: g.get(rid).status == "interrupted", 10, "recovery")
 
 
-def test_get_worker_is_one_per_folder_and_device(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(worker_module, "_WORKERS", {})
-    found: list[Worker] = []
-    threads = [threading.Thread(target=lambda: found.append(get_worker(data_dir))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    try:
-        assert len({id(w) for w in found}) == 1 and found[0].alive
-        assert get_worker(str(data_dir) + "/.") is found[0]
-        other = get_worker(data_dir, "cpu")
-        assert other is not found[0] and other.device == "cpu"
-        found[0].stop(timeout=10)
-        assert get_worker(data_dir) is not found[0]  # a dead one is replaced
-    finally:
-        for w in worker_module._WORKERS.values():
-            w.stop(timeout=10)
-
-
 def test_importing_worker_and_gallery_does_not_import_torch() -> None:
-    code = ("import sys, worker, gallery, gallery.cli, gallery.exchange, engine.memory; "
+    code = ("import sys, worker, worker.supervisor, gallery, gallery.cli, gallery.exchange, engine.memory; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

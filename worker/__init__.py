@@ -1,12 +1,11 @@
-"""Runs queued jobs: one daemon thread per device claims runs from the gallery, checks they fit
-in memory, runs the engine, and records progress and the result.
+"""Runs queued jobs: a thread claims runs from the gallery, checks they fit in memory, runs the
+engine, and records progress and the result.
 
-`import worker` stays cheap (no torch) so the web UI can import it at start-up; the engine and
-torch are imported inside the worker thread, when the first job starts.
-
-Every browser session shares one worker per (data folder, device): get_worker() keeps them in a
-module-level dict. Any number of processes may run workers on the same data folder; claiming
-is atomic in the database, so each job runs exactly once.
+The app runs each Worker in a process of its own (`python -m worker work`, started by
+worker/supervisor.py), so the web server's work never competes with a job's. `import worker`
+stays cheap (no torch); the engine and torch are imported when the first job starts. Any number
+of processes may run workers on the same data folder; claiming is atomic in the database, so
+each job runs exactly once.
 """
 from __future__ import annotations
 
@@ -210,18 +209,3 @@ class Worker:
             message = f"{type(error).__name__}: {error}"
         gallery.fail(run.id, message)
         return "failed"
-
-
-_WORKERS: dict[tuple[Path, str], Worker] = {}
-_WORKERS_LOCK = threading.Lock()
-
-
-def get_worker(data_dir: str | os.PathLike | None = None, device: str = "auto") -> Worker:
-    """The process's worker for this data folder and device, started on first use (and again
-    should its thread ever have ended)."""
-    key = (resolve_data_dir(data_dir), device)
-    with _WORKERS_LOCK:
-        worker = _WORKERS.get(key)
-        if worker is None or not worker.alive:
-            worker = _WORKERS[key] = Worker(key[0], device).start()
-        return worker

@@ -1,6 +1,6 @@
 """`python -m worker`: process the queue, or queue a run and process it now.
 
-    python -m worker [--data DIR] work [--device auto|cpu|cuda]
+    python -m worker [--data DIR] work [--device auto|cpu|cuda] [--threads N] [--parent-pid PID]
     python -m worker [--data DIR] run CONTENT STYLE... [engine flags]
 
 The worker sits above the gallery, so these live here rather than in `python -m gallery`
@@ -10,6 +10,7 @@ status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -34,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     work = commands.add_parser("work", help="process the queue until interrupted (Ctrl-C or SIGTERM)")
     work.add_argument("--device", choices=DEVICES, default="auto",
                       help="take jobs asking for this device (or for auto); auto takes every job")
+    work.add_argument("--threads", type=int, metavar="N",
+                      help="torch's CPU threads (default: torch's own choice, every core)")
+    work.add_argument("--parent-pid", type=int, metavar="PID",
+                      help="stop when process PID ends (the app's server starts its workers so)")
     run = commands.add_parser("run", help="queue a run and process it now, in this process")
     add_run_arguments(run)
     return parser
@@ -75,16 +80,44 @@ def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
 
 
 def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
+    if args.parent_pid:
+        _die_with_parent()
+    _prepare_torch(args.device, args.threads)
     worker = Worker(gallery.data_dir, args.device).start()
     print(f"processing the queue of {gallery.data_dir} on {args.device}; Ctrl-C stops", flush=True)
     # SIGTERM too should end the current job as interrupted rather than leave it running.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         while worker.alive:
+            if args.parent_pid and os.getppid() != args.parent_pid:
+                raise KeyboardInterrupt  # the parent is gone (and the kernel's signal did not come)
             time.sleep(0.5)
     except KeyboardInterrupt:
         worker.stop()
     return 0
+
+
+def _prepare_torch(device: str, threads: int | None) -> None:
+    """Import torch now (not at the first job) and refuse a device this machine lacks, so a
+    worker that cannot work says why at once."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine "
+                         f"(torch {torch.__version__}); use --device cpu or auto")
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the loop's parent check does it, within half a second
 
 
 def _interrupt(signum: int, frame: object) -> None:
