@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from gallery import Gallery
+from gallery.procs import pid_alive
 from support.app import APP, assert_ok
+from support.browser import ARTIFACTS, chromium, needs_chromium, studio_process, wait_css
 from support.runs import tiny_params
 from support.waiting import wait_for
 from worker.supervisor import Supervisor, devices_from_env, threads_per_worker
@@ -105,3 +107,36 @@ def test_threads_share_the_cores() -> None:
     assert threads_per_worker(3, 16) == 5
     assert threads_per_worker(4, 2) == 1
     assert devices_from_env("") == ["auto"] and devices_from_env(" cpu, cuda ") == ["cpu", "cuda"]
+
+
+def worker_children(pid: int) -> list[int]:
+    """The `python -m worker work` processes that process `pid` started."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"worker" in cmdline and b"work" in cmdline:
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.browser
+@pytest.mark.kill
+@needs_chromium
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_the_app_starts_its_worker_and_takes_it_down(tmp_path: Path, signum: int) -> None:
+    data = tmp_path / "data"
+    log = ARTIFACTS / f"worker-process-{signum.name}.log"
+    with studio_process(data, log, STUDIO_DEVICES="cpu") as (url, server), chromium(tmp_path / "dl") as driver:
+        driver.get(url)
+        wait_css(driver, ".st-key-generate", timeout=60)
+        (worker,) = wait_for(lambda: worker_children(server.pid), 30, "the app's worker process")
+        with Gallery(data) as g:
+            rid = g.submit(tiny_params(size=64, iterations=5000))
+            wait_for(lambda: g.get(rid).iteration >= 1, 120, "the job's progress")
+            assert g.db["runs"].get(rid)["worker_pid"] == worker != server.pid
+            server.send_signal(signum)  # killed: the kernel's parent-death signal stops the worker
+            server.wait(30)
+            wait_for(lambda: not pid_alive(worker), 20, "the worker to end with the app")
+            run = g.get(rid)
+            assert run.status == "interrupted" and "stopped before the run finished" in run.error

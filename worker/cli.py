@@ -13,7 +13,7 @@ import argparse
 import os
 import signal
 import sys
-import time
+import threading
 from collections.abc import Sequence
 
 from engine.cli_args import OneLineParser, ProgressBar
@@ -85,15 +85,17 @@ def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
     _prepare_torch(args.device, args.threads)
     worker = Worker(gallery.data_dir, args.device).start()
     print(f"processing the queue of {gallery.data_dir} on {args.device}; Ctrl-C stops", flush=True)
-    # SIGTERM too should end the current job as interrupted rather than leave it running.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        while worker.alive:
-            if args.parent_pid and os.getppid() != args.parent_pid:
-                raise KeyboardInterrupt  # the parent is gone (and the kernel's signal did not come)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        worker.stop()
+    # Ctrl-C and SIGTERM (from the app, or the kernel when the app dies) end the current job as
+    # interrupted rather than leave it running. A flag, not an exception: a second signal while
+    # the job winds down must not cut the wait short and leave torch running at exit.
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: stopping.set())
+    while worker.alive and not stopping.is_set():
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            break  # the parent is gone (and the kernel's signal did not come)
+        stopping.wait(0.5)
+    worker.stop()
     return 0
 
 
@@ -118,7 +120,3 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # elsewhere the loop's parent check does it, within half a second
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

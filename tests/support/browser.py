@@ -52,6 +52,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def studio_server(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
     """`streamlit run streamlit_app.py` on a free port with its own data folder; yields the URL."""
+    with studio_process(data_dir, log_path, **env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def studio_process(data_dir: Path, log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """studio_server, yielding the server's process too (to kill it)."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -68,7 +75,7 @@ def studio_server(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                     return r.status == 200
             wait_for(healthy, 90, f"streamlit on port {port}", interval=0.5)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:
