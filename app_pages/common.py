@@ -152,11 +152,10 @@ def elapsed_seconds(started: Any, now: datetime | None = None) -> float | None:
     return max(0.0, (now - start).total_seconds())
 
 
-def eta_seconds(elapsed: float | None, iteration: int, total: int) -> float | None:
-    """Linear extrapolation over the iterations so far; None until there is one to go on."""
-    if elapsed is None or not iteration or not total or iteration > total:
+def seconds_until(when: datetime | None, now: datetime | None = None) -> float | None:
+    if when is None:
         return None
-    return elapsed / iteration * (total - iteration)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def fmt_loss(value: Any) -> str:

@@ -11,7 +11,8 @@ from app_pages import params_form as form
 from app_pages import sweep
 from engine.images import ImageError
 from engine.params import Params, ParamsError
-from gallery import GalleryError, RunFilter
+from gallery import GalleryError, RunFilter, estimates
+from gallery.paths import input_sha256
 
 NONE = "—"
 
@@ -100,6 +101,17 @@ def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], run
     st.rerun()
 
 
+def estimate_line(g: Any, variants: list[Params]) -> str:
+    """How long the runs Generate would queue should take here (not counting the queue)."""
+    speed = estimates.measured_speed(g, variants[0].device)
+    if speed is None:
+        return "Estimated time: unknown until a run has finished on this machine."
+    aspect = estimates.aspect_of(g, input_sha256(variants[0].content))
+    seconds = sum(speed.seconds(v, aspect) for v in variants)
+    return (f"Estimated time: about {common.fmt_duration(seconds)}, from this machine's last "
+            f"{speed.runs} finished run{'s' if speed.runs > 1 else ''}.")
+
+
 def settings_column(g: Any, owner: str) -> None:
     """Images, preset, Advanced, Sweep and the Generate button."""
     style_items = inputs.chosen(st.session_state, "style")
@@ -135,11 +147,14 @@ def settings_column(g: Any, owner: str) -> None:
     p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
                                tuple(s["path"] for s in styles))
     errors = auth.validation_errors(p, need_images=True)
-    runs = len(sweep.expand(p, axes)) if axes else 1
+    variants = sweep.expand(p, axes) if axes else [p]
+    runs = len(variants)
     label = f"Generate {runs} runs" if runs > 1 else "Generate"
     if st.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
                  icon=":material/brush:"):
         _queue(g, p, owner, axes, runs, masks, [s["name"] for s in styles])
+    if not errors and not axis_errors:
+        st.caption(estimate_line(g, variants))
     if errors:
         missing = [m for f, m in errors.items() if f in ("content", "styles")]
         st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")

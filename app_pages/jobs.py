@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import auth, common
 from app_pages.sweep import grid
 from gallery import NotFound, RunFilter
+from engine.params import eta_seconds
 from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0
@@ -58,8 +59,8 @@ def job_view(run: Any, position: int | None, now: datetime | None = None) -> Job
         elapsed = run.duration
     else:
         elapsed = common.elapsed_seconds(run.started, now) if run.status == "running" else None
-    fraction = min(1.0, iteration / total) if total else 0.0
-    eta = common.eta_seconds(elapsed, iteration, total) if run.status == "running" else None
+    fraction = run.params.work_done(iteration) if run.status != "done" else 1.0
+    eta = eta_seconds(elapsed, fraction) if run.status == "running" else None
     return JobView(run.status, STATUS_LABEL.get(run.status, run.status), fraction, iteration,
                    total, position if run.status == "queued" else None, elapsed, eta,
                    dict(run.losses or {}))

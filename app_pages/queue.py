@@ -3,13 +3,14 @@ restart interrupted (its owner may be long gone)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import streamlit as st
 
 from app_pages import auth, common
 from app_pages.jobs import STATUS_LABEL, job_view
-from gallery import RunFilter
+from gallery import RunFilter, estimates
 from gallery.db import ACTIVE, STATUSES
 
 POLL_SECONDS = 2.0
@@ -25,19 +26,23 @@ class Row:
     mine: bool
     can_cancel: bool
     can_requeue: bool
+    starts: datetime | None = None  # queued: when it should start, where that can be told
 
 
-def queue_rows(g: Any, owner: str) -> tuple[list[Row], list[Row]]:
+def queue_rows(g: Any, owner: str, workers: int = 1) -> tuple[list[Row], list[Row]]:
     """(jobs waiting or running, in queue order; recently ended ones, newest first)."""
     running = g.list_runs(RunFilter(status="running"), sort="oldest", limit=100)
     queued = g.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
     ended = g.list_runs(RunFilter(status=tuple(s for s in STATUSES if s not in ACTIVE)), limit=RECENT)
 
+    starts = estimates.expected_starts(g, workers) if queued else {}
+
     def row(run: Any, position: int | None) -> Row:
         mine = run.owner == owner
         return Row(run, position, mine,
                    can_cancel=auth.may_cancel(run.owner, owner) and run.status in ACTIVE,
-                   can_requeue=run.status == "interrupted" or (mine and run.status in ("failed", "cancelled")))
+                   can_requeue=run.status == "interrupted" or (mine and run.status in ("failed", "cancelled")),
+                   starts=starts.get(run.id))
 
     active = [row(r, None) for r in running] + [row(r, g.queue_position(r.id)) for r in queued]
     return active, [row(r, None) for r in ended]
@@ -62,6 +67,9 @@ def _draw_row(r: Row) -> None:
     if run.status in ("running", "done"):
         cols[4].progress(view.fraction, text=f"{view.iteration}/{view.total} · ETA {common.fmt_duration(view.eta)}"
                          if run.status == "running" else f"{common.fmt_duration(run.duration)}")
+    elif run.status == "queued":
+        cols[4].caption(f"Starts in about {common.fmt_duration(common.seconds_until(r.starts))}"
+                        if r.starts else "Start: unknown until a run has finished here")
     else:
         cols[4].caption(common.escape_md(run.error or "") if run.status == "failed" else "")
     cols[5].markdown(f"**{run.owner} (you)**" if r.mine else (run.owner or "—"))
@@ -86,7 +94,8 @@ def _draw_table(rows: list[Row], empty: str) -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def live_queue(owner: str) -> None:
-    active, ended = queue_rows(common.get_gallery(), owner)
+    supervisor = common.ensure_worker()
+    active, ended = queue_rows(common.get_gallery(), owner, len(supervisor.states()) if supervisor else 1)
     running = sum(r.run.status == "running" for r in active)
     st.subheader(f"Running and waiting · {running} running, {len(active) - running} queued", anchor=False)
     _draw_table(active, "Nothing is queued.")

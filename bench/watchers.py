@@ -1,6 +1,6 @@
 """`python -m bench.watchers`: does watching a job slow it down? Measured in one run.
 
-    python -m bench.watchers [watch] [--sessions 4 8] [--size 256] [--iterations 100]
+    python -m bench.watchers [watch] [--sessions 4 8] [--rounds 3] [--size 256] [--iterations 100]
     python -m bench.watchers load [--sessions 8] [--jobs 3] [--size 128] [--iterations 30]
 
 `watch` serves the app as `make run` does (its own data folder, its own worker processes),
@@ -187,7 +187,7 @@ def watch_one(g: Gallery, url: str, server: subprocess.Popen, drivers: list[Any]
 
 
 def cmd_watch(args: argparse.Namespace) -> list[str]:
-    results: list[Watched] = []
+    rounds: list[list[Watched]] = []
     with tempfile.TemporaryDirectory(prefix="bench-watchers-") as tmp:
         data = Path(tmp) / "data"
         with studio(data) as (url, server), Gallery(data) as g:
@@ -195,23 +195,29 @@ def cmd_watch(args: argparse.Namespace) -> list[str]:
             # A first job loads the network and warms every cache, so the solo run is not the slowest.
             with browsers(1) as one:
                 watch_one(g, url, server, one, 64, 5, images, "warmup")
-            results.append(watch_one(g, url, server, [], args.size, args.iterations, images, "solo"))
-            for n in args.sessions:
-                with browsers(n) as drivers:
-                    open_all(drivers, url)  # browsers up and the page loaded before the clock starts
-                    results.append(watch_one(g, url, server, drivers, args.size, args.iterations, images, f"watch{n}"))
-    solo = results[0]
+            for _ in range(args.rounds):  # each round: alone, then watched, so drift hits all alike
+                results = [watch_one(g, url, server, [], args.size, args.iterations, images, "solo")]
+                for n in args.sessions:
+                    with browsers(n) as drivers:
+                        open_all(drivers, url)  # browsers up and the page loaded before the clock starts
+                        results.append(watch_one(g, url, server, drivers, args.size, args.iterations, images,
+                                                 f"watch{n}"))
+                rounds.append(results)
     lines = [f"One draft job ({args.size} px, {args.iterations} iterations, tubingen + starry_night), "
-             f"{os.cpu_count()} cores; browsers at nice {BROWSER_NICE} and SCHED_IDLE.", "",
-             "| sessions watching | job (s) | × alone | server CPU (s) | server CPU per session per minute (s) |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
-    for r in results:
+             f"{os.cpu_count()} cores; browsers at nice {BROWSER_NICE} and SCHED_IDLE; {args.rounds} rounds, "
+             "each alone then watched; medians, each ratio against its own round's solo run.", "",
+             "| sessions watching | job (s) | × alone | per round | server CPU per session per minute (s) |",
+             "| ---: | ---: | ---: | --- | ---: |"]
+    for i, sessions in enumerate([0, *args.sessions]):
+        runs = [r[i] for r in rounds]
+        ratios = [r[i].duration / r[0].duration for r in rounds]
         # The job's own work is the same in every row; what the server did beyond it was watching.
-        extra = (r.server_cpu - solo.server_cpu) / r.sessions / (r.wall / 60) if r.sessions else None
-        lines.append(f"| {r.sessions} | {r.duration:.1f} | {r.duration / solo.duration:.2f} | {r.server_cpu:.1f} | "
-                     + (f"{extra:.2f}" if extra is not None else "—") + " |")
+        extra = [(r[i].server_cpu - r[0].server_cpu) / sessions / (r[i].wall / 60) for r in rounds] if sessions else []
+        lines.append(f"| {sessions} | {statistics.median(r.duration for r in runs):.1f} | "
+                     f"{statistics.median(ratios):.2f} | {', '.join(f'{x:.2f}' for x in ratios)} | "
+                     + (f"{statistics.median(extra):.2f}" if extra else "—") + " |")
     lines.append("")
-    lines += [f"Browser processes while {r.sessions} watched: {r.browsers}." for r in results if r.sessions]
+    lines += [f"Browser processes while {r.sessions} watched: {r.browsers}." for r in rounds[0] if r.sessions]
     return lines
 
 
@@ -286,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", choices=("watch", "load"), default="watch")
     parser.add_argument("--sessions", type=int, nargs="+")
     parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="watch: rounds of alone, then watched")
     parser.add_argument("--size", type=int)
     parser.add_argument("--iterations", type=int)
     args = parser.parse_args(argv)

@@ -70,7 +70,7 @@ def _render(params: Params, output: Path, quiet: bool) -> int:
     from engine.transfer import OutOfMemory, run
     from engine.vgg import WeightsError
 
-    bar = None if quiet else ProgressBar()
+    bar = None if quiet else ProgressBar(params)
 
     def on_progress(pr) -> None:
         if bar:

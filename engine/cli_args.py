@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from typing import Any, Sequence, TextIO
 
-from engine.params import HELP, PRESETS, Params, preset, validate
+from engine.params import HELP, PRESETS, Params, eta_seconds, preset, validate
 
 # Flags whose name differs from the field, after neural-style's.
 _FLAG_NAMES = {"preview_every": "--save-every"}
@@ -62,10 +62,11 @@ def params_from_args(args: argparse.Namespace, content: str, styles: Sequence[st
 
 class ProgressBar:
     """A run's progress on one line, redrawn in place on a terminal; a line every 10 % elsewhere
-    (logs, CI). `label` names the run (the gallery's id) when there may be several."""
+    (logs, CI). `label` names the run (the gallery's id) when there may be several. The bar and
+    the ETA follow `params.work_done` (each scale weighed by its pixels), not the iteration count."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, label: str = ""):
-        self.stream, self.width = stream, width
+    def __init__(self, params: Params, stream: TextIO = sys.stderr, width: int = 30, label: str = ""):
+        self.params, self.stream, self.width = params, stream, width
         self.interactive = stream.isatty()
         self.label = f"{label}: " if label else ""
 
@@ -74,8 +75,9 @@ class ProgressBar:
         step = max(1, pr.total // 10)
         if not self.interactive and pr.iteration % step and pr.iteration != pr.total:
             return
-        filled = round(self.width * pr.iteration / pr.total)
-        eta = pr.elapsed / pr.iteration * (pr.total - pr.iteration)
+        done = self.params.work_done(pr.iteration)
+        filled = round(self.width * done)
+        eta = eta_seconds(pr.elapsed, done) or 0.0
         line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {pr.iteration}/{pr.total} "
                 f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {pr.elapsed:.1f}s eta {eta:.0f}s")
         self.stream.write(("\r" + line) if self.interactive else line + "\n")

@@ -119,6 +119,21 @@ class Params:
     def total_iterations(self) -> int:
         return len(self.scale_sizes()) * self.iterations
 
+    def work(self, aspect: float = 1.0) -> float:
+        """The run's cost in pixel-iterations: an iteration costs about its scale's pixel count
+        (`aspect` is the content's short side over its long side)."""
+        return sum(side * side * aspect for side in self.scale_sizes()) * self.iterations
+
+    def work_done(self, iteration: int) -> float:
+        """The share of the run's work done after `iteration` (counted over all scales). Progress
+        and ETA count this, not iterations: a coarse scale's iterations are quick, so the last
+        scale is most of a multi-scale run's time."""
+        total, done, left = self.work(), 0.0, max(0, min(iteration, self.total_iterations()))
+        for side in self.scale_sizes():
+            steps = min(left, self.iterations)
+            done, left = done + steps * side * side, left - steps
+        return done / total if total else 0.0
+
 
 # One line of help per field, shared by the CLI's --help and the UI's tooltips.
 HELP: dict[str, str] = {
@@ -160,6 +175,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {"size": 512, "iterations": 300, "multiscale": True, "preview_every": 25},
     "high quality": {"size": 1024, "iterations": 800, "multiscale": True, "preview_every": 50},
 }
+
+
+def eta_seconds(elapsed: float | None, done: float) -> float | None:
+    """Seconds left when a share `done` (0..1, see Params.work_done) of a run took `elapsed`;
+    None until there is something to go on."""
+    if elapsed is None or not 0 < done <= 1:
+        return None
+    return elapsed * (1 - done) / done
 
 
 def preset(name: str, **changes: Any) -> Params:

@@ -36,8 +36,6 @@ def test_durations_and_eta():
     assert common.fmt_duration(5.4) == "5 s"
     assert common.fmt_duration(125) == "2 min 05 s"
     assert common.fmt_duration(3 * 3600 + 60) == "3 h 01 min"
-    assert common.eta_seconds(10.0, 5, 20) == 30.0
-    assert common.eta_seconds(10.0, 0, 20) is None
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert common.elapsed_seconds(start, start + timedelta(seconds=42)) == 42
 

@@ -66,7 +66,7 @@ def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
     if run is None:
         raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")
     try:
-        status = worker.run_job(gallery, run, on_progress=ProgressBar(sys.stdout, label=f"run {rid}"))
+        status = worker.run_job(gallery, run, on_progress=ProgressBar(run.params, sys.stdout, label=f"run {rid}"))
     except KeyboardInterrupt:
         gallery.mark_cancelled(rid)
         print(f"\nrun {rid} cancelled", file=sys.stderr)

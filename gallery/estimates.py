@@ -1,0 +1,73 @@
+"""How long a run will take here, from how long this machine's finished runs took.
+
+A run's cost is its pixel-iterations (`Params.work`); the machine's speed is the median seconds
+per unit of the newest finished runs on the same device. No run finished yet: no estimate, and
+the UI says "unknown" rather than guess.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from engine.params import Params
+from gallery.queries import RunFilter
+
+SAMPLE = 20  # finished runs the speed is measured over
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per pixel-iteration measured over `runs` finished runs."""
+
+    seconds_per_work: float
+    runs: int
+
+    def seconds(self, params: Params, aspect: float = 1.0) -> float:
+        return self.seconds_per_work * params.work(aspect)
+
+
+def aspect_of(g: Any, content_sha256: str | None) -> float:
+    """The content image's short side over its long side (1 when unknown)."""
+    found = g.get_input_or_none(content_sha256) if content_sha256 else None
+    if not found or not found.width or not found.height:
+        return 1.0
+    return min(found.width, found.height) / max(found.width, found.height)
+
+
+def measured_speed(g: Any, device: str = "auto") -> Speed | None:
+    """This machine's speed on `device` ("cpu", "cuda"; "auto": whatever ran last)."""
+    rates = []
+    for run in g.list_runs(RunFilter(status="done"), sort="newest", limit=SAMPLE * 3):
+        if device != "auto" and not (run.device_used or "").startswith(device):
+            continue
+        if run.duration and run.duration > 0:
+            rates.append(run.duration / run.params.work(aspect_of(g, run.content_sha256)))
+        if len(rates) == SAMPLE:
+            break
+    return Speed(statistics.median(rates), len(rates)) if rates else None
+
+
+def expected_starts(g: Any, workers: int = 1, now: datetime | None = None) -> dict[int, datetime | None]:
+    """When each queued run should start, by id: the running runs' time left and the queued
+    runs ahead, shared among `workers`; None where a run ahead has no estimate."""
+    now = now or datetime.now(timezone.utc)
+    speed = measured_speed(g)
+    if speed is None:
+        return {run.id: None for run in g.list_runs(RunFilter(status="queued"), sort="oldest", limit=500)}
+    free_at = sorted(now + timedelta(seconds=_left(g, run, speed))
+                     for run in g.list_runs(RunFilter(status="running"), limit=500))
+    free_at += [now] * max(0, workers - len(free_at))
+    starts: dict[int, datetime | None] = {}
+    for run in g.list_runs(RunFilter(status="queued"), sort="oldest", limit=500):
+        free_at.sort()
+        start = free_at.pop(0)
+        starts[run.id] = start
+        free_at.append(start + timedelta(seconds=speed.seconds(run.params, aspect_of(g, run.content_sha256))))
+    return starts
+
+
+def _left(g: Any, run: Any, speed: Speed) -> float:
+    total = speed.seconds(run.params, aspect_of(g, run.content_sha256))
+    return max(0.0, total * (1 - run.params.work_done(run.iteration or 0)))

@@ -1,0 +1,52 @@
+"""Estimates from this machine's finished runs: a run's expected duration, a queued run's start."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gallery import Gallery, estimates
+from support.runs import finished_run, tiny_params
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+
+
+def set_duration(g: Gallery, rid: int, seconds: float) -> None:
+    g.db.execute("UPDATE runs SET duration = ? WHERE id = ?", [seconds, rid])
+
+
+def test_no_finished_run_no_estimate(data_dir) -> None:
+    with Gallery(data_dir) as g:
+        assert estimates.measured_speed(g) is None
+        rid = g.submit(tiny_params())
+        assert estimates.expected_starts(g, now=NOW) == {rid: None}
+
+
+def test_speed_is_the_median_over_finished_runs_per_device(data_dir) -> None:
+    with Gallery(data_dir) as g:
+        p = tiny_params(size=64, iterations=10)
+        aspect = estimates.aspect_of(g, g.get(finished_run(g, params=p)).content_sha256)
+        assert 0 < aspect < 1  # tubingen is landscape
+        for rid, seconds in zip([1, finished_run(g, params=p), finished_run(g, params=p)], [10.0, 30.0, 20.0]):
+            set_duration(g, rid, seconds)
+        speed = estimates.measured_speed(g, "cpu")
+        assert speed.runs == 3
+        assert speed.seconds(p, aspect) == pytest.approx(20.0)
+        assert speed.seconds(p.with_changes(size=128), aspect) == pytest.approx(80.0)  # 4× the pixels
+        assert estimates.measured_speed(g, "cuda") is None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_queued_runs_start_after_the_work_ahead(data_dir, workers: int) -> None:
+    with Gallery(data_dir) as g:
+        p = tiny_params(size=64, iterations=10, multiscale=False)
+        set_duration(g, finished_run(g, params=p), 20.0)
+        running = g.submit(p)
+        g.claim(running, "test")
+        g.record_progress(running, 5, 10, {"total": 1.0})  # half done: 10 s left
+        first, second = g.submit(p), g.submit(p)
+        starts = estimates.expected_starts(g, workers, now=NOW)
+        if workers == 1:
+            assert starts == {first: NOW + timedelta(seconds=10), second: NOW + timedelta(seconds=30)}
+        else:
+            assert starts == {first: NOW, second: NOW + timedelta(seconds=10)}
