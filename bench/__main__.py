@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     default=[200, 1000] if cuda else [20, 80],
                     help="iterations of the two timed CLI runs, at the first size only; the difference "
                          "of their times over HIGH − LOW is the steady-state time per iteration")
-    ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race")
+    ap.add_argument("--quality-steps", type=int, default=300, help="pastiche steps whose loss we race (0: no quality race)")
     ap.add_argument("--growth", type=int, nargs="*", default=[256, 512, 1024, 2048] if cuda else [128, 256, 512])
     ap.add_argument("--growth-steps", type=int, default=8)
     ap.add_argument("--images", type=Path, default=SHARED,
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     pastiche_start = speed(emit, setup, args.sizes[0], args.steps, args.rounds, args.cli_steps)
     for size in args.sizes[1:]:
         speed(emit, setup, size, args.steps, args.rounds, None)
-    if pastiche_start is not None:
+    if pastiche_start is not None and args.quality_steps:
         quality(emit, setup, args.sizes[0], args.quality_steps, pastiche_start)
     if args.growth:
         growth(emit, setup, args.growth, args.growth_steps)

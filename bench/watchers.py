@@ -1,7 +1,7 @@
 """`python -m bench.watchers`: does watching a job slow it down? Measured in one run.
 
     python -m bench.watchers [watch] [--sessions 4 8] [--rounds 3] [--size 256] [--iterations 100]
-    python -m bench.watchers load [--sessions 8] [--jobs 3] [--size 128] [--iterations 30]
+    python -m bench.watchers load [--sessions 8] [--jobs 3] [--size 128] [--iterations 100]
 
 `watch` serves the app as `make run` does (its own data folder, its own worker processes),
 runs one "draft" job (tubingen + starry_night) with nobody watching, then the same job watched
@@ -11,8 +11,9 @@ server's CPU is read from /proc, and what watching costs it is the CPU it used b
 run's, per session and minute.
 
 `load` times the same small job alone, then has every session queue `--jobs` of them at once
-and watch the newest, while one more session clicks on the Create page and times each answer
-(from the click until Streamlit's script run has finished).
+and watch the newest, while one more session, a browser at normal priority as someone at the
+machine would use, clicks on the Create page and times each answer (from the click until
+Streamlit's script run has finished).
 
 Figures, not assertions: the report says how each compares with docs/performance.md's targets.
 Only Debian's /usr/bin/chromium and /usr/bin/chromedriver are used, and only 127.0.0.1.
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.params import preset
-from gallery import Gallery, RunFilter
+from gallery import Gallery
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
@@ -46,7 +48,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 TICKS = os.sysconf("SC_CLK_TCK")
 BROWSER_NICE = 19
-PRESET_BUTTONS = ".st-key-preset button"  # the Create page's presets (app_pages/params_form.py)
+PRESET_BUTTONS = ".st-key-preset button[role='radio']"  # the Create page's presets (app_pages/params_form.py)
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
@@ -95,8 +97,9 @@ def studio(data: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @contextlib.contextmanager
-def browsers(count: int) -> Iterator[list[Any]]:
-    """`count` headless Chromium sessions (own profiles), started at nice 19."""
+def browsers(count: int, idle: bool = True) -> Iterator[list[Any]]:
+    """`count` headless Chromium sessions (own profiles), at idle priority unless `idle` is false
+    (a person working at the machine)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -107,7 +110,7 @@ def browsers(count: int) -> Iterator[list[Any]]:
                      "--no-first-run", "--disable-background-networking", "--disable-component-update",
                      f"--user-data-dir={tempfile.mkdtemp(prefix='bench-chromium-')}", "--window-size=1440,1000"):
             options.add_argument(flag)
-        service = Service(executable_path=CHROMEDRIVER, popen_kw={"preexec_fn": idle_priority})
+        service = Service(executable_path=CHROMEDRIVER, popen_kw={"preexec_fn": idle_priority} if idle else {})
         return webdriver.Chrome(service=service, options=options)
 
     drivers: list[Any] = []
@@ -233,22 +236,27 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
                 wait_until(lambda: g.get(rid).status == "done", 600, f"solo run {rid}")
                 return g.get(rid).duration
 
-            solo()  # warm-up
-            solos = [solo() for _ in range(2)]
-            with browsers(args.sessions + 1) as drivers:
-                clicker, watchers = drivers[0], drivers[1:]
-                open_all(drivers, url)
+            # The clicking session is someone at the machine: a browser at normal priority.
+            with browsers(1, idle=False) as (clicker,), browsers(args.sessions) as watchers:
+                open_all([clicker, *watchers], url)  # the first page load also starts the app's worker
+                solo()  # warm-up
+                solos = [solo() for _ in range(2)]
+                answers: list[float] = []
+                idle = threading.Event()
+                clicking = threading.Thread(target=click_until, args=(clicker, idle, answers, args.click_every))
+                clicking.start()
                 t0 = time.monotonic()
                 ids = []
-                for i, driver in enumerate(watchers):
-                    owner = f"user{i}"
-                    ids += [g.submit(params.with_changes(seed=j), owner=owner) for j in range(args.jobs)]
+                for i in range(len(watchers)):
+                    ids += [g.submit(params.with_changes(seed=j), owner=f"user{i}") for j in range(args.jobs)]
                 with ThreadPoolExecutor(len(watchers)) as pool:
                     list(pool.map(lambda i: watchers[i].get(f"{url}/?run={ids[(i + 1) * args.jobs - 1]}&owner=user{i}"),
                                   range(len(watchers))))
-                answers = click_while(clicker, url, lambda: g.count_runs(RunFilter(status="queued"))
-                                      + g.count_runs(RunFilter(status="running")) > 0)
+                wait_until(lambda: all(g.get(rid).status not in ("queued", "running") for rid in ids), 3600,
+                           "every job", interval=0.5)
                 wall = time.monotonic() - t0
+                idle.set()
+                clicking.join()
             runs = [g.get(rid) for rid in ids]
             claims = g.db.execute("SELECT COUNT(*) FROM runs WHERE owner LIKE 'user%' AND started IS NOT NULL").fetchone()[0]
     done = sum(r.status == "done" for r in runs)
@@ -263,28 +271,24 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
             f"| wall, first submit to last done (s) | {wall:.0f} |",
             f"| wall / sum of solo times | {wall / expected:.2f} |",
             f"| sum of the jobs' own durations / solo sum | {busy / expected:.2f} |",
-            f"| Create page clicks answered | {len(answers)} |",
-            f"| answer, median / slowest (s) | {statistics.median(answers):.2f} / {max(answers):.2f} |"]
+            f"| Create page clicks answered (one every {args.click_every:g} s) | {len(answers)} |",
+            f"| answer, median / slowest (s) | "
+            + (f"{statistics.median(answers):.2f} / {max(answers):.2f} |" if answers else "— |")]
 
 
-def click_while(driver: Any, url: str, busy: Callable[[], bool]) -> list[float]:
-    """Clicks the Create page's presets in turn while `busy()`; the seconds each click took to be
-    answered (the script run it started has ended)."""
-    driver.get(url)
-    wait_until(lambda: driver.find_elements("css selector", ".st-key-generate"), 60, "the Create page")
-    answers = []
-    while busy():
+def click_until(driver: Any, stop: threading.Event, answers: list[float], every: float) -> None:
+    """Clicks the Create page's presets in turn, `every` seconds apart, until `stop`; appends the
+    seconds each click took to be answered (the script run it started has ended)."""
+    wait_until(lambda: driver.find_elements("css selector", PRESET_BUTTONS), 60, "the presets")
+    while not stop.is_set():
         wait_until(lambda: script_idle(driver), 60, "the page to settle")
         buttons = driver.find_elements("css selector", PRESET_BUTTONS)
-        if len(buttons) < 2:
-            break
         t0 = time.monotonic()
         buttons[len(answers) % 2].click()
         time.sleep(0.05)  # the status widget shows once the rerun request is out
         wait_until(lambda: script_idle(driver), 60, "the click's answer", interval=0.02)
         answers.append(time.monotonic() - t0)
-        time.sleep(1)
-    return answers
+        stop.wait(every)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, nargs="+")
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="watch: rounds of alone, then watched")
+    parser.add_argument("--click-every", type=float, default=5.0, help="load: seconds between clicks")
     parser.add_argument("--size", type=int)
     parser.add_argument("--iterations", type=int)
     args = parser.parse_args(argv)
@@ -302,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = cmd_watch(args)
     else:
         args.sessions = (args.sessions or [8])[0]
-        args.size, args.iterations = args.size or 128, args.iterations or 30
+        args.size, args.iterations = args.size or 128, args.iterations or 100
         lines = cmd_load(args)
     print("\n".join(lines))
     return 0

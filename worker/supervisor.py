@@ -85,7 +85,8 @@ class Supervisor:
                  threads: int | None = None, python: str = sys.executable):
         self.data_dir = resolve_data_dir(data_dir)
         self.devices = devices or devices_from_env()
-        env_threads = os.environ.get(THREADS_ENV)
+        # An OMP_NUM_THREADS the server was started with is a choice too (docs/reliability.md).
+        env_threads = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
         self.threads = threads or (int(env_threads) if env_threads else threads_per_worker(len(self.devices)))
         self.python = python
         log_dir = self.data_dir / "logs"
