@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import auth, common
+from gallery import RunFilter
 
 st.set_page_config(page_title="Style transfer studio", page_icon=":material/palette:", layout="wide")
 auth.gate()  # share mode: nothing below runs until this browser has given the password
@@ -33,6 +34,7 @@ nav = st.navigation([
 ])
 with st.sidebar:
     st.caption(f"You are **{owner}**")
-    for healthy, line in common.worker_lines(worker.states() if worker is not None else None):
+    running = common.get_gallery().list_runs(RunFilter(status="running"), limit=100)
+    for healthy, line in common.worker_lines(worker.states() if worker is not None else None, running):
         (st.caption if healthy else st.warning)(common.escape_md(line))
 nav.run()

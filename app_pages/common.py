@@ -70,15 +70,18 @@ def ensure_worker() -> Any | None:
     return _supervisor(str(data_dir())) if worker_enabled() else None
 
 
-def worker_lines(states: list[Any] | None) -> list[tuple[bool, str]]:
-    """One (healthy, text) line per worker process for the sidebar."""
+def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tuple[bool, str]]:
+    """One (healthy, text) line per worker process for the sidebar: idle, running #id, or why
+    it is not running. `running`: the runs in progress (their `worker` names who has them)."""
     if states is None:
         return [(True, "no workers started by this app (STUDIO_WORKER=0)")]
+    busy = {run.worker: run.id for run in running}
     lines = []
     for s in states:
         if s.alive:
-            restarted = f", restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""
-            lines.append((not restarted, f"{s.device} worker running (pid {s.pid}){restarted}"))
+            doing = f"running #{busy[s.name]}" if s.name in busy else "idle"
+            restarted = f"; restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""
+            lines.append((not restarted, f"{s.device} worker {doing}{restarted}"))
         elif s.last_error:
             lines.append((False, f"{s.device} worker not running; retrying. {s.last_error}"))
         else:

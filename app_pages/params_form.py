@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import escape_md
+from worker.supervisor import gpu_count
 from engine.params import (
     BUILTIN_WEIGHTS, DEVICES, HELP, INITS, LAYERS, MAX_STYLES, OPTIMIZERS, POOLINGS, PRESETS,
     Params, preset,
@@ -32,8 +33,11 @@ SCALAR_FIELDS: dict[str, str] = {
     "optimizer": "choice", "learning_rate": "float", "init": "choice", "seed": "int",
     "device": "choice", "pooling": "choice", "weights": "choice",
 }
+# With several GPUs, each can be asked for by name too.
+_GPUS = gpu_count()
 CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": OPTIMIZERS, "init": INITS, "device": DEVICES, "pooling": POOLINGS,
+    "optimizer": OPTIMIZERS, "init": INITS, "pooling": POOLINGS,
+    "device": DEVICES + tuple(f"cuda:{i}" for i in range(_GPUS) if _GPUS > 1),
     "weights": BUILTIN_WEIGHTS,
 }
 STEPS = {"content_weight": 0.5, "style_weight": 10.0, "tv_weight": 0.001, "learning_rate": 1.0,

@@ -95,7 +95,10 @@ def _draw_table(rows: list[Row], empty: str) -> None:
 @st.fragment(run_every=POLL_SECONDS)
 def live_queue(owner: str) -> None:
     supervisor = common.ensure_worker()
-    active, ended = queue_rows(common.get_gallery(), owner, len(supervisor.states()) if supervisor else 1)
+    states = supervisor.states() if supervisor else None
+    active, ended = queue_rows(common.get_gallery(), owner, len(states) if states else 1)
+    for healthy, line in common.worker_lines(states, [r.run for r in active if r.run.status == "running"]):
+        (st.caption if healthy else st.warning)(common.escape_md(line))
     running = sum(r.run.status == "running" for r in active)
     st.subheader(f"Running and waiting · {running} running, {len(active) - running} queued", anchor=False)
     _draw_table(active, "Nothing is queued.")

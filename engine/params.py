@@ -6,6 +6,7 @@ stay free of torch (and of anything heavy) so the web UI can import it at start-
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -19,7 +20,8 @@ LBFGS_HISTORY = 20
 WINOGRAD_MIN_OUT_CHANNELS = 256
 INITS = ("content", "noise")
 POOLINGS = ("max", "avg")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU of several (is_device)
+_ONE_GPU = re.compile(r"cuda:\d{1,2}")
 # Named weights; anything else is taken as a path to a weights file.
 BUILTIN_WEIGHTS = ("caffe", "torchvision")
 
@@ -158,7 +160,7 @@ HELP: dict[str, str] = {
     "style_scale": "size of the style images relative to the result (2 = bigger brush strokes)",
     "original_colors": "keep the photo's colours, take only the painting's texture",
     "pooling": "max or avg pooling inside VGG19 (avg is smoother)",
-    "device": "auto (GPU when present), cpu or cuda",
+    "device": "auto (GPU when present), cpu, cuda (any GPU) or cuda:N (that one)",
     "preview_every": "save an intermediate image every N iterations (0 = none)",
     "multiscale": "optimise coarse to fine so a small preview predicts the large result",
     "weights": "caffe (embedded original VGG19), torchvision, or a path to a weights file",
@@ -175,6 +177,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {"size": 512, "iterations": 300, "multiscale": True, "preview_every": 25},
     "high quality": {"size": 1024, "iterations": 800, "multiscale": True, "preview_every": 50},
 }
+
+
+def is_device(value: Any) -> bool:
+    """auto, cpu, cuda (any GPU), or cuda:N (that GPU)."""
+    return value in DEVICES or (isinstance(value, str) and _ONE_GPU.fullmatch(value) is not None)
 
 
 def eta_seconds(elapsed: float | None, done: float) -> float | None:
@@ -280,7 +287,8 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if not isinstance(p.multiscale, bool):
         errors["multiscale"] = "must be true or false"
     _check_choice(errors, "pooling", p.pooling, POOLINGS)
-    _check_choice(errors, "device", p.device, DEVICES)
+    if not is_device(p.device):
+        errors["device"] = f"must be one of {', '.join(DEVICES)} or cuda:N (one GPU of several), got {p.device!r}"
     _check_number(errors, "preview_every", p.preview_every, 0, MAX_ITERATIONS, integer=True)
     if not isinstance(p.weights, str) or not p.weights:
         errors["weights"] = f"must be one of {', '.join(BUILTIN_WEIGHTS)} or a path to a weights file"

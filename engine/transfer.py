@@ -57,24 +57,29 @@ ProgressFn = Callable[[Progress], None]
 
 
 def device_name(choice: str) -> str:
-    """The device a Params.device choice means here: "auto" is "cuda" when a GPU is usable."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+    """The device a Params.device choice means here: "auto" is "cuda" when a GPU is usable;
+    "cuda:N" is that GPU, when this machine has it."""
+    if choice.startswith("cuda") or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ParamsError({"device": "cuda was asked for but no GPU is available here; use cpu or auto"})
-        return "cuda"
+            raise ParamsError({"device": f"{choice} was asked for but no GPU is available here; use cpu or auto"})
+        index = choice.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ParamsError({"device": f"{choice} was asked for but this machine has "
+                                         f"{torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"})
+        return choice if index else "cuda"
     return "cpu"
 
 
 def pick_device(choice: str) -> torch.device:
-    if device_name(choice) == "cuda":
+    name = device_name(choice)
+    if name.startswith("cuda"):
         # One image size per scale, hundreds of identical steps: cuDNN's autotuning pays off, and
         # TF32 convolutions and Grams are ample for a loss that is only ever compared to itself
         # (L-BFGS keeps its inner products in float32: engine.lbfgs uses matrix-vector products).
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = True
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return torch.device(name)
 
 
 def to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:

@@ -113,3 +113,11 @@ def test_progress_weighs_each_scale_by_its_pixels():
     assert single.work_done(25) == 0.25 and eta_seconds(10.0, 0.25) == 30.0
     assert eta_seconds(10.0, 0) is None and eta_seconds(None, 0.5) is None
     assert p.work(aspect=0.75) == pytest.approx(0.75 * p.work())
+
+
+@pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:0", True),
+                                        ("cuda:12", True), ("cuda:", False), ("cuda:x", False), ("gpu", False),
+                                        ("CUDA:1", False), (1, False)])
+def test_devices_include_one_gpu_of_several(device, ok: bool):
+    p = Params(content="c.png", styles=("s.png",), device=device)
+    assert ("device" not in validation_errors(p)) is ok

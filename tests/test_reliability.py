@@ -34,7 +34,7 @@ import worker as worker_module
 from engine.images import MAX_BYTES
 from gallery import Gallery, files, RunFilter
 from support.app import APP, app, assert_ok, uploader
-from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_server, wait_css
+from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_process, studio_server, wait_css
 from support.fake_engine import FakeEngine
 from support.images import encode, noisy, png_with_header, with_orientation
 from support.paths import CONTENT, ROOT, STYLE
@@ -303,7 +303,7 @@ def test_hand_edited_parameters_get_the_validation_message(studio):
      ["size: must be at least 16 and at most 4096, got 99999", "iterations: must be at least 1"]),
     (["-m", "engine", str(CONTENT), str(STYLE), "--style-weight", "nan", "-o", "{out}"], ["style_weight: must be a number"]),
     (["-m", "worker", "--data", "{data}", "run", str(CONTENT), str(STYLE), "--size", "8", "--device", "tpu"],
-     ["size: must be at least 16 and at most 4096, got 8", "device: must be one of auto, cpu, cuda, got 'tpu'"]),
+     ["size: must be at least 16 and at most 4096, got 8", "device: must be one of auto, cpu, cuda or cuda:N (one GPU of several), got 'tpu'"]),
     (["-m", "gallery", "--data", "{data}", "show", "../1"], ["A run id is a whole number"]),
 ])
 def test_out_of_range_parameters_on_the_command_lines(tmp_path: Path, argv: list[str], phrases: list[str]):
@@ -571,7 +571,7 @@ def test_server_killed_mid_job_then_restarted(tmp_path: Path):
     timings = {}
     t_start = time.monotonic()
     with chromium(tmp_path / "downloads") as driver:
-        with studio_server(data, ARTIFACTS / "reliability-kill-server-1.log") as url, Gallery(data) as g:
+        with studio_process(data, ARTIFACTS / "reliability-kill-server-1.log") as (url, server), Gallery(data) as g:
             driver.get(f"{url}/?owner={owner}")  # the first session starts the server's worker
             wait_for(lambda: g.get(doomed).status == "running" and g.get(doomed).iteration >= 5, 300,
                      "the long job to be under way", interval=0.2)
@@ -579,9 +579,13 @@ def test_server_killed_mid_job_then_restarted(tmp_path: Path):
             pid = column(g, doomed, "worker_pid")
             hashes = {rid: hashlib.sha256(g.get(rid).result_path.read_bytes()).hexdigest() for rid in kept}
             t0 = time.monotonic()
-            os.kill(pid, signal.SIGKILL)  # the process running the job is the server itself
-            wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
-                     .lower(), 10, "the server to die")
+            # The worker process running the job and the server that supervises it, both at once
+            # (as a power cut or the OOM killer would): nobody is left to mark the run.
+            os.kill(pid, signal.SIGKILL)
+            os.kill(server.pid, signal.SIGKILL)
+            for gone in (pid, server.pid):
+                wait_for(lambda: not Path(f"/proc/{gone}").exists() or "zombie" in Path(f"/proc/{gone}/status")
+                         .read_text().lower(), 10, f"process {gone} to die")
         assert integrity(data / "gallery.db") == [("ok",)]
         with Gallery(data) as g:
             assert g.get(doomed).status == "running"  # as the kill left it: nobody has looked yet

@@ -157,3 +157,27 @@ def test_importing_worker_and_gallery_does_not_import_torch() -> None:
     code = ("import sys, worker, worker.supervisor, gallery, gallery.cli, gallery.exchange, engine.memory; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_each_gpu_worker_takes_its_own_jobs_and_any_gpus(data_dir: Path, workers) -> None:
+    # Two GPUs' workers, faked where CUDA is absent: only the claiming and routing are tested
+    # (the memory probe says nothing without CUDA, and the engine is the stand-in).
+    with Gallery(data_dir) as g:
+        asked = {d: g.submit(tiny_params(device=d)) for d in ("cuda:1", "cuda:0", "cpu")}
+        anywhere = [g.submit(tiny_params(device=d, seed=i)) for i, d in enumerate(["cuda", "auto"] * 3)]
+        engine = FakeEngine(step_s=0.02)
+        for device in ("cuda:0", "cuda:1"):
+            start(workers, data_dir, engine, device, memory_probe=lambda device: None)
+        wait_for(lambda: all(g.get(rid).status == "done" for rid in [asked["cuda:1"], asked["cuda:0"], *anywhere]),
+                 30, "the GPU jobs")
+        assert g.get(asked["cuda:1"]).worker.startswith("cuda:1@")
+        assert g.get(asked["cuda:0"]).worker.startswith("cuda:0@")
+        assert {g.get(rid).worker.split("@")[0] for rid in anywhere} == {"cuda:0", "cuda:1"}
+        assert g.get(asked["cpu"]).status == "queued"  # no CPU worker here: it waits for one
+
+
+def test_a_plain_cuda_worker_is_gpu_zeros(data_dir: Path) -> None:
+    assert Worker(data_dir, "cuda")._claimable() == ["auto", "cuda", "cuda:0"]
+    assert Worker(data_dir, "cuda:2")._claimable() == ["auto", "cuda", "cuda:2"]
+    with pytest.raises(ValueError, match="cuda:N"):
+        Worker(data_dir, "gpu1")

@@ -16,7 +16,7 @@ from support.app import APP, assert_ok
 from support.browser import ARTIFACTS, chromium, needs_chromium, studio_process, wait_css
 from support.runs import tiny_params
 from support.waiting import wait_for
-from worker.supervisor import Supervisor, devices_from_env, threads_per_worker
+from worker.supervisor import Supervisor, default_devices, threads_per_worker
 
 
 @pytest.fixture
@@ -106,7 +106,17 @@ def test_threads_share_the_cores() -> None:
     assert threads_per_worker(1, 16) == 16
     assert threads_per_worker(3, 16) == 5
     assert threads_per_worker(4, 2) == 1
-    assert devices_from_env("") == ["auto"] and devices_from_env(" cpu, cuda ") == ["cpu", "cuda"]
+
+
+
+def test_one_worker_per_gpu_where_there_are_several(monkeypatch) -> None:
+    assert default_devices(" cpu, cuda:1 ") == ["cpu", "cuda:1"]
+    assert default_devices("", gpus=0) == default_devices("", gpus=1) == ["auto"]
+    assert default_devices("", gpus=3) == ["cuda:0", "cuda:1", "cuda:2", "cpu"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert default_devices("") == ["cuda:0", "cuda:1", "cpu"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert default_devices("") == ["auto"]
 
 
 def worker_children(pid: int) -> list[int]:

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from engine import memory
-from engine.params import DEVICES, Params
+from engine.params import DEVICES, Params, is_device
 from gallery import Gallery, Run, resolve_data_dir
 from gallery.procs import HOST
 from worker.progress import ProgressWriter
@@ -49,14 +49,15 @@ def available_memory(device: str) -> int | None:
 
 class Worker:
     """One thread running the queue of a data folder on one device. `device="auto"` takes every
-    job; "cpu" or "cuda" take jobs asking for that device or for "auto"."""
+    job; "cpu", "cuda" or "cuda:N" take jobs asking for that device, for any of its kind or for
+    "auto" (see _claimable)."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, device: str = "auto", *,
                  engine: ModuleType | Any = None,
                  memory_probe: Callable[[str], int | None] = available_memory,
                  poll_interval: float = POLL_INTERVAL_S):
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        if not is_device(device):
+            raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, not {device!r}")
         self.data_dir: Path = resolve_data_dir(data_dir)
         self.device = device
         self.name = f"{device}@{HOST}:{os.getpid()}"
@@ -96,7 +97,14 @@ class Worker:
             self._thread.join(timeout)
 
     def _claimable(self) -> list[str] | None:
-        return None if self.device == "auto" else [self.device, "auto"]
+        """The jobs' devices this worker takes: its own, and those any device of its kind will do
+        for ("cuda" on one GPU of several; "auto" anywhere). A plain "cuda" worker is GPU 0's."""
+        if self.device == "auto":
+            return None
+        if self.device.startswith("cuda"):
+            own = {self.device, "cuda:0"} if self.device == "cuda" else {self.device}
+            return sorted(own | {"cuda", "auto"})
+        return [self.device, "auto"]
 
     def _loop(self) -> None:
         gallery: Gallery | None = None

@@ -1,6 +1,7 @@
 """`python -m worker`: process the queue, or queue a run and process it now.
 
-    python -m worker [--data DIR] work [--device auto|cpu|cuda] [--threads N] [--parent-pid PID]
+    python -m worker [--data DIR] work [--device auto|cpu|cuda|cuda:N] [--threads N] [--parent-pid PID]
+    python -m worker devices
     python -m worker [--data DIR] run CONTENT STYLE... [engine flags]
 
 The worker sits above the gallery, so these live here rather than in `python -m gallery`
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 from engine.cli_args import OneLineParser, ProgressBar
 from engine.images import ImageError
-from engine.params import DEVICES, ParamsError
+from engine.params import DEVICES, ParamsError, is_device
 from gallery import Gallery, GalleryError
 from gallery.cli import UsageError, add_run_arguments, submit_from_args
 from gallery.paths import DATA_ENV
@@ -33,12 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", metavar="DIR", help=f"data folder (default: ${DATA_ENV}, else ./data)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     work = commands.add_parser("work", help="process the queue until interrupted (Ctrl-C or SIGTERM)")
-    work.add_argument("--device", choices=DEVICES, default="auto",
+    work.add_argument("--device", type=_device, default="auto", metavar="|".join((*DEVICES, "cuda:N")),
                       help="take jobs asking for this device (or for auto); auto takes every job")
     work.add_argument("--threads", type=int, metavar="N",
                       help="torch's CPU threads (default: torch's own choice, every core)")
     work.add_argument("--parent-pid", type=int, metavar="PID",
                       help="stop when process PID ends (the app's server starts its workers so)")
+    commands.add_parser("devices", help="list the devices this machine can run jobs on, one a line")
     run = commands.add_parser("run", help="queue a run and process it now, in this process")
     add_run_arguments(run)
     return parser
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "devices":
+        print("\n".join(visible_devices()))
+        return 0
     try:
         with Gallery(args.data) as gallery:
             return cmd_work(gallery, args) if args.command == "work" else cmd_run(gallery, args)
@@ -100,6 +105,20 @@ def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(value: str) -> str:
+    if not is_device(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} or cuda:N")
+    return value
+
+
+def visible_devices() -> list[str]:
+    """Every GPU torch sees (cuda:0, cuda:1, …), else ["cpu"]."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+
+
 def _prepare_torch(device: str, threads: int | None) -> None:
     """Import torch now (not at the first job) and refuse a device this machine lacks, so a
     worker that cannot work says why at once."""
@@ -110,6 +129,13 @@ def _prepare_torch(device: str, threads: int | None) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available on this machine "
                          f"(torch {torch.__version__}); use --device cpu or auto")
+    index = device.partition(":")[2]
+    if index:
+        if int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s); "
+                             f"see python -m worker devices")
+        # The engine names its device, but CUDA graphs and streams use the current one.
+        torch.cuda.set_device(int(index))
 
 
 def _die_with_parent() -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gallery import Gallery, resolve_data_dir
+from gallery.procs import HOST
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ STEADY_S = 30.0  # a worker that lived this long starts its next life with the s
 WATCH_INTERVAL_S = 0.25
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_CHARS = 600
-DEVICES_ENV = "STUDIO_DEVICES"
+DEVICES_ENV = "STUDIO_DEVICES"  # e.g. cuda:0,cuda:2 or cpu
 THREADS_ENV = "STUDIO_THREADS"
 
 
@@ -41,11 +42,24 @@ def threads_per_worker(workers: int, cpus: int | None = None) -> int:
     return max(1, cpus // max(1, workers))
 
 
-def devices_from_env(value: str | None = None) -> list[str]:
-    """The devices to run a worker for: $STUDIO_DEVICES, comma-separated; default one "auto"."""
+def gpu_count() -> int:
+    """NVIDIA GPUs this process may use, told without torch: $CUDA_VISIBLE_DEVICES when set,
+    else the driver's /dev/nvidiaN files."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
+    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def default_devices(value: str | None = None, gpus: int | None = None) -> list[str]:
+    """The devices to run a worker for: $STUDIO_DEVICES, comma-separated; else one worker per GPU
+    and one for CPU jobs where there are several GPUs; else one "auto" worker (the GPU if any)."""
     value = os.environ.get(DEVICES_ENV, "") if value is None else value
     devices = [d.strip() for d in value.split(",") if d.strip()]
-    return devices or ["auto"]
+    if devices:
+        return devices
+    gpus = gpu_count() if gpus is None else gpus
+    return [f"cuda:{i}" for i in range(gpus)] + ["cpu"] if gpus > 1 else ["auto"]
 
 
 @dataclass
@@ -57,6 +71,11 @@ class WorkerState:
     alive: bool
     starts: int          # how many times it was started
     last_error: str | None  # why its last life ended, when it ended badly
+
+    @property
+    def name(self) -> str | None:
+        """The worker's name, as the runs it claims record it (Run.worker)."""
+        return f"{self.device}@{HOST}:{self.pid}" if self.pid else None
 
 
 class _Slot:
@@ -84,14 +103,17 @@ class Supervisor:
     def __init__(self, data_dir: str | os.PathLike | None = None, devices: list[str] | None = None, *,
                  threads: int | None = None, python: str = sys.executable):
         self.data_dir = resolve_data_dir(data_dir)
-        self.devices = devices or devices_from_env()
+        self.devices = devices or default_devices()
         # An OMP_NUM_THREADS the server was started with is a choice too (docs/reliability.md).
         env_threads = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
         self.threads = threads or (int(env_threads) if env_threads else threads_per_worker(len(self.devices)))
         self.python = python
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        self._slots = [_Slot(d, log_dir / f"worker-{d.replace(':', '-')}.log") for d in self.devices]
+        names = [d.replace(":", "-") for d in self.devices]
+        # Two workers on one device (several CPU workers) keep logs of their own.
+        names = [n if names.count(n) == 1 else f"{n}-{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+        self._slots = [_Slot(d, log_dir / f"worker-{n}.log") for d, n in zip(self.devices, names)]
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
