@@ -2,7 +2,8 @@
 
 Everything shown is read back from SQLite (what the worker wrote), never from session state, so
 a reload or a second tab sees the same job. While the job is active a fragment re-reads it every
-POLL_SECONDS without rerunning (or blocking) the rest of the page.
+POLL_SECONDS (long jobs less often: poll_seconds) without rerunning (or blocking) the rest of
+the page.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.sweep import grid
-from gallery import NotFound, RunFilter
+from gallery import NotFound, RunFilter, estimates
 from engine.params import eta_seconds
 from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0
+LONG_POLL_SECONDS = 5.0
 STATUS_LABEL = {
     "queued": "Queued", "running": "Running", "done": "Done", "failed": "Failed",
     "cancelled": "Cancelled", "interrupted": "Interrupted",
@@ -144,13 +146,25 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             st.caption("The preview appears here after the first saved iteration.")
 
 
+def poll_seconds(expected: float | None) -> float:
+    """How often a job panel polls: every second for short jobs, less often for long ones (a
+    hundredth of the expected duration, at most every LONG_POLL_SECONDS)."""
+    return POLL_SECONDS if expected is None else min(LONG_POLL_SECONDS, max(POLL_SECONDS, expected / 100))
+
+
 def show_job(run_id: int, owner: str) -> None:
     """The job panel; polls while the job is queued or running."""
+    g = common.get_gallery()
     try:
-        active = common.get_gallery().get(run_id).status in ACTIVE
+        run = g.get(run_id)
     except NotFound:
-        active = False
-    st.fragment(run_every=POLL_SECONDS if active else None)(_draw_job)(run_id, owner, active)
+        run = None
+    active = run is not None and run.status in ACTIVE
+    every = None
+    if active:
+        speed = estimates.measured_speed(g, run.params.device)
+        every = poll_seconds(speed.seconds(run.params, estimates.aspect_of(g, run.content_sha256)) if speed else None)
+    st.fragment(run_every=every)(_draw_job)(run_id, owner, active)
 
 
 # --- sweep batches ------------------------------------------------------------------------------

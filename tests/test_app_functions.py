@@ -100,3 +100,10 @@ def test_sweep_grid_from_differing_params():
     assert cells[(10, 100.0)].params.iterations == 10
     axes, rows, cols, cells = sweep.grid(runs[:2])
     assert axes == ["iterations"] and rows == [None] and cols == [5, 10]
+
+
+def test_long_jobs_are_polled_less_often():
+    from app_pages.jobs import poll_seconds
+
+    assert poll_seconds(None) == poll_seconds(20) == 1.0
+    assert poll_seconds(300) == 3.0 and poll_seconds(3600) == 5.0
