@@ -10,7 +10,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import auth, common
-from gallery import RunFilter
 
 st.set_page_config(page_title="Style transfer studio", page_icon=":material/palette:", layout="wide")
 auth.gate()  # share mode: nothing below runs until this browser has given the password
@@ -21,9 +20,8 @@ except Exception as exc:  # GalleryError for a corrupt or foreign data folder: s
     st.error(f"Cannot open the data folder {common.data_dir()}: {common.escape_md(str(exc))}")
     st.stop()
 try:
-    worker = common.ensure_worker()
+    common.ensure_worker()
 except Exception as exc:  # browsing the gallery still works without one
-    worker = None
     st.warning(f"No worker could be started, so jobs will wait in the queue: {common.escape_md(str(exc))}")
 
 owner = common.current_owner()
@@ -34,7 +32,5 @@ nav = st.navigation([
 ])
 with st.sidebar:
     st.caption(f"You are **{owner}**")
-    running = common.get_gallery().list_runs(RunFilter(status="running"), limit=100)
-    for healthy, line in common.worker_lines(worker.states() if worker is not None else None, running):
-        (st.caption if healthy else st.warning)(common.escape_md(line))
+    common.worker_panel()
 nav.run()

@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages import auth, owner
+from gallery import RunFilter
 from gallery.paths import data_dir_path
 from gallery.times import to_utc
 
@@ -87,6 +88,21 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
         else:
             lines.append((True, f"{s.device} worker starting"))
     return lines
+
+
+WORKER_POLL_SECONDS = 5.0
+
+
+@st.fragment(run_every=WORKER_POLL_SECONDS)
+def worker_panel() -> None:
+    """The workers' lines, kept current (a job starts or ends without a rerun of the page)."""
+    try:
+        supervisor = ensure_worker()
+    except Exception:  # said once, above the page, by streamlit_app.py
+        return
+    running = get_gallery().list_runs(RunFilter(status="running"), limit=100)
+    for healthy, line in worker_lines(supervisor.states() if supervisor is not None else None, running):
+        (st.caption if healthy else st.warning)(escape_md(line))
 
 
 # --- owner id ---------------------------------------------------------------------------------

@@ -50,3 +50,16 @@ def test_queued_runs_start_after_the_work_ahead(data_dir, workers: int) -> None:
             assert starts == {first: NOW + timedelta(seconds=10), second: NOW + timedelta(seconds=30)}
         else:
             assert starts == {first: NOW, second: NOW + timedelta(seconds=10)}
+
+
+def test_the_create_page_says_how_long_generate_will_take(data_dir) -> None:
+    from app_pages.create import estimate_line
+
+    with Gallery(data_dir) as g:
+        p = tiny_params(size=64, iterations=10)
+        assert estimate_line(g, [p]) == "Estimated time: unknown until a run has finished on this machine."
+        rid = finished_run(g, params=p)
+        set_duration(g, rid, 20.0)
+        stored = g.get(rid).params  # the content as the Create page names it: a stored input
+        assert estimate_line(g, [stored, stored.with_changes(seed=1)]) == \
+            "Estimated time: about 40 s, from this machine's last 1 finished run."
