@@ -60,6 +60,11 @@ class Params:
     pooling: str = "max"
     device: str = "auto"
     preview_every: int = 0  # 0: no intermediate images
+    # Clips (engine/animate.py): frames after the first start from the previous result warped
+    # by the input's motion and are held to it where that motion is reliable, with this weight
+    # (0: every frame on its own), for frame_iterations at the final size.
+    temporal_weight: float = 1e4
+    frame_iterations: int = 100
     multiscale: bool = True
     weights: str = "caffe"
 
@@ -162,6 +167,9 @@ HELP: dict[str, str] = {
     "pooling": "max or avg pooling inside VGG19 (avg is smoother)",
     "device": "auto (GPU when present), cpu, cuda (any GPU) or cuda:N (that one)",
     "preview_every": "save an intermediate image every N iterations (0 = none)",
+    "temporal_weight": "clips: how strongly each frame keeps to the previous result moved by the input's motion "
+                       "(0 = frames independent; flicker)",
+    "frame_iterations": "clips: iterations for each frame after the first (which gets the full run)",
     "multiscale": "optimise coarse to fine so a small preview predicts the large result",
     "weights": "caffe (embedded original VGG19), torchvision, or a path to a weights file",
 }
@@ -290,6 +298,8 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if not is_device(p.device):
         errors["device"] = f"must be one of {', '.join(DEVICES)} or cuda:N (one GPU of several), got {p.device!r}"
     _check_number(errors, "preview_every", p.preview_every, 0, MAX_ITERATIONS, integer=True)
+    _check_number(errors, "temporal_weight", p.temporal_weight, 0, MAX_WEIGHT)
+    _check_number(errors, "frame_iterations", p.frame_iterations, 1, MAX_ITERATIONS, integer=True)
     if not isinstance(p.weights, str) or not p.weights:
         errors["weights"] = f"must be one of {', '.join(BUILTIN_WEIGHTS)} or a path to a weights file"
     return errors

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -105,10 +105,12 @@ class Objective:
     """The weighted loss at one scale, with content and style targets computed once."""
 
     def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor],
-                 accel: Accel = Accel(), regions: torch.Tensor | None = None):
+                 accel: Accel = Accel(), regions: torch.Tensor | None = None,
+                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`regions`: per-pixel style weights at the content's size (engine.gram.region_weights),
-        or None for no masks."""
-        self.p, self.net, self.accel = p, net, accel
+        or None for no masks. `temporal`: a clip frame's (previous result warped, reliability
+        mask), which the result keeps to with `p.temporal_weight` (Ruder et al. 2016)."""
+        self.p, self.net, self.accel, self.temporal = p, net, accel, temporal
         self.style_targets: dict[str, torch.Tensor] = {}
         self.guided: dict[str, GuidedStyle] = {}
         with torch.no_grad():
@@ -141,7 +143,13 @@ class Objective:
                         for layer, target in self.style_targets.items())
         tv = ((x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()) / 2
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
-        return total, {"content": content, "style": style, "tv": tv}
+        parts = {"content": content, "style": style, "tv": tv}
+        if self.temporal is not None:
+            target, mask = self.temporal
+            # Per pixel, as Ruder et al.: the squared change where the motion is reliable.
+            parts["temporal"] = ((x - target).pow(2) * mask).sum() / mask[0, 0].numel()
+            total = total + p.temporal_weight * parts["temporal"]
+        return total, parts
 
 
 def _load_inputs(p: Params) -> tuple[Image.Image, list[Image.Image]]:
@@ -164,10 +172,21 @@ def _is_oom(e: BaseException) -> bool:
         or "can't allocate memory" in str(e).lower()
 
 
+@dataclass
+class FrameStart:
+    """Where a clip's frame starts (the previous result warped by the input's motion, at the
+    result's size) and where it must keep to it (a boolean mask; None: nowhere)."""
+
+    image: Image.Image
+    reliable: Any = None  # numpy (H, W) bool
+
+
 def run(p: Params, on_progress: ProgressFn | None = None,
-        should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None) -> Result:
+        should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None,
+        start: FrameStart | None = None) -> Result:
     """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
-    the loss is evaluated (engine.accel); by default, what was measured best on the device."""
+    the loss is evaluated (engine.accel); by default, what was measured best on the device.
+    `start`: a clip's later frame (engine/animate.py) starts there, single scale."""
     validate(p)
     device = pick_device(p.device)
     accel = default_accel(device) if accel is None else accel
@@ -175,7 +194,7 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
     try:
         with precision(accel):
-            return _run(p, device, accel, on_progress, should_cancel)
+            return _run(p, device, accel, on_progress, should_cancel, start)
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:
@@ -224,7 +243,7 @@ def progress_lag(device: torch.device) -> int:
 
 
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
-         should_cancel: Callable[[], bool] | None) -> Result:
+         should_cancel: Callable[[], bool] | None, start: FrameStart | None) -> Result:
     t0 = time.perf_counter()
     content_img, style_imgs = _load_inputs(p)
     mask_imgs = masks.load_masks(p)
@@ -247,8 +266,14 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
         content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
         regions = None if not mask_imgs else region_weights(
             [None if m is None else masks.fit(m, (w, h)) for m in mask_imgs], (w, h), p.blend_weights(), device)
-        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel, regions)
-        if x is None:
+        temporal = None
+        if start is not None and start.reliable is not None and p.temporal_weight > 0:
+            mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
+            temporal = (to_tensor(start.image.resize((w, h)), device), mask)
+        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel, regions, temporal)
+        if x is None and start is not None:
+            x = to_tensor(start.image.resize((w, h)), device)
+        elif x is None:
             if p.init == "content":
                 x = content.clone()
             else:
