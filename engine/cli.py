@@ -1,4 +1,6 @@
-"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style.
+"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style; an
+animated GIF or WebP as CONTENT gives an animation (`-o OUT.webp` or `.gif`; `--temporal-weight`,
+`--frame-iterations`).
 
 Every Params field is a flag, generated from the dataclass so the CLI can never drift from it.
 """
@@ -60,7 +62,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = params_from_args(args, args.images[0], args.images[1:])
     except ParamsError as e:
         return _fail(str(e))
+    from engine.clips import is_clip
+
+    if is_clip(params.content):
+        return _render_clip(params, Path(args.output), quiet=args.quiet)
     return _render(params, Path(args.output), quiet=args.quiet)
+
+
+def _render_clip(params: Params, output: Path, quiet: bool) -> int:
+    """An animated GIF or WebP content: every frame styled (engine/animate.py), written as an
+    animation of the same frames and timing (.webp or .gif, by the output's name)."""
+    from engine.animate import style_clip
+    from engine.clips import read_clip, write_gif, write_webp
+    from engine.images import ImageError
+    from engine.transfer import OutOfMemory
+    from engine.vgg import WeightsError
+
+    writers = {".webp": write_webp, ".gif": write_gif}
+    if output.suffix.lower() not in writers:
+        return _fail(f"a clip's result is an animation: name it .webp or .gif, not {output.name}")
+    try:
+        clip = read_clip(params.content)
+
+        def finished(k: int, image) -> None:
+            if not quiet:
+                print(f"frame {k + 1}/{len(clip.frames)} done", file=sys.stderr, flush=True)
+
+        result = style_clip(params, clip, on_frame=finished)
+    except (ImageError, WeightsError, OutOfMemory, ParamsError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    writers[output.suffix.lower()](result, output)
+    if not quiet:
+        print(f"wrote {output} ({len(result.frames)} frames, {result.seconds:.1f} s)", file=sys.stderr)
+    return 0
 
 
 def _render(params: Params, output: Path, quiet: bool) -> int:

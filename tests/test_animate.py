@@ -38,3 +38,24 @@ def test_a_clip_continues_after_its_finished_frames() -> None:
     first = style_clip(params(), Clip(clip.frames[:2], clip.durations_ms[:2]))
     rest = style_clip(params(), clip, on_frame=lambda k, image: computed.append(k), done=first.frames)
     assert computed == [2, 3] and len(rest.frames) == FRAMES and rest.frames[:2] == first.frames
+
+
+def test_the_cli_turns_a_gif_into_an_animation(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from engine.clips import read_clip, write_gif
+    from support.paths import ROOT
+
+    gif = write_gif(pan(), tmp_path / "pan.gif")
+    out = tmp_path / "out.webp"
+    proc = subprocess.run([sys.executable, "-m", "engine", str(gif), str(STYLE), "-o", str(out), "--size", "32",
+                           "--iterations", "3", "--frame-iterations", "2", "--no-multiscale", "--device", "cpu",
+                           "--temporal-weight", "1000"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"frame {FRAMES}/{FRAMES} done" in proc.stderr
+    styled = read_clip(out)
+    assert len(styled.frames) == FRAMES and styled.durations_ms == pan().durations_ms and styled.size == (32, 24)
+    bad = subprocess.run([sys.executable, "-m", "engine", str(gif), str(STYLE), "-o", str(tmp_path / "x.png")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "name it .webp or .gif" in bad.stderr
