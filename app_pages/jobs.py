@@ -163,7 +163,7 @@ def show_job(run_id: int, owner: str) -> None:
     every = None
     if active:
         speed = estimates.measured_speed(g, run.params.device)
-        every = poll_seconds(speed.seconds(run.params, estimates.aspect_of(g, run.content_sha256)) if speed else None)
+        every = poll_seconds(estimates.run_seconds(g, run, speed) if speed else None)
     st.fragment(run_every=every)(_draw_job)(run_id, owner, active)
 
 

@@ -35,7 +35,7 @@ def queue_rows(g: Any, owner: str, workers: int = 1) -> tuple[list[Row], list[Ro
     queued = g.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
     ended = g.list_runs(RunFilter(status=tuple(s for s in STATUSES if s not in ACTIVE)), limit=RECENT)
 
-    starts = estimates.expected_starts(g, workers) if queued else {}
+    starts = estimates.expected_starts(g, running, queued, workers) if queued else {}
 
     def row(run: Any, position: int | None) -> Row:
         mine = run.owner == owner

@@ -49,8 +49,8 @@ def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], Non
             clip.frames[k].save(source)
             start = None
             if k:
-                back = flow.flow(frames[k], frames[k - 1])
-                start = FrameStart(flow.warp(results[k - 1], back), flow.reliable(back, flow.flow(frames[k - 1], frames[k])))
+                back, mask = flow.motion(frames[k - 1], frames[k])
+                start = FrameStart(flow.warp(results[k - 1], back), mask)
             params = (frame_params(p) if k else p).with_changes(content=str(source))
 
             def progress(inner: Progress, k: int = k) -> None:

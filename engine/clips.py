@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageSequence
 
-from engine.images import MAX_PIXELS, ImageError, read_bytes, sniff
+from engine.images import ImageError, read_bytes, sniff
 
 MAX_FRAMES = 240
 MAX_SECONDS = 10.0
@@ -77,11 +77,19 @@ def read_clip(source: str | os.PathLike | bytes) -> Clip:
 def _check(clip: Clip) -> None:
     if not clip.frames:
         raise ImageError("The clip has no frames that could be read.")
-    if len(clip.frames) > MAX_FRAMES:
-        raise ImageError(f"The clip has {len(clip.frames)} frames; clips may have {LIMITS}.")
+    _check_frames(len(clip.frames))
     if clip.seconds > MAX_SECONDS + 1e-6:
         raise ImageError(f"The clip lasts {clip.seconds:.1f} s; clips may have {LIMITS}.")
-    width, height = clip.size
+    _check_frame_size(*clip.size)
+
+
+# The readers check these as they go too, so a huge file is refused before it is decoded whole.
+def _check_frames(count: int) -> None:
+    if count > MAX_FRAMES:
+        raise ImageError(f"The clip has {count} frames; clips may have {LIMITS}.")
+
+
+def _check_frame_size(width: int, height: int) -> None:
     if width * height > MAX_FRAME_PIXELS:
         raise ImageError(f"The clip's frames are {width}×{height}; clips may have {LIMITS}.")
 
@@ -92,11 +100,8 @@ def _read_animation(data: bytes) -> Clip:
         raise ImageError("This is not an animation or a video we can read (GIF, WebP, MP4, WebM or MOV).")
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            if img.width * img.height > min(MAX_PIXELS, MAX_FRAME_PIXELS):
-                raise ImageError(f"The clip's frames are {img.width}×{img.height}; clips may have {LIMITS}.")
-            count = getattr(img, "n_frames", 1)
-            if count > MAX_FRAMES:
-                raise ImageError(f"The clip has {count} frames; clips may have {LIMITS}.")
+            _check_frame_size(img.width, img.height)
+            _check_frames(getattr(img, "n_frames", 1))
             frames, durations = [], []
             for frame in ImageSequence.Iterator(img):
                 frames.append(frame.convert("RGB"))
@@ -128,8 +133,7 @@ def _read_video(data: bytes, kind: str) -> Clip:
                 if not ok:
                     break
                 height, width = bgr.shape[:2]
-                if width * height > MAX_FRAME_PIXELS:
-                    raise ImageError(f"The clip's frames are {width}×{height}; clips may have {LIMITS}.")
+                _check_frame_size(width, height)
                 if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
                     raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
                                      f"clips may have {LIMITS}.")

@@ -57,14 +57,20 @@ def _sample(field: np.ndarray, offsets: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def motion(previous: Image.Image, current: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """How `current` came from `previous`: the flow back from each of its pixels (to warp the
+    previous frame onto it), and where that flow is reliable."""
+    back = flow(current, previous)
+    return back, reliable(back, flow(previous, current))
+
+
 def flicker(outputs: list[Image.Image], inputs: list[Image.Image]) -> float:
     """Mean absolute difference (0..255) between each output frame and the previous output frame
     warped by the *input's* flow, over the pixels where that flow is reliable: how much a result
     changes beyond what the input's motion explains."""
     total, count = 0.0, 0
     for k in range(1, len(outputs)):
-        back = flow(inputs[k], inputs[k - 1])
-        mask = reliable(back, flow(inputs[k - 1], inputs[k]))
+        back, mask = motion(inputs[k - 1], inputs[k])
         warped = np.asarray(warp(outputs[k - 1], back), dtype=np.float32)
         diff = np.abs(np.asarray(outputs[k].convert("RGB"), dtype=np.float32) - warped).mean(-1)
         total += float(diff[mask].sum())

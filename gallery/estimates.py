@@ -49,25 +49,26 @@ def measured_speed(g: Any, device: str = "auto") -> Speed | None:
     return Speed(statistics.median(rates), len(rates)) if rates else None
 
 
-def expected_starts(g: Any, workers: int = 1, now: datetime | None = None) -> dict[int, datetime | None]:
-    """When each queued run should start, by id: the running runs' time left and the queued
-    runs ahead, shared among `workers`; None where a run ahead has no estimate."""
+def run_seconds(g: Any, run: Any, speed: Speed) -> float:
+    """How long `run` takes here from start to end, at `speed`."""
+    return speed.seconds(run.params, aspect_of(g, run.content_sha256))
+
+
+def expected_starts(g: Any, running: list[Any], queued: list[Any], workers: int = 1,
+                    now: datetime | None = None) -> dict[int, datetime | None]:
+    """When each of the `queued` runs (in queue order) should start, by id: the `running` runs'
+    time left and the queued runs ahead, shared among `workers`; None without a measured speed."""
     now = now or datetime.now(timezone.utc)
     speed = measured_speed(g)
     if speed is None:
-        return {run.id: None for run in g.list_runs(RunFilter(status="queued"), sort="oldest", limit=500)}
-    free_at = sorted(now + timedelta(seconds=_left(g, run, speed))
-                     for run in g.list_runs(RunFilter(status="running"), limit=500))
+        return {run.id: None for run in queued}
+    left = [run_seconds(g, run, speed) * (1 - run.params.work_done(run.iteration or 0)) for run in running]
+    free_at = sorted(now + timedelta(seconds=seconds) for seconds in left)
     free_at += [now] * max(0, workers - len(free_at))
     starts: dict[int, datetime | None] = {}
-    for run in g.list_runs(RunFilter(status="queued"), sort="oldest", limit=500):
+    for run in queued:
         free_at.sort()
         start = free_at.pop(0)
         starts[run.id] = start
-        free_at.append(start + timedelta(seconds=speed.seconds(run.params, aspect_of(g, run.content_sha256))))
+        free_at.append(start + timedelta(seconds=run_seconds(g, run, speed)))
     return starts
-
-
-def _left(g: Any, run: Any, speed: Speed) -> float:
-    total = speed.seconds(run.params, aspect_of(g, run.content_sha256))
-    return max(0.0, total * (1 - run.params.work_done(run.iteration or 0)))

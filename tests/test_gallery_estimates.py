@@ -19,7 +19,7 @@ def test_no_finished_run_no_estimate(data_dir) -> None:
     with Gallery(data_dir) as g:
         assert estimates.measured_speed(g) is None
         rid = g.submit(tiny_params())
-        assert estimates.expected_starts(g, now=NOW) == {rid: None}
+        assert estimates.expected_starts(g, [], [g.get(rid)], now=NOW) == {rid: None}
 
 
 def test_speed_is_the_median_over_finished_runs_per_device(data_dir) -> None:
@@ -45,7 +45,7 @@ def test_queued_runs_start_after_the_work_ahead(data_dir, workers: int) -> None:
         g.claim(running, "test")
         g.record_progress(running, 5, 10, {"total": 1.0})  # half done: 10 s left
         first, second = g.submit(p), g.submit(p)
-        starts = estimates.expected_starts(g, workers, now=NOW)
+        starts = estimates.expected_starts(g, [g.get(running)], [g.get(first), g.get(second)], workers, now=NOW)
         if workers == 1:
             assert starts == {first: NOW + timedelta(seconds=10), second: NOW + timedelta(seconds=30)}
         else:

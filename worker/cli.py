@@ -129,13 +129,12 @@ def _prepare_torch(device: str, threads: int | None) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available on this machine "
                          f"(torch {torch.__version__}); use --device cpu or auto")
-    index = device.partition(":")[2]
-    if index:
-        if int(index) >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s); "
-                             f"see python -m worker devices")
-        # The engine names its device, but CUDA graphs and streams use the current one.
-        torch.cuda.set_device(int(index))
+    if device.startswith("cuda:"):
+        from engine.transfer import device_name
+
+        # The engine's own check of the GPU index (a ParamsError: exit 2, its message in the log);
+        # then, as the engine names its device but CUDA graphs and streams use the current one:
+        torch.cuda.set_device(torch.device(device_name(device)))
 
 
 def _die_with_parent() -> None:
