@@ -76,11 +76,13 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
     it is not running. `running`: the runs in progress (their `worker` names who has them)."""
     if states is None:
         return [(True, "no workers started by this app (STUDIO_WORKER=0)")]
-    busy = {run.worker: run.id for run in running}
     lines = []
     for s in states:
         if s.alive:
-            doing = f"running #{busy[s.name]}" if s.name in busy else "idle"
+            # A cluster's worker names the node after its own name ("ray@host:1 on node …").
+            ids = [f"#{run.id}" for run in running if run.worker and s.name
+                   and (run.worker == s.name or run.worker.startswith(s.name + " "))]
+            doing = f"running {', '.join(ids)}" if ids else "idle"
             restarted = f"; restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""
             lines.append((not restarted, f"{s.device} worker {doing}{restarted}"))
         elif s.last_error:

@@ -153,7 +153,7 @@ def _facts(run: Any) -> list[tuple[str, str]]:
         weights += f" (sha256 {run.weights_sha256[:12]}…)"
     return [("Status", run.status), ("Owner", run.owner or "—"), ("Created", common.fmt_when(run.created)),
             ("Duration", common.fmt_duration(run.duration)), ("Device", run.ran_on or "—"),
-            ("Weights", weights), ("Final losses", losses)]
+            ("Worker", run.worker or "—"), ("Weights", weights), ("Final losses", losses)]
 
 
 def _inputs(run: Any) -> None:

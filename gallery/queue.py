@@ -129,6 +129,12 @@ class Queue(Inputs):
                 [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid), *args]).fetchall()
         return self.get(rows[0][0]) if rows else None
 
+    def record_worker(self, rid: int, worker: str) -> None:
+        """Says where a running job runs once its worker knows (a cluster's node, for one)."""
+        with self._write():
+            self.db.execute("UPDATE runs SET worker = ? WHERE id = ? AND status = 'running'",
+                            [clean_text(worker, 200), run_id(rid)])
+
     def record_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
                         previews: Iterable[tuple[int, Image.Image]] = ()) -> bool:
         """Records how far a running job is, with any new intermediate images; returns whether

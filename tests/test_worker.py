@@ -153,9 +153,9 @@ def test_worker_recovers_runs_of_dead_processes_on_start(data_dir: Path, workers
         wait_for(lambda: g.get(rid).status == "interrupted", 10, "recovery")
 
 
-def test_importing_worker_and_gallery_does_not_import_torch() -> None:
-    code = ("import sys, worker, worker.supervisor, gallery, gallery.cli, gallery.exchange, engine.memory; "
-            "sys.exit('torch' in sys.modules)")
+def test_importing_worker_and_gallery_does_not_import_torch_nor_ray() -> None:
+    code = ("import sys, worker, worker.supervisor, worker.cluster, worker.cli, gallery, gallery.cli, "
+            "gallery.exchange, engine.memory; sys.exit('torch' in sys.modules or 'ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -181,3 +181,27 @@ def test_a_plain_cuda_worker_is_gpu_zeros(data_dir: Path) -> None:
     assert Worker(data_dir, "cuda:2")._claimable() == ["auto", "cuda", "cuda:2"]
     with pytest.raises(ValueError, match="cuda:N"):
         Worker(data_dir, "gpu1")
+
+
+def test_a_cluster_has_room_for_a_job_per_gpu_and_per_cpus_per_job() -> None:
+    from worker.cluster import CUDA_DEVICES, Slots, claimable, cluster_slots, wants_gpu
+
+    assert cluster_slots({"CPU": 16.0, "GPU": 2.0, "memory": 1e9}, cpus_per_job=4) == Slots(gpu=2, cpu=4)
+    assert cluster_slots({"CPU": 3.0}, cpus_per_job=2) == Slots(gpu=0, cpu=1)
+    gpus, cpus_only = Slots(gpu=1, cpu=2), Slots(gpu=0, cpu=2)
+    # "auto" jobs go to a GPU when the cluster has one, else to CPUs.
+    assert wants_gpu("auto", gpus) and not wants_gpu("auto", cpus_only) and wants_gpu("cuda:1", cpus_only)
+    assert claimable(gpus, gpu_busy=0, cpu_busy=0) == [*CUDA_DEVICES, "auto", "cpu"]
+    assert claimable(gpus, gpu_busy=1, cpu_busy=1) == ["cpu"]
+    assert claimable(cpus_only, gpu_busy=0, cpu_busy=1) == ["cpu", "auto"]
+    assert claimable(cpus_only, gpu_busy=0, cpu_busy=2) == []
+
+
+def test_with_studio_ray_the_app_runs_one_worker_that_sends_jobs_to_the_cluster(monkeypatch) -> None:
+    from worker.supervisor import default_devices
+
+    monkeypatch.setenv("STUDIO_RAY", "10.0.0.5:6379")
+    monkeypatch.setenv("STUDIO_DEVICES", "cuda:0,cuda:1")
+    assert default_devices() == ["ray"]
+    monkeypatch.delenv("STUDIO_RAY")
+    assert default_devices() == ["cuda:0", "cuda:1"]

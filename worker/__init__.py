@@ -47,6 +47,26 @@ def available_memory(device: str) -> int | None:
     return memory.cpu_available_bytes()
 
 
+def content_shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
+    """The run's content image's (width, height), when the gallery has it."""
+    found = run.content_sha256 and gallery.get_input_or_none(run.content_sha256)
+    return (found.width, found.height) if found else None
+
+
+def params_on_device(params: Params, device: str, shape: tuple[int, int] | None,
+                     memory_probe: Callable[[str], int | None] = available_memory) -> Params:
+    """`params` on a concrete device ("auto" becomes what this machine has), after checking the
+    job fits in its free memory (MemoryRefused says what would)."""
+    if device == "auto":
+        from engine.transfer import device_name  # torch: only now, in the worker
+        device = device_name(device)
+    params = params.with_changes(device=device)
+    reason = memory.refusal(params, memory_probe(device), device, shape)
+    if reason:
+        raise MemoryRefused(reason)
+    return params
+
+
 class Worker:
     """One thread running the queue of a data folder on one device. `device="auto"` takes every
     job; "cpu", "cuda" or "cuda:N" take jobs asking for that device, for any of its kind or for
@@ -123,7 +143,7 @@ class Worker:
                     self._wake.wait(self._poll_interval)
                     self._wake.clear()
                     continue
-                self.run_job(gallery, run)
+                self._take(gallery, run)
             except Exception as e:  # the loop must outlive anything (a locked or broken db, a full disk)
                 log.exception("worker %s", self.name)
                 self.last_error = str(e)
@@ -133,6 +153,11 @@ class Worker:
 
     # ---- one job ------------------------------------------------------------------------------
 
+    def _take(self, gallery: Gallery, run: Run) -> None:
+        """What the loop does with a claimed run: here, run it to its end before the next claim
+        (worker/cluster.py sends it off instead)."""
+        self.run_job(gallery, run)
+
     def _engine_module(self) -> Any:
         if self._engine is None:
             from engine import transfer  # torch: only now, in the worker
@@ -140,20 +165,8 @@ class Worker:
         return self._engine
 
     def _params_for(self, gallery: Gallery, run: Run) -> Params:
-        """The run's params on a concrete device, after checking they fit in its memory."""
         device = self.device if self.device != "auto" else run.params.device
-        if device == "auto":
-            from engine.transfer import device_name  # torch: only now, in the worker
-            device = device_name(device)
-        params = run.params.with_changes(device=device)
-        shape = None
-        if run.content_sha256:
-            found = gallery.get_input_or_none(run.content_sha256)
-            shape = (found.width, found.height) if found else None
-        reason = memory.refusal(params, self._memory_probe(device), device, shape)
-        if reason:
-            raise MemoryRefused(reason)
-        return params
+        return params_on_device(run.params, device, content_shape(gallery, run), self._memory_probe)
 
     def run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None = None) -> str:
         """Runs a claimed job to its end and records it; returns the final status. A failing

@@ -1,6 +1,7 @@
 """`python -m worker`: process the queue, or queue a run and process it now.
 
     python -m worker [--data DIR] work [--device auto|cpu|cuda|cuda:N] [--threads N] [--parent-pid PID]
+    python -m worker [--data DIR] work --ray ADDRESS|auto      (or $STUDIO_RAY: jobs go to a Ray cluster)
     python -m worker devices
     python -m worker [--data DIR] run CONTENT STYLE... [engine flags]
 
@@ -24,6 +25,7 @@ from gallery import Gallery, GalleryError
 from gallery.cli import UsageError, add_run_arguments, submit_from_args
 from gallery.paths import DATA_ENV
 from worker import Worker
+from worker.cluster import RAY_ENV, ClusterUnreachable, ClusterWorker
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -40,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="torch's CPU threads (default: torch's own choice, every core)")
     work.add_argument("--parent-pid", type=int, metavar="PID",
                       help="stop when process PID ends (the app's server starts its workers so)")
+    work.add_argument("--ray", metavar="ADDRESS", default=os.environ.get(RAY_ENV) or None,
+                      help=f"send every job to the Ray cluster at ADDRESS (host:port, or auto for one started "
+                           f"on this machine; default: ${RAY_ENV})")
     commands.add_parser("devices", help="list the devices this machine can run jobs on, one a line")
     run = commands.add_parser("run", help="queue a run and process it now, in this process")
     add_run_arguments(run)
@@ -54,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Gallery(args.data) as gallery:
             return cmd_work(gallery, args) if args.command == "work" else cmd_run(gallery, args)
-    except (UsageError, GalleryError, ParamsError, ImageError) as e:
+    except (UsageError, GalleryError, ParamsError, ImageError, ClusterUnreachable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -87,9 +92,14 @@ def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
 def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
     if args.parent_pid:
         _die_with_parent()
-    _prepare_torch(args.device, args.threads)
-    worker = Worker(gallery.data_dir, args.device).start()
-    print(f"processing the queue of {gallery.data_dir} on {args.device}; Ctrl-C stops", flush=True)
+    if args.ray:
+        worker: Worker = ClusterWorker(gallery.data_dir, args.ray).start()
+        where = f"the Ray cluster at {args.ray}"
+    else:
+        _prepare_torch(args.device, args.threads)
+        worker = Worker(gallery.data_dir, args.device).start()
+        where = args.device
+    print(f"processing the queue of {gallery.data_dir} on {where}; Ctrl-C stops", flush=True)
     # Ctrl-C and SIGTERM (from the app, or the kernel when the app dies) end the current job as
     # interrupted rather than leave it running. The handler only sets a flag: an exception could
     # cut a second signal's wind-down short and leave torch running at exit, and a lock (an

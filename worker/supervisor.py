@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gallery import Gallery, resolve_data_dir
 from gallery.procs import HOST
+from worker.cluster import RAY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,11 @@ def gpu_count() -> int:
 
 
 def default_devices(value: str | None = None, gpus: int | None = None) -> list[str]:
-    """The devices to run a worker for: $STUDIO_DEVICES, comma-separated; else one worker per GPU
-    and one for CPU jobs where there are several GPUs; else one "auto" worker (the GPU if any)."""
+    """The devices to run a worker for: one "ray" worker when $STUDIO_RAY names a cluster;
+    $STUDIO_DEVICES, comma-separated; else one worker per GPU and one for CPU jobs where there
+    are several GPUs; else one "auto" worker (the GPU if any)."""
+    if value is None and os.environ.get(RAY_ENV):
+        return ["ray"]
     value = os.environ.get(DEVICES_ENV, "") if value is None else value
     devices = [d.strip() for d in value.split(",") if d.strip()]
     if devices:
@@ -166,8 +170,9 @@ class Supervisor:
             self._spawn(slot)
 
     def _spawn(self, slot: _Slot) -> None:
-        cmd = [self.python, "-m", "worker", "--data", str(self.data_dir), "work",
-               "--device", slot.device, "--threads", str(self.threads), "--parent-pid", str(os.getpid())]
+        where = ["--ray", os.environ.get(RAY_ENV, "auto")] if slot.device == "ray" else ["--device", slot.device]
+        cmd = [self.python, "-m", "worker", "--data", str(self.data_dir), "work", *where,
+               "--threads", str(self.threads), "--parent-pid", str(os.getpid())]
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         with open(slot.log_path, "ab") as out:
