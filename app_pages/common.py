@@ -80,7 +80,7 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
     for s in states:
         if s.alive:
             # A cluster's worker names the node after its own name ("ray@host:1 on node …").
-            ids = [f"#{run.id}" for run in running if run.worker and s.name
+            ids = [f"#{run.id}" for run in sorted(running, key=lambda r: r.id) if run.worker and s.name
                    and (run.worker == s.name or run.worker.startswith(s.name + " "))]
             doing = f"running {', '.join(ids)}" if ids else "idle"
             restarted = f"; restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""

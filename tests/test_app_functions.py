@@ -107,3 +107,15 @@ def test_long_jobs_are_polled_less_often():
 
     assert poll_seconds(None) == poll_seconds(20) == 1.0
     assert poll_seconds(300) == 3.0 and poll_seconds(3600) == 5.0
+
+
+def test_worker_lines_say_what_each_worker_runs_a_cluster_worker_several() -> None:
+    from worker.supervisor import WorkerState
+
+    cpu, ray = WorkerState("cpu", 11, True, 1, None), WorkerState("ray", 12, True, 1, None)
+    running = [SimpleNamespace(id=4, worker=f"{ray.name} on node 1a2b3c4d at 10.0.0.7 (pc3), cuda"),
+               SimpleNamespace(id=3, worker=f"{ray.name} on node 5e6f7a8b at 10.0.0.8 (pc4), cpu"),
+               SimpleNamespace(id=2, worker=f"{cpu.name}1")]  # another process whose pid starts alike
+    assert common.worker_lines([cpu, ray], running) == [(True, "cpu worker idle"), (True, "ray worker running #3, #4")]
+    down = WorkerState("ray", None, False, 2, "The ray worker exited with status 2: error: No Ray cluster …")
+    assert common.worker_lines([down]) == [(False, "ray worker not running; retrying. " + down.last_error)]
