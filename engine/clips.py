@@ -49,19 +49,26 @@ def _video_kind(data: bytes) -> str | None:
     return None
 
 
-def is_clip(source: str | os.PathLike | bytes) -> bool:
-    """Whether `source` is a video, or a GIF or WebP of more than one frame."""
+def clip_format(source: str | os.PathLike | bytes) -> str | None:
+    """"MP4", "MOV" or "WEBM" for a video, "GIF" or "WEBP" for an animation of more than one
+    frame, None for anything else (a still image too); from the content, not the name."""
     data = read_bytes(source)
-    if _video_kind(data):
-        return True
+    kind = _video_kind(data)
+    if kind:
+        return kind
     fmt = sniff(data)
     if fmt not in ("GIF", "WEBP"):
-        return False
+        return None
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            return getattr(img, "n_frames", 1) > 1
+            return fmt if getattr(img, "n_frames", 1) > 1 else None
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def is_clip(source: str | os.PathLike | bytes) -> bool:
+    """Whether `source` is a video, or a GIF or WebP of more than one frame."""
+    return clip_format(source) is not None
 
 
 def read_clip(source: str | os.PathLike | bytes) -> Clip:
@@ -145,17 +152,29 @@ def _read_video(data: bytes, kind: str) -> Clip:
     return Clip(frames, [round(1000 / fps)] * len(frames))
 
 
-def write_webp(clip: Clip, path: str | os.PathLike) -> Path:
+def webp_bytes(clip: Clip) -> bytes:
     """An animated WebP that plays in browsers and common viewers, timing kept, looping."""
-    path = Path(path)
-    clip.frames[0].save(path, "WEBP", save_all=True, append_images=clip.frames[1:],
+    out = io.BytesIO()
+    clip.frames[0].save(out, "WEBP", save_all=True, append_images=clip.frames[1:],
                         duration=clip.durations_ms, loop=0, quality=90, method=4)
+    return out.getvalue()
+
+
+def gif_bytes(clip: Clip) -> bytes:
+    """An animated GIF (256 colours a frame), timing kept, looping."""
+    out = io.BytesIO()
+    clip.frames[0].save(out, "GIF", save_all=True, append_images=clip.frames[1:],
+                        duration=clip.durations_ms, loop=0, disposal=2)
+    return out.getvalue()
+
+
+def write_webp(clip: Clip, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_bytes(webp_bytes(clip))
     return path
 
 
 def write_gif(clip: Clip, path: str | os.PathLike) -> Path:
-    """An animated GIF (256 colours a frame), timing kept, looping."""
     path = Path(path)
-    clip.frames[0].save(path, "GIF", save_all=True, append_images=clip.frames[1:],
-                        duration=clip.durations_ms, loop=0, disposal=2)
+    path.write_bytes(gif_bytes(clip))
     return path

@@ -9,15 +9,11 @@ from engine.animate import style_clip
 from engine.clips import Clip
 from engine.flow import flicker
 from engine.transfer import StyleTargets
+from support.images import pan
 from support.paths import CONTENT, STYLE
 from support.runs import tiny_params
 
 FRAMES = 4
-
-
-def pan() -> Clip:
-    photo = Image.open(CONTENT).convert("RGB").resize((240, 180))
-    return Clip([photo.crop((30 + 4 * k, 40, 30 + 4 * k + 96, 40 + 72)) for k in range(FRAMES)], [90, 110, 90, 110])
 
 
 def params(**changes):
@@ -39,7 +35,7 @@ def test_a_clip_continues_after_its_finished_frames() -> None:
     clip = pan()
     computed: list[int] = []
     first = style_clip(params(), Clip(clip.frames[:2], clip.durations_ms[:2]))
-    rest = style_clip(params(), clip, on_frame=lambda k, image: computed.append(k), done=first.frames)
+    rest = style_clip(params(), clip, on_frame=lambda k, result: computed.append(k), done=first.frames)
     assert computed == [2, 3] and len(rest.frames) == FRAMES and rest.frames[:2] == first.frames
 
 

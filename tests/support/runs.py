@@ -11,6 +11,7 @@ from PIL import Image
 
 from engine.params import Params
 from gallery import Gallery
+from gallery.housekeeping import NAMED_FILES_SQL
 from support.paths import CONTENT, STYLE
 
 
@@ -45,9 +46,7 @@ def files_under(folder: Path) -> set[str]:
 
 def named_files(g: Gallery) -> set[str]:
     """Every file a row of g names, the database's own files, and the worker processes' logs."""
-    rows = g.db.query("SELECT file FROM inputs UNION ALL SELECT file FROM previews "
-                      "UNION ALL SELECT result_file FROM runs WHERE result_file IS NOT NULL "
-                      "UNION ALL SELECT thumb_file FROM runs WHERE thumb_file IS NOT NULL")
+    rows = g.db.query(NAMED_FILES_SQL)
     logs = {f"logs/{p.name}" for p in (g.data_dir / "logs").glob("worker-*.log")}
     return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"} | logs
 
