@@ -65,7 +65,7 @@ def _draw_row(r: Row) -> None:
     cols[2].markdown(STATUS_LABEL.get(run.status, run.status))
     cols[3].markdown(str(r.position) if r.position else "—")
     if run.status in ("running", "done"):
-        cols[4].progress(view.fraction, text=f"{view.iteration}/{view.total} · ETA {common.fmt_duration(view.eta)}"
+        cols[4].progress(view.fraction, text=f"{view.short_progress()} · ETA {common.fmt_duration(view.eta)}"
                          if run.status == "running" else f"{common.fmt_duration(run.duration)}")
     elif run.status == "queued":
         cols[4].caption(f"Starts in about {common.fmt_duration(common.seconds_until(r.starts))}"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageSequence
 
-from engine.images import ImageError, read_bytes, sniff
+from engine.images import ImageError, load_image, read_bytes, sniff
 
 MAX_FRAMES = 240
 MAX_SECONDS = 10.0
@@ -120,7 +123,9 @@ def _read_animation(data: bytes) -> Clip:
     return Clip(frames, durations)
 
 
-def _read_video(data: bytes, kind: str) -> Clip:
+@contextmanager
+def _capture(data: bytes, kind: str) -> Iterator[Any]:
+    """An opened cv2.VideoCapture of the video's bytes."""
     import cv2  # only for videos
 
     # OpenCV reads videos from files only.
@@ -131,25 +136,52 @@ def _read_video(data: bytes, kind: str) -> Clip:
         try:
             if not capture.isOpened():
                 raise ImageError(f"The {kind} video could not be opened: it is damaged or uses an unknown codec.")
-            fps = capture.get(cv2.CAP_PROP_FPS) or 0
-            if not 0 < fps <= 240:
-                raise ImageError(f"The {kind} video gives no usable frame rate ({fps:g}).")
-            frames: list[Image.Image] = []
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                height, width = bgr.shape[:2]
-                _check_frame_size(width, height)
-                if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
-                    raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
-                                     f"clips may have {LIMITS}.")
-                frames.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            yield capture
         finally:
             capture.release()
+
+
+def _rgb(bgr: Any) -> Image.Image:
+    import cv2
+
+    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _read_video(data: bytes, kind: str) -> Clip:
+    import cv2
+
+    with _capture(data, kind) as capture:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0
+        if not 0 < fps <= 240:
+            raise ImageError(f"The {kind} video gives no usable frame rate ({fps:g}).")
+        frames: list[Image.Image] = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            height, width = bgr.shape[:2]
+            _check_frame_size(width, height)
+            if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
+                raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
+                                 f"clips may have {LIMITS}.")
+            frames.append(_rgb(bgr))
     if not frames:
         raise ImageError(f"No frame of the {kind} video could be decoded: it is damaged or cut short.")
     return Clip(frames, [round(1000 / fps)] * len(frames))
+
+
+def first_frame(source: str | os.PathLike | bytes) -> Image.Image:
+    """A clip's first frame without decoding the rest (a still image: itself), RGB; ImageError
+    when there is none to read."""
+    data = read_bytes(source)
+    kind = _video_kind(data)
+    if not kind:
+        return load_image(data)  # an animation's first frame
+    with _capture(data, kind) as capture:
+        ok, bgr = capture.read()
+    if not ok:
+        raise ImageError(f"No frame of the {kind} video could be decoded: it is damaged or cut short.")
+    return _rgb(bgr)
 
 
 def webp_bytes(clip: Clip) -> bytes:

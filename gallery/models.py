@@ -81,6 +81,10 @@ class Run:
     def is_clip(self) -> bool:
         return self.frames > 1
 
+    def work_done(self) -> float:
+        """The share of its work (Params.work_done) that the latest recorded progress stands for."""
+        return self.params.work_done(self.iteration or 0, self.frame, self.frames)
+
     @property
     def ran_on(self) -> str:
         """Where it ran and how, for people: "cpu", "cuda:0 (channels_last+bf16)"; "" before it ran."""
