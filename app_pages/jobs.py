@@ -151,6 +151,8 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             common.show_animation(run.animation_path, caption=caption)
         elif run.status == "done" and common.existing(run.result_path):
             st.image(str(run.result_path), width="content", caption=caption)
+        elif run.is_clip and run.status == "running" and (finished := g.frames(run.id)):
+            st.image(str(finished[-1]), width="stretch", caption=f"Frame {len(finished)} of {run.frames}, finished")
         elif common.existing(run.preview_path):
             # Previews of the coarse scales are small; stretched, they still show where it is going.
             st.image(str(run.preview_path), width="stretch", caption=f"Latest preview (iteration {view.iteration})")
