@@ -93,3 +93,24 @@ def test_the_gallery_marks_plays_and_scrubs_a_clip(studio):
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Download animation (WebP)", "Download GIF", "Download PNG (first frame)"} <= labels
     assert read_clip(studio.get(rid).gif_path).durations_ms == list(DURATIONS)
+
+
+def test_a_damaged_video_upload_is_refused_in_a_sentence(studio, tmp_path):
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "pan.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 72))
+    for frame in pan(4).frames:
+        writer.write(cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2BGR))
+    writer.release()
+    at = app()
+    uploader(at, "content").set_value(("cut.mp4", path.read_bytes()[:2000], "video/mp4"))
+    at.run()
+    assert_ok(at)
+    assert any("cut.mp4" in e.value and ("damaged" in e.value or "could not be opened" in e.value) for e in at.error)
+    assert at.session_state["content_chosen"] == [] and studio.list_inputs() == []
+    uploader(at, "content").set_value(("pan.mp4", path.read_bytes(), "video/mp4"))
+    at.run()
+    assert_ok(at)
+    assert "▶ 4 frames · 0.4 s" in [c.value for c in at.caption] and not at.error

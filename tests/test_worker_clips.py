@@ -14,6 +14,7 @@ from PIL import Image
 from engine.clips import read_clip, write_gif
 from engine.images import ImageError
 from gallery import Gallery
+from gallery.paths import input_sha256
 from support.fake_engine import settled
 from support.images import pan
 from support.paths import CONTENT, ROOT
@@ -132,6 +133,7 @@ def test_a_damaged_video_fails_alone(data_dir: Path, tmp_path: Path) -> None:
             g.add_input(mp4.read_bytes()[: mp4.stat().st_size // 3], "cut.mp4", "content")
         broken = g.submit(clip_params(mp4))
         assert g.get(broken).frames == 4 and g.get_input(g.get(broken).content_sha256).format == "MP4"
+        assert input_sha256(g.get(broken).params.content) == g.get(broken).content_sha256  # .mp4 names an input
         # The stored copy is cut short after it was checked (a disk fault).
         path = g.input_path(g.get(broken).content_sha256)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
