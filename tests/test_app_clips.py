@@ -14,25 +14,13 @@ from gallery import estimates
 from support.app import app, assert_ok, play_worker, small_params, uploader
 from support.images import pan
 from support.paths import CONTENT, STYLE
-from support.runs import fake_result
+from support.runs import finished_clip_run
 
 DURATIONS = (90, 110, 130)
 
 
 def stored_gif(g) -> str:
     return str(g.add_input(gif_bytes(pan(3, DURATIONS)), "pan.gif", "content").path)
-
-
-def finished_clip(g) -> int:
-    """A done clip run, as the worker leaves one: three frames kept, the animation stored."""
-    rid = g.submit(small_params(content=stored_gif(g)), owner="maker001")
-    g.claim(rid, "test-worker")
-    styled = pan(3, DURATIONS)
-    styled.frames = [f.resize((64, 48)) for f in styled.frames]
-    for k, frame in enumerate(styled.frames):
-        g.record_frame(rid, k, frame)
-    g.finish(rid, fake_result(size=(64, 48)), styled)
-    return rid
 
 
 def test_a_gif_upload_shows_its_frames_and_an_estimate_that_counts_them(studio):
@@ -78,7 +66,7 @@ def webp_in(html: str) -> Image.Image:
 
 
 def test_the_gallery_marks_plays_and_scrubs_a_clip(studio):
-    rid = finished_clip(studio)
+    rid = finished_clip_run(studio, DURATIONS)
     at = app("app_pages/gallery.py")
     assert_ok(at)
     assert any(c.value.startswith("▶ 3 frames · 64 px") for c in at.caption)

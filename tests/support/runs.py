@@ -1,5 +1,5 @@
-"""Runs without the engine: tiny parameters, a stand-in result, finished runs, the files a
-gallery holds."""
+"""Runs without the engine: tiny parameters, a stand-in result, finished runs (a clip's too),
+the files a gallery holds."""
 from __future__ import annotations
 
 import subprocess
@@ -37,6 +37,24 @@ def finished_run(g: Gallery, **submit) -> int:
     rid = g.submit(params, **submit)
     assert g.claim(rid, "test") is not None
     g.finish(rid, fake_result())
+    return rid
+
+
+def finished_clip_run(g: Gallery, durations_ms: tuple[int, ...] = (90, 110, 130), **submit) -> int:
+    """A "done" clip run as the worker leaves one, without the engine: a GIF of
+    len(durations_ms) frames (support.images.pan) as content, every frame kept, the animation
+    stored; `submit` goes to Gallery.submit."""
+    from engine.clips import gif_bytes
+    from support.images import pan
+
+    gif = g.add_input(gif_bytes(pan(len(durations_ms), durations_ms)), "pan.gif", "content")
+    rid = g.submit(tiny_params(content=gif.path, size=64), **submit)
+    assert g.claim(rid, "test") is not None
+    styled = pan(len(durations_ms), durations_ms)
+    styled.frames = [f.resize((64, 48)) for f in styled.frames]
+    for k, frame in enumerate(styled.frames):
+        g.record_frame(rid, k, frame)
+    g.finish(rid, fake_result(size=(64, 48)), styled)
     return rid
 
 
