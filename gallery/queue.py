@@ -31,7 +31,7 @@ FOREIGN_STALE_S = 15 * 60
 MAX_ERROR = 2000
 # What an imported run may set beside its labels (add_done_run).
 _DONE_COLUMNS = {"created", "finished", "duration", "favorite", "losses_json", "timings_json", "device_used",
-                 "evaluation", "weights_name", "weights_sha256"}
+                 "evaluation", "weights_name", "weights_sha256", "frames"}
 
 
 class Queue(Inputs):
@@ -83,10 +83,12 @@ class Queue(Inputs):
 
     def add_done_run(self, params: Params, png: bytes, thumb: bytes, *, content_name: str,
                      content_sha256: str | None, styles: list[tuple[str | None, str]], owner: str = "",
-                     batch: str | None = None, title: str = "", tags: str = "", **columns: Any) -> int:
-        """A finished run made elsewhere (an import): its row and its result and thumbnail files,
-        in one transaction. `params` name images relative to the data folder; `columns` may set
-        what a finished run records (created, finished, duration, favorite, losses_json, ...)."""
+                     batch: str | None = None, title: str = "", tags: str = "",
+                     animation: tuple[bytes, bytes] | None = None, **columns: Any) -> int:
+        """A finished run made elsewhere (an import): its row and its result and thumbnail files
+        (a clip's: its `animation`, WebP and GIF, too), in one transaction. `params` name images
+        relative to the data folder; `columns` may set what a finished run records (created,
+        finished, duration, favorite, losses_json, frames, ...)."""
         unknown = set(columns) - _DONE_COLUMNS
         if unknown:
             raise TypeError(f"add_done_run() cannot set {', '.join(sorted(unknown))}")
@@ -101,9 +103,15 @@ class Queue(Inputs):
                 thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
                 staged.add(result_path, png)
                 staged.add(thumb_path, thumb)
+                animation_rel = gif_rel = None
+                if animation is not None:
+                    animation_path, animation_rel = self._run_file(rid, "animation.webp")
+                    gif_path, gif_rel = self._run_file(rid, "animation.gif")
+                    staged.add(animation_path, animation[0])
+                    staged.add(gif_path, animation[1])
                 staged.place()
-                self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ? WHERE id = ?",
-                                [result_rel, thumb_rel, rid])
+                self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ?, animation_file = ?, gif_file = ? "
+                                "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, rid])
         except BaseException:
             staged.discard()
             raise
