@@ -58,6 +58,7 @@ def test_the_job_panel_and_the_queue_say_which_frame(studio):
     assert any("▶ 3 frames" in c.value for c in at.caption)
     at = app("app_pages/queue.py", owner="maker001")
     assert any(p.proto.text.startswith("frame 2/3 · 2/5 · ETA") for p in at.get("progress"))
+    assert any("▶ 3 frames · 64 px" in m.value for m in at.markdown)
 
 
 def webp_in(html: str) -> Image.Image:
