@@ -99,11 +99,14 @@ def timing_line(view: JobView) -> str:
     return f"Elapsed {common.fmt_duration(view.elapsed)} · ETA {common.fmt_duration(view.eta)}"
 
 
-def loss_table(losses: dict[str, float]) -> str:
-    """The losses as a one-row Markdown table (compact enough for the narrow job column)."""
+def loss_table(losses: dict[str, float], per_table: int = 4) -> str:
+    """The losses as one-row Markdown tables of at most `per_table` columns: more (a clip's
+    temporal term is a fifth) would not fit the narrow job column."""
     names = [n for n in LOSSES if n in losses] + [n for n in losses if n not in LOSSES]
-    return ("| " + " | ".join(f"{n}" for n in names) + " |\n|" + "---:|" * len(names) + "\n| "
-            + " | ".join(common.fmt_loss(losses[n]) for n in names) + " |")
+    return "\n\n".join(
+        "| " + " | ".join(chunk) + " |\n|" + "---:|" * len(chunk) + "\n| "
+        + " | ".join(common.fmt_loss(losses[n]) for n in chunk) + " |"
+        for chunk in (names[i:i + per_table] for i in range(0, len(names), per_table)))
 
 
 def _draw_progress(view: JobView) -> None:

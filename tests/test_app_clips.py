@@ -50,11 +50,14 @@ def test_the_job_panel_and_the_queue_say_which_frame(studio):
     rid = studio.submit(small_params(content=stored_gif(studio), frame_iterations=5), owner="maker001")
     studio.claim(rid, "test-worker")
     studio.record_frame(rid, 0, Image.new("RGB", (64, 48), "teal"))
-    studio.record_progress(rid, 2, 5, {"total": 3.0}, frame=2)
+    studio.record_progress(rid, 2, 5, {"total": 3.0, "content": 1.0, "style": 1.0, "tv": 0.5, "temporal": 0.5},
+                           frame=2)
     at = app(owner="maker001", run=str(rid))
     assert_ok(at)
     assert any(p.proto.text == "Frame 2 of 3 · iteration 2 of 5" for p in at.get("progress"))
     assert at.image[-1].captions == ["Frame 1 of 3, finished"]  # the newest finished frame, not frame 1's preview
+    # Five losses with the temporal term: two tables, so they fit the job column.
+    assert any(m.value.count("|---:") == 2 and "| temporal |" in m.value for m in at.markdown)
     assert any("▶ 3 frames" in c.value for c in at.caption)
     at = app("app_pages/queue.py", owner="maker001")
     assert any(p.proto.text.startswith("frame 2/3 · 2/5 · ETA") for p in at.get("progress"))
