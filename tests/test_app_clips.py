@@ -57,7 +57,8 @@ def test_the_job_panel_and_the_queue_say_which_frame(studio):
     assert any(p.proto.text == "Frame 2 of 3 · iteration 2 of 5" for p in at.get("progress"))
     assert at.image[-1].captions == ["Frame 1 of 3, finished"]  # the newest finished frame, not frame 1's preview
     # Five losses with the temporal term: two tables, so they fit the job column.
-    assert any(m.value.count("|---:") == 2 and "| temporal |" in m.value for m in at.markdown)
+    assert any(m.value.startswith("| total | content | style | tv |\n") and "\n\n| temporal |\n" in m.value
+               for m in at.markdown)
     assert any("▶ 3 frames" in c.value for c in at.caption)
     at = app("app_pages/queue.py", owner="maker001")
     assert any(p.proto.text.startswith("frame 2/3 · 2/5 · ETA") for p in at.get("progress"))
