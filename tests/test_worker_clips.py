@@ -89,6 +89,11 @@ def test_an_interrupted_clip_continues_after_its_finished_frames(data_dir: Path,
         assert computed == {3, 4}  # frames 1 and 2 came from the interrupted run
         assert [path.read_bytes() for path in g.frames(again)[:2]] == kept
         assert len(read_clip(g.get(again).animation_path).frames) == 4
+        # As if it had never stopped: the same frames as a run straight through.
+        straight = g.submit(clip_params(gif))
+        assert run_now(g, straight) == "done"
+        for resumed, whole in zip(g.frames(again), g.frames(straight)):
+            assert np.array_equal(np.asarray(Image.open(resumed)), np.asarray(Image.open(whole)))
         g.delete(first)  # the new run has its own copies
         assert len(g.frames(again)) == 4 and all(path.is_file() for path in g.frames(again))
         assert_intact(g)
