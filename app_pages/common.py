@@ -18,6 +18,8 @@ from gallery.times import to_utc
 
 # What engine.images accepts (it sniffs content; the extensions only filter the file picker).
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
+# And what engine.clips adds for the content: videos (animated GIF and WebP are above).
+VIDEO_TYPES = ["mp4", "webm", "mov"]
 _IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
 
 OWNER_PARAM = "owner"
@@ -188,6 +190,12 @@ def escape_md(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>|~$])", r"\\\1", str(text))
 
 
+def clip_caption(frames: int, duration_ms: int | None = None) -> str:
+    """"▶ 24 frames · 2.4 s": how a clip is marked (inputs on Create, results in the Gallery)."""
+    length = f" · {duration_ms / 1000:.1f} s" if duration_ms else ""
+    return f"▶ {frames} frames{length}"
+
+
 def run_label(run: Any) -> str:
     """How a run is named in lists: its title, else "content × styles"."""
     if getattr(run, "title", ""):
@@ -201,10 +209,11 @@ PREVIEW_SIDE = 512
 
 @st.cache_data(show_spinner=False, max_entries=500)
 def _thumbnail_bytes(path: str, mtime_ns: int) -> bytes | None:
-    from engine.images import ImageError, load_image
+    from engine.clips import first_frame
+    from engine.images import ImageError
 
     try:
-        img = load_image(path)
+        img = first_frame(path)
     except ImageError:
         return None
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
@@ -215,10 +224,27 @@ def _thumbnail_bytes(path: str, mtime_ns: int) -> bytes | None:
 
 def input_thumbnail(path: Any) -> bytes | None:
     """An input image as st.image can always show it: decoded by engine.images (every mode, EXIF
-    orientation, first frame), at most PREVIEW_SIDE px, cached. Given the path, st.image re-encodes
+    orientation, first frame; a video's first frame), at most PREVIEW_SIDE px, cached. Given the path, st.image re-encodes
     the raw file itself: that fails for 16-bit PNGs and decodes a 24 MP photo on every rerun."""
     found = existing(path)
     return _thumbnail_bytes(str(found), found.stat().st_mtime_ns) if found else None
+
+
+@st.cache_data(show_spinner=False, max_entries=50)
+def _data_url(path: str, mtime_ns: int, mime: str) -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
+
+
+def show_animation(path: Path, width: int | None = None, caption: str = "", key: str = "animation") -> None:
+    """An animated WebP that plays. st.image would re-encode it as a still JPEG (Streamlit keeps
+    only GIFs as they are), so it goes to the browser as it is, in an <img> of its own."""
+    size = f"width:{width}px;max-width:100%;" if width else "max-width:100%;"
+    st.html(f'<img class="{key}" src="{_data_url(str(path), path.stat().st_mtime_ns, "image/webp")}" '
+            f'style="{size}image-rendering:auto" alt="">')
+    if caption:
+        st.caption(caption)
 
 
 def existing(path: Any) -> Path | None:

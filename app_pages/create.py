@@ -107,7 +107,8 @@ def estimate_line(g: Any, variants: list[Params]) -> str:
     if speed is None:
         return "Estimated time: unknown until a run has finished on this machine."
     aspect = estimates.aspect_of(g, input_sha256(variants[0].content))
-    seconds = sum(speed.seconds(v, aspect) for v in variants)
+    clip = inputs.stored_clip(g, variants[0].content)
+    seconds = sum(speed.seconds(v, aspect, clip.frames if clip else 1) for v in variants)
     return (f"Estimated time: about {common.fmt_duration(seconds)}, from this machine's last "
             f"{speed.runs} finished run{'s' if speed.runs > 1 else ''}.")
 

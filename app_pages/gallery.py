@@ -124,7 +124,8 @@ def _card(run: Any, compare_ids: list[int]) -> None:
             st.caption(f"({run.status}, no image)")
         star = "★ " if run.favorite else ""
         st.markdown(f"**{star}#{run.id}** {common.escape_md(common.run_label(run))}")
-        st.caption(f"{run.params.size} px · {common.fmt_duration(run.duration)} · {common.fmt_when(run.created)}")
+        clip = f"{common.clip_caption(run.frames)} · " if run.is_clip else ""
+        st.caption(f"{clip}{run.params.size} px · {common.fmt_duration(run.duration)} · {common.fmt_when(run.created)}")
         st.checkbox("Compare", key=f"cmp-{run.id}", value=run.id in compare_ids,
                     on_change=_toggle_compare, args=(run.id,),
                     disabled=run.id not in compare_ids and len(compare_ids) >= results.MAX_COMPARE)

@@ -14,10 +14,12 @@ from typing import Any
 import streamlit as st
 
 from app_pages import common
+from engine.clips import LIMITS
 from engine.images import ImageError
 from engine.params import MAX_STYLES
 from gallery import GalleryError
 from gallery.names import display_name
+from gallery.paths import input_sha256
 
 
 def chosen(session: MutableMapping[str, Any], kind: str) -> list[dict[str, str]]:
@@ -36,6 +38,19 @@ def choose(session: MutableMapping[str, Any], kind: str, path: str, name: str) -
 def unchoose(session: MutableMapping[str, Any], kind: str, path: str) -> None:
     items = chosen(session, kind)
     items[:] = [i for i in items if i["path"] != path]
+
+
+CLIP_HELP = ("A clip is styled frame by frame: the first frame with the full run, each later one starting "
+             "from the previous result moved along with the clip (Advanced: frame iterations, temporal weight). "
+             f"Clips may have {LIMITS}.")
+
+
+def stored_clip(g: Any, path: str) -> Any | None:
+    """The gallery's record of `path` when it is a stored clip; None for a still image or a
+    file outside the gallery (an example)."""
+    sha = input_sha256(path)
+    found = g.get_input_or_none(sha) if sha else None
+    return found if found is not None and found.is_clip else None
 
 
 def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
@@ -98,7 +113,8 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
     # The stable container key is the automation hook; the uploader inside is re-keyed.
     with st.container(key=f"{kind}_upload"):
         st.file_uploader(
-            f"Upload {'style images' if many else 'a content image'}", type=common.IMAGE_TYPES,
+            f"Upload {'style images' if many else 'a content image or clip'}",
+            type=common.IMAGE_TYPES + ([] if many else common.VIDEO_TYPES),
             accept_multiple_files=many, key=_uploader_key(kind), on_change=_on_upload, args=(kind,),
             label_visibility="collapsed",
         )
@@ -121,6 +137,9 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
                     st.image(preview, caption=item["name"], width="stretch")
                 else:
                     st.caption(f"{item['name']} (missing)")
+                clip = stored_clip(g, item["path"])
+                if clip is not None:
+                    st.caption(common.clip_caption(clip.frames, clip.duration_ms), help=CLIP_HELP)
                 st.button("Remove", key=f"remove_{kind}_{i}", on_click=_on_remove,
                           args=(kind, item["path"]), type="tertiary", icon=":material/close:")
     return items

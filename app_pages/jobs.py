@@ -40,6 +40,8 @@ class JobView:
     elapsed: float | None
     eta: float | None
     losses: dict[str, float] = field(default_factory=dict)
+    frame: int = 0  # a running clip's frame (1-based); iteration and total count within it
+    frames: int = 1
 
     @property
     def active(self) -> bool:
@@ -50,7 +52,14 @@ class JobView:
             return f"Queued — position {self.position} in the queue" if self.position else "Queued"
         if self.status == "running" and not self.iteration:
             return "Starting (loading the network)…"
+        if self.frame and self.status != "done":
+            return f"Frame {self.frame} of {self.frames} · iteration {self.iteration} of {self.total}"
         return f"Iteration {self.iteration} of {self.total}"
+
+    def short_progress(self) -> str:
+        """The progress in a table cell (the Queue)."""
+        within = f"{self.iteration}/{self.total}"
+        return f"frame {self.frame}/{self.frames} · {within}" if self.frame else within
 
 
 def job_view(run: Any, position: int | None, now: datetime | None = None) -> JobView:
@@ -61,11 +70,11 @@ def job_view(run: Any, position: int | None, now: datetime | None = None) -> Job
         elapsed = run.duration
     else:
         elapsed = common.elapsed_seconds(run.started, now) if run.status == "running" else None
-    fraction = run.params.work_done(iteration) if run.status != "done" else 1.0
+    fraction = run.work_done() if run.status != "done" else 1.0
     eta = eta_seconds(elapsed, fraction) if run.status == "running" else None
     return JobView(run.status, STATUS_LABEL.get(run.status, run.status), fraction, iteration,
                    total, position if run.status == "queued" else None, elapsed, eta,
-                   dict(run.losses or {}))
+                   dict(run.losses or {}), run.frame if run.status == "running" else 0, run.frames)
 
 
 def _cancel(run_ids: list[int]) -> None:
@@ -90,11 +99,14 @@ def timing_line(view: JobView) -> str:
     return f"Elapsed {common.fmt_duration(view.elapsed)} · ETA {common.fmt_duration(view.eta)}"
 
 
-def loss_table(losses: dict[str, float]) -> str:
-    """The losses as a one-row Markdown table (compact enough for the narrow job column)."""
+def loss_table(losses: dict[str, float], per_table: int = 4) -> str:
+    """The losses as one-row Markdown tables of at most `per_table` columns: more (a clip's
+    temporal term is a fifth) would not fit the narrow job column."""
     names = [n for n in LOSSES if n in losses] + [n for n in losses if n not in LOSSES]
-    return ("| " + " | ".join(f"{n}" for n in names) + " |\n|" + "---:|" * len(names) + "\n| "
-            + " | ".join(common.fmt_loss(losses[n]) for n in names) + " |")
+    return "\n\n".join(
+        "| " + " | ".join(chunk) + " |\n|" + "---:|" * len(chunk) + "\n| "
+        + " | ".join(common.fmt_loss(losses[n]) for n in chunk) + " |"
+        for chunk in (names[i:i + per_table] for i in range(0, len(names), per_table)))
 
 
 def _draw_progress(view: JobView) -> None:
@@ -119,7 +131,8 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
     mine = auth.may_cancel(run.owner, owner)
     with st.container(border=True, key="job"):
         st.subheader(f"Run #{run.id} · {view.label}", anchor=False)
-        st.caption(f"{common.escape_md(common.run_label(run))} · {run.params.size} px · "
+        clip = f" · {common.clip_caption(run.frames)}" if run.is_clip else ""
+        st.caption(f"{common.escape_md(common.run_label(run))}{clip} · {run.params.size} px · "
                    f"{run.params.iterations} iterations · {run.params.device}")
         action = st.container(horizontal=True)
         if view.active and mine:
@@ -136,9 +149,13 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             st.error(common.escape_md(run.error))
         if run.status != "done":
             _draw_progress(view)
-        if run.status == "done" and common.existing(run.result_path):
-            st.image(str(run.result_path), width="content",
-                     caption=f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.ran_on}")
+        caption = f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.ran_on}"
+        if run.status == "done" and common.existing(run.animation_path):
+            common.show_animation(run.animation_path, caption=caption)
+        elif run.status == "done" and common.existing(run.result_path):
+            st.image(str(run.result_path), width="content", caption=caption)
+        elif run.is_clip and run.status == "running" and (finished := g.frames(run.id)):
+            st.image(str(finished[-1]), width="stretch", caption=f"Frame {len(finished)} of {run.frames}, finished")
         elif common.existing(run.preview_path):
             # Previews of the coarse scales are small; stretched, they still show where it is going.
             st.image(str(run.preview_path), width="stretch", caption=f"Latest preview (iteration {view.iteration})")

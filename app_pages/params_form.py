@@ -32,6 +32,7 @@ SCALAR_FIELDS: dict[str, str] = {
     "style_scale": "float", "original_colors": "bool",
     "optimizer": "choice", "learning_rate": "float", "init": "choice", "seed": "int",
     "device": "choice", "pooling": "choice", "weights": "choice",
+    "frame_iterations": "int", "temporal_weight": "float",
 }
 # With several GPUs, each can be asked for by name too.
 _GPUS = gpu_count()
@@ -41,7 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "weights": BUILTIN_WEIGHTS,
 }
 STEPS = {"content_weight": 0.5, "style_weight": 10.0, "tv_weight": 0.001, "learning_rate": 1.0,
-         "style_scale": 0.1}
+         "style_scale": 0.1, "temporal_weight": 1000.0}
 LABELS = {
     "size": "Size (px)", "iterations": "Iterations", "multiscale": "Multiscale",
     "preview_every": "Preview every", "content_weight": "Content weight",
@@ -50,6 +51,7 @@ LABELS = {
     "optimizer": "Optimizer", "learning_rate": "Learning rate", "init": "Start from",
     "seed": "Seed", "device": "Device", "pooling": "Pooling", "weights": "VGG19 weights",
     "content_layers": "Content layers", "style_layers": "Style layers",
+    "frame_iterations": "Frame iterations", "temporal_weight": "Temporal weight",
 }
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Output", ("size", "iterations", "preview_every")),
@@ -57,6 +59,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Style and schedule", ("style_scale", "original_colors", "multiscale")),
     ("Optimisation", ("optimizer", "learning_rate", "init", "seed")),
     ("Compute", ("device", "pooling", "weights")),
+    ("Clips (a GIF, WebP or video as content)", ("frame_iterations", "temporal_weight")),
 )
 
 

@@ -60,12 +60,13 @@ def _draw_row(r: Row) -> None:
     run, view = r.run, job_view(r.run, r.position)
     cols = st.columns(WIDTHS, vertical_alignment="center")
     cols[0].markdown(f"**#{run.id}**")
+    clip = f"{common.clip_caption(run.frames)} · " if run.is_clip else ""
     cols[1].markdown(common.escape_md(common.run_label(run)) +
-                     f"  \n:gray[{run.params.size} px · {run.params.iterations} it · {run.params.device}]")
+                     f"  \n:gray[{clip}{run.params.size} px · {run.params.iterations} it · {run.params.device}]")
     cols[2].markdown(STATUS_LABEL.get(run.status, run.status))
     cols[3].markdown(str(r.position) if r.position else "—")
     if run.status in ("running", "done"):
-        cols[4].progress(view.fraction, text=f"{view.iteration}/{view.total} · ETA {common.fmt_duration(view.eta)}"
+        cols[4].progress(view.fraction, text=f"{view.short_progress()} · ETA {common.fmt_duration(view.eta)}"
                          if run.status == "running" else f"{common.fmt_duration(run.duration)}")
     elif run.status == "queued":
         cols[4].caption(f"Starts in about {common.fmt_duration(common.seconds_until(r.starts))}"

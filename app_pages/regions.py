@@ -18,7 +18,8 @@ import streamlit as st
 from PIL import Image, ImageChops
 
 from app_pages import common
-from engine.images import ImageError, load_image
+from engine.clips import first_frame
+from engine.images import ImageError
 from engine.masks import EVERYWHERE, fit, load_mask
 from gallery import GalleryError
 
@@ -154,7 +155,7 @@ def render(g: Any, content: list[dict[str, str]], styles: list[dict[str, str]]) 
     if len(styles) < 2 or not content:
         return []
     try:
-        photo = load_image(content[0]["path"])
+        photo = first_frame(content[0]["path"])  # a clip's regions hold for all its frames
     except ImageError:
         return []
     photo.thumbnail((CANVAS_WIDTH, CANVAS_WIDTH))

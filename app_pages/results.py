@@ -169,6 +169,26 @@ def _inputs(run: Any) -> None:
             col.caption(f"{caption} (file missing)")
 
 
+def _show_clip(g: Any, run: Any) -> None:
+    """The styled clip playing, and a slider to look at one frame at a time."""
+    content = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
+    width = display_width(run.animation_path)
+    common.show_animation(run.animation_path, width if isinstance(width, int) else None,
+                          common.clip_caption(run.frames, content.duration_ms if content else None))
+    frames = g.frames(run.id)
+    if len(frames) > 1:
+        k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run.id}")
+        st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
+
+
+def _clip_downloads(run: Any) -> None:
+    for path, label, mime, key in ((run.animation_path, "Download animation (WebP)", "image/webp", "download_webp"),
+                                   (run.gif_path, "Download GIF", "image/gif", "download_gif")):
+        if common.existing(path):
+            st.download_button(label, data=path.read_bytes, file_name=f"style-run-{run.id}{path.suffix}",
+                               mime=mime, key=key, icon=":material/movie:")
+
+
 def show_detail(g: Any, run_id: int) -> None:
     try:
         run = g.get(run_id)
@@ -183,7 +203,9 @@ def show_detail(g: Any, run_id: int) -> None:
     image_col, side = st.columns([3, 2], gap="large")
     with image_col:
         frames = dict(scrub_frames(g.previews(run_id), common.existing(run.result_path)))
-        if len(frames) > 1:
+        if run.is_clip and common.existing(run.animation_path):
+            _show_clip(g, run)
+        elif len(frames) > 1:
             labels = list(frames)
             choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
             # Native size up to the column's width: small results are not blown up into mush.
@@ -196,8 +218,11 @@ def show_detail(g: Any, run_id: int) -> None:
     with side:
         st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
                   args=(run_id,))
+        if run.status == "done" and run.is_clip:
+            _clip_downloads(run)
         if run.status == "done":
-            st.download_button("Download PNG", data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
+            st.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
+                               data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
                                mime="image/png", key="download", icon=":material/download:",
                                help="The PNG carries every parameter, so the run can be repeated.")
             st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),

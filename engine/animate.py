@@ -15,9 +15,9 @@ from PIL import Image
 from engine import flow, images
 from engine.clips import Clip
 from engine.params import Params, validate
-from engine.transfer import FrameStart, Progress, run
+from engine.transfer import FrameStart, Progress, Result, StyleTargets, run
 
-FrameFn = Callable[[int, Image.Image], None]
+FrameFn = Callable[[int, Result], None]
 
 
 @dataclass
@@ -36,10 +36,12 @@ def frame_params(p: Params) -> Params:
 
 def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], None] | None = None,
                should_cancel: Callable[[], bool] | None = None, on_frame: FrameFn | None = None,
-               done: list[Image.Image] | None = None) -> Clip:
-    """The styled clip, same frames and timing. `on_frame(k, image)` is told of each finished
-    frame (k from 0) as it finishes; `done`: frames finished earlier, to continue after them."""
+               done: list[Image.Image] | None = None, targets: StyleTargets | None = None) -> Clip:
+    """The styled clip, same frames and timing. `on_frame(k, result)` is told of each finished
+    frame (k from 0) as it finishes; `done`: frames finished earlier, to continue after them.
+    The style Grams are computed once for the whole clip (in `targets`, when given)."""
     validate(p, need_images=False)
+    targets = StyleTargets() if targets is None else targets
     results = list(done or [])
     size = images.fit_within(*clip.size, p.size)
     frames = [f.resize(size, Image.LANCZOS) for f in clip.frames]
@@ -57,8 +59,8 @@ def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], Non
                 if on_progress is not None:
                     on_progress(FrameProgress(k + 1, len(frames), inner))
 
-            result = run(params, progress, should_cancel, start=start)
+            result = run(params, progress, should_cancel, start=start, targets=targets)
             results.append(result.image)
             if on_frame is not None:
-                on_frame(k, result.image)
+                on_frame(k, result)
     return Clip(results, list(clip.durations_ms))

@@ -84,7 +84,7 @@ def _render_clip(params: Params, output: Path, quiet: bool) -> int:
     try:
         clip = read_clip(params.content)
 
-        def finished(k: int, image) -> None:
+        def finished(k: int, frame) -> None:
             if not quiet:
                 print(f"frame {k + 1}/{len(clip.frames)} done", file=sys.stderr, flush=True)
 

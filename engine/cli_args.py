@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import fields
 from typing import Any, Sequence, TextIO
 
@@ -69,17 +70,24 @@ class ProgressBar:
         self.params, self.stream, self.width = params, stream, width
         self.interactive = stream.isatty()
         self.label = f"{label}: " if label else ""
+        self.started = time.monotonic()
 
     def __call__(self, pr) -> None:
+        """`pr`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
+        frame, frames = getattr(pr, "frame", 0), getattr(pr, "frames", 1)
+        pr = getattr(pr, "inner", pr)
         # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration.
         step = max(1, pr.total // 10)
         if not self.interactive and pr.iteration % step and pr.iteration != pr.total:
             return
-        done = self.params.work_done(pr.iteration)
+        done = self.params.work_done(pr.iteration, frame, frames)
         filled = round(self.width * done)
-        eta = eta_seconds(pr.elapsed, done) or 0.0
-        line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {pr.iteration}/{pr.total} "
-                f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {pr.elapsed:.1f}s eta {eta:.0f}s")
+        # A clip's frames are runs of their own, each timed from its start: the bar times them all.
+        elapsed = time.monotonic() - self.started if frame else pr.elapsed
+        eta = eta_seconds(elapsed, done) or 0.0
+        where = f"frame {frame}/{frames} " if frame else ""
+        line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {where}{pr.iteration}/{pr.total} "
+                f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {elapsed:.1f}s eta {eta:.0f}s")
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         if self.interactive and pr.iteration == pr.total:
             self.stream.write("\n")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageSequence
 
-from engine.images import ImageError, read_bytes, sniff
+from engine.images import ImageError, load_image, read_bytes, sniff
 
 MAX_FRAMES = 240
 MAX_SECONDS = 10.0
@@ -49,19 +52,26 @@ def _video_kind(data: bytes) -> str | None:
     return None
 
 
-def is_clip(source: str | os.PathLike | bytes) -> bool:
-    """Whether `source` is a video, or a GIF or WebP of more than one frame."""
+def clip_format(source: str | os.PathLike | bytes) -> str | None:
+    """"MP4", "MOV" or "WEBM" for a video, "GIF" or "WEBP" for an animation of more than one
+    frame, None for anything else (a still image too); from the content, not the name."""
     data = read_bytes(source)
-    if _video_kind(data):
-        return True
+    kind = _video_kind(data)
+    if kind:
+        return kind
     fmt = sniff(data)
     if fmt not in ("GIF", "WEBP"):
-        return False
+        return None
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            return getattr(img, "n_frames", 1) > 1
+            return fmt if getattr(img, "n_frames", 1) > 1 else None
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def is_clip(source: str | os.PathLike | bytes) -> bool:
+    """Whether `source` is a video, or a GIF or WebP of more than one frame."""
+    return clip_format(source) is not None
 
 
 def read_clip(source: str | os.PathLike | bytes) -> Clip:
@@ -113,7 +123,9 @@ def _read_animation(data: bytes) -> Clip:
     return Clip(frames, durations)
 
 
-def _read_video(data: bytes, kind: str) -> Clip:
+@contextmanager
+def _capture(data: bytes, kind: str) -> Iterator[Any]:
+    """An opened cv2.VideoCapture of the video's bytes."""
     import cv2  # only for videos
 
     # OpenCV reads videos from files only.
@@ -124,38 +136,77 @@ def _read_video(data: bytes, kind: str) -> Clip:
         try:
             if not capture.isOpened():
                 raise ImageError(f"The {kind} video could not be opened: it is damaged or uses an unknown codec.")
-            fps = capture.get(cv2.CAP_PROP_FPS) or 0
-            if not 0 < fps <= 240:
-                raise ImageError(f"The {kind} video gives no usable frame rate ({fps:g}).")
-            frames: list[Image.Image] = []
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                height, width = bgr.shape[:2]
-                _check_frame_size(width, height)
-                if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
-                    raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
-                                     f"clips may have {LIMITS}.")
-                frames.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            yield capture
         finally:
             capture.release()
+
+
+def _rgb(bgr: Any) -> Image.Image:
+    import cv2
+
+    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _read_video(data: bytes, kind: str) -> Clip:
+    import cv2
+
+    with _capture(data, kind) as capture:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0
+        if not 0 < fps <= 240:
+            raise ImageError(f"The {kind} video gives no usable frame rate ({fps:g}).")
+        frames: list[Image.Image] = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            height, width = bgr.shape[:2]
+            _check_frame_size(width, height)
+            if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
+                raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
+                                 f"clips may have {LIMITS}.")
+            frames.append(_rgb(bgr))
     if not frames:
         raise ImageError(f"No frame of the {kind} video could be decoded: it is damaged or cut short.")
     return Clip(frames, [round(1000 / fps)] * len(frames))
 
 
-def write_webp(clip: Clip, path: str | os.PathLike) -> Path:
+def first_frame(source: str | os.PathLike | bytes) -> Image.Image:
+    """A clip's first frame without decoding the rest (a still image: itself), RGB; ImageError
+    when there is none to read."""
+    data = read_bytes(source)
+    kind = _video_kind(data)
+    if not kind:
+        return load_image(data)  # an animation's first frame
+    with _capture(data, kind) as capture:
+        ok, bgr = capture.read()
+    if not ok:
+        raise ImageError(f"No frame of the {kind} video could be decoded: it is damaged or cut short.")
+    return _rgb(bgr)
+
+
+def webp_bytes(clip: Clip) -> bytes:
     """An animated WebP that plays in browsers and common viewers, timing kept, looping."""
-    path = Path(path)
-    clip.frames[0].save(path, "WEBP", save_all=True, append_images=clip.frames[1:],
+    out = io.BytesIO()
+    clip.frames[0].save(out, "WEBP", save_all=True, append_images=clip.frames[1:],
                         duration=clip.durations_ms, loop=0, quality=90, method=4)
+    return out.getvalue()
+
+
+def gif_bytes(clip: Clip) -> bytes:
+    """An animated GIF (256 colours a frame), timing kept, looping."""
+    out = io.BytesIO()
+    clip.frames[0].save(out, "GIF", save_all=True, append_images=clip.frames[1:],
+                        duration=clip.durations_ms, loop=0, disposal=2)
+    return out.getvalue()
+
+
+def write_webp(clip: Clip, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_bytes(webp_bytes(clip))
     return path
 
 
 def write_gif(clip: Clip, path: str | os.PathLike) -> Path:
-    """An animated GIF (256 colours a frame), timing kept, looping."""
     path = Path(path)
-    clip.frames[0].save(path, "GIF", save_all=True, append_images=clip.frames[1:],
-                        duration=clip.durations_ms, loop=0, disposal=2)
+    path.write_bytes(gif_bytes(clip))
     return path

@@ -126,20 +126,28 @@ class Params:
     def total_iterations(self) -> int:
         return len(self.scale_sizes()) * self.iterations
 
-    def work(self, aspect: float = 1.0) -> float:
+    def work(self, aspect: float = 1.0, frames: int = 1) -> float:
         """The run's cost in pixel-iterations: an iteration costs about its scale's pixel count
-        (`aspect` is the content's short side over its long side)."""
-        return sum(side * side * aspect for side in self.scale_sizes()) * self.iterations
+        (`aspect` is the content's short side over its long side). A clip of `frames` frames:
+        the first is a full run, each later one `frame_iterations` at the final size."""
+        first = sum(side * side * aspect for side in self.scale_sizes()) * self.iterations
+        return first + max(0, frames - 1) * self.size * self.size * aspect * self.frame_iterations
 
-    def work_done(self, iteration: int) -> float:
-        """The share of the run's work done after `iteration` (counted over all scales). Progress
-        and ETA count this, not iterations: a coarse scale's iterations are quick, so the last
-        scale is most of a multi-scale run's time."""
-        total, done, left = self.work(), 0.0, max(0, min(iteration, self.total_iterations()))
-        for side in self.scale_sizes():
-            steps = min(left, self.iterations)
-            done, left = done + steps * side * side, left - steps
-        return done / total if total else 0.0
+    def work_done(self, iteration: int, frame: int = 0, frames: int = 1) -> float:
+        """The share of the run's work done after `iteration` (counted over all scales; a clip's
+        within `frame`, 1-based, the one in progress). Progress and ETA count this, not
+        iterations: a coarse scale's iterations are quick, so the last scale is most of a
+        multi-scale run's time."""
+        total, done = self.work(frames=frames), 0.0
+        if frame > 1:
+            done = self.work() + (frame - 2 + min(max(0, iteration), self.frame_iterations) / self.frame_iterations) \
+                * self.size * self.size * self.frame_iterations
+        else:
+            left = max(0, min(iteration, self.total_iterations()))
+            for side in self.scale_sizes():
+                steps = min(left, self.iterations)
+                done, left = done + steps * side * side, left - steps
+        return min(1.0, done / total) if total else 0.0
 
 
 # One line of help per field, shared by the CLI's --help and the UI's tooltips.

@@ -101,15 +101,31 @@ def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
+def features(net: FeatureNet, x: torch.Tensor, accel: Accel) -> dict[str, torch.Tensor]:
+    """The network's outputs in float32, whatever precision the network ran in."""
+    with autocast(x.device, accel):
+        feats = net(network_input(x, accel))
+    return {layer: f.float() for layer, f in feats.items()}
+
+
+def style_grams(p: Params, net: FeatureNet, styles: list[torch.Tensor], accel: Accel) -> list[dict[str, torch.Tensor]]:
+    """Each style image's Gram matrix at every style layer."""
+    with torch.no_grad():
+        feats = [features(net, s, accel) for s in styles]
+        return [{layer: gram(f[layer]) for layer in p.style_layers} for f in feats]
+
+
 class Objective:
     """The weighted loss at one scale, with content and style targets computed once."""
 
     def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor],
                  accel: Accel = Accel(), regions: torch.Tensor | None = None,
-                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 grams: list[dict[str, torch.Tensor]] | None = None):
         """`regions`: per-pixel style weights at the content's size (engine.gram.region_weights),
         or None for no masks. `temporal`: a clip frame's (previous result warped, reliability
-        mask), which the result keeps to with `p.temporal_weight` (Ruder et al. 2016)."""
+        mask), which the result keeps to with `p.temporal_weight` (Ruder et al. 2016). `grams`:
+        the style images' Grams computed before (StyleTargets); then `styles` is not looked at."""
         self.p, self.net, self.accel, self.temporal = p, net, accel, temporal
         self.style_targets: dict[str, torch.Tensor] = {}
         self.guided: dict[str, GuidedStyle] = {}
@@ -117,7 +133,8 @@ class Objective:
             feats = self.features(content)
             self.content_targets = {layer: feats[layer] for layer in p.content_layers}
             layer_sizes = {layer: tuple(feats[layer].shape[-2:]) for layer in p.style_layers}
-            grams = [{layer: gram(f[layer]) for layer in p.style_layers} for f in map(self.features, styles)]
+            if grams is None:
+                grams = style_grams(p, net, styles, accel)
             for layer in p.style_layers:
                 if regions is None:
                     # Blended styles share one target Gram per layer (as neural-style does).
@@ -127,10 +144,7 @@ class Objective:
         self.layer_weights = dict(zip(p.style_layers, p.layer_weights()))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's outputs in float32, whatever precision the network ran in."""
-        with autocast(x.device, self.accel):
-            feats = self.net(network_input(x, self.accel))
-        return {layer: f.float() for layer, f in feats.items()}
+        return features(self.net, x, self.accel)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.p
@@ -172,6 +186,24 @@ def _is_oom(e: BaseException) -> bool:
         or "can't allocate memory" in str(e).lower()
 
 
+class StyleTargets:
+    """The style images' Grams at each style size, kept for later runs with the same styles and
+    network: a clip's frames (engine/animate.py) need them once, not once a frame. `computed`
+    counts the times they were computed."""
+
+    def __init__(self) -> None:
+        self._grams: dict[tuple, list[dict[str, torch.Tensor]]] = {}
+        self.computed = 0
+
+    def grams(self, p: Params, size: int, device: torch.device, accel: Accel, net: FeatureNet,
+              styles: list[Image.Image]) -> list[dict[str, torch.Tensor]]:
+        key = (p.styles, p.style_side(size), p.style_layers, p.pooling, p.weights, str(device), accel)
+        if key not in self._grams:
+            self._grams[key] = style_grams(p, net, _style_tensors(styles, size, p, device), accel)
+            self.computed += 1
+        return self._grams[key]
+
+
 @dataclass
 class FrameStart:
     """Where a clip's frame starts (the previous result warped by the input's motion, at the
@@ -183,10 +215,11 @@ class FrameStart:
 
 def run(p: Params, on_progress: ProgressFn | None = None,
         should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None,
-        start: FrameStart | None = None) -> Result:
+        start: FrameStart | None = None, targets: StyleTargets | None = None) -> Result:
     """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
     the loss is evaluated (engine.accel); by default, what was measured best on the device.
-    `start`: a clip's later frame (engine/animate.py) starts there, single scale."""
+    `start`: a clip's later frame (engine/animate.py) starts there, single scale. `targets`:
+    style Grams kept from earlier runs with the same styles (a clip's frames), and for later ones."""
     validate(p)
     device = pick_device(p.device)
     accel = default_accel(device) if accel is None else accel
@@ -194,7 +227,7 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
     try:
         with precision(accel):
-            return _run(p, device, accel, on_progress, should_cancel, start)
+            return _run(p, device, accel, on_progress, should_cancel, start, targets or StyleTargets())
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:
@@ -243,7 +276,7 @@ def progress_lag(device: torch.device) -> int:
 
 
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
-         should_cancel: Callable[[], bool] | None, start: FrameStart | None) -> Result:
+         should_cancel: Callable[[], bool] | None, start: FrameStart | None, targets: StyleTargets) -> Result:
     t0 = time.perf_counter()
     content_img, style_imgs = _load_inputs(p)
     mask_imgs = masks.load_masks(p)
@@ -270,7 +303,8 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
         if start is not None and start.reliable is not None and p.temporal_weight > 0:
             mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
             temporal = (to_tensor(start.image.resize((w, h)), device), mask)
-        objective = Objective(p, net, content, _style_tensors(style_imgs, size, p, device), accel, regions, temporal)
+        objective = Objective(p, net, content, [], accel, regions, temporal,
+                              grams=targets.grams(p, size, device, accel, net, style_imgs))
         if x is None and start is not None:
             x = to_tensor(start.image.resize((w, h)), device)
         elif x is None:

@@ -2,7 +2,7 @@
 
     python -m gallery [--data DIR] submit CONTENT STYLE... [engine flags]   (prints the new id)
     python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
-    python -m gallery show ID | export ID DEST | export ID --progress OUT.webp | export --all DEST | import ZIP | rm ID... | requeue ID
+    python -m gallery show ID | export ID DEST(.png|.webp|.gif) | export ID --progress OUT.webp | export --all DEST | import ZIP | rm ID... | requeue ID
     python -m gallery cancel ID
 
 Processing the queue is the worker's job: `python -m worker work`, or `python -m worker run`.
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="a run's parameters and files")
     show.add_argument("id", metavar="ID")
 
-    export = commands.add_parser("export", help="one run as a PNG (params embedded), or several as a zip")
+    export = commands.add_parser("export", help="one run as a PNG (params embedded), a clip's animation "
+                                 "(DEST .webp or .gif), or several runs as a zip")
     export.add_argument("--all", action="store_true", help="every finished run, as a zip")
     export.add_argument("items", nargs="+", metavar="ID|DEST", help="ID... DEST, or DEST with --all")
     export.add_argument("--progress", metavar="WEBP", help="also write ID's optimisation as an animated WebP "
@@ -154,6 +155,7 @@ def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
         ("weights", run.weights_name), ("losses", json.dumps(run.losses) if run.losses else None),
         ("error", run.error), ("requeued from", run.requeued_from),
         ("result", run.result_path), ("thumbnail", run.thumb_path),
+        ("frames", run.frames if run.is_clip else None), ("animation", run.animation_path), ("gif", run.gif_path),
     ]
     for name, value in fields:
         if value not in (None, ""):
@@ -189,9 +191,21 @@ def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
         print(f"wrote {count} run{'s' * (count != 1)} to {dest_path}")
     else:
         from gallery.files import write_atomic
-        write_atomic(dest_path, gallery.export_png(ids[0]))
+        write_atomic(dest_path, _one_export(gallery, ids[0], dest_path.suffix.lower()))
         print(f"wrote {dest_path}")
     return 0
+
+
+def _one_export(gallery: Gallery, rid: int, suffix: str) -> bytes:
+    """A run's PNG; for a .webp or .gif destination, a finished clip's animation."""
+    if suffix not in (".webp", ".gif"):
+        return gallery.export_png(rid)
+    run = gallery.get(rid)
+    path = run.animation_path if suffix == ".webp" else run.gif_path
+    if path is None:
+        raise UsageError(f"run {rid} is not a finished clip, so it has no animation; export it as a .png "
+                         "(or its optimisation with --progress)")
+    return path.read_bytes()
 
 
 def _export_progress(gallery: Gallery, items: list[str], dest: Path) -> int:

@@ -134,7 +134,27 @@ def _split_device_v2(db: Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2]
+def _clips_v3(db: Database) -> None:
+    """Clips (animated GIF/WebP, videos) as content: an input's frame count and length; a run's
+    frame in progress and frame count (1: a still), its finished frames (kept as they finish,
+    so an interrupted run continues after them) and its animation, WebP and GIF."""
+    db.executescript("""
+        ALTER TABLE inputs ADD COLUMN frames INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE inputs ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN frames INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE runs ADD COLUMN frame INTEGER NOT NULL DEFAULT 0;   -- 1-based, while running a clip
+        ALTER TABLE runs ADD COLUMN animation_file TEXT;                -- animated WebP
+        ALTER TABLE runs ADD COLUMN gif_file TEXT;
+        CREATE TABLE frames (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,                                  -- 0-based
+            file TEXT NOT NULL,
+            PRIMARY KEY (run_id, position)
+        );
+    """)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2, _clips_v3]
 
 
 @contextmanager

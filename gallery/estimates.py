@@ -24,8 +24,8 @@ class Speed:
     seconds_per_work: float
     runs: int
 
-    def seconds(self, params: Params, aspect: float = 1.0) -> float:
-        return self.seconds_per_work * params.work(aspect)
+    def seconds(self, params: Params, aspect: float = 1.0, frames: int = 1) -> float:
+        return self.seconds_per_work * params.work(aspect, frames)
 
 
 def aspect_of(g: Any, content_sha256: str | None) -> float:
@@ -42,8 +42,10 @@ def measured_speed(g: Any, device: str = "auto") -> Speed | None:
     for run in g.list_runs(RunFilter(status="done"), sort="newest", limit=SAMPLE * 3):
         if device != "auto" and not (run.device_used or "").startswith(device):
             continue
+        if run.is_clip and run.requeued_from:
+            continue  # it may have continued after frames of the run before it: its time covers the rest
         if run.duration and run.duration > 0:
-            rates.append(run.duration / run.params.work(aspect_of(g, run.content_sha256)))
+            rates.append(run.duration / run.params.work(aspect_of(g, run.content_sha256), run.frames))
         if len(rates) == SAMPLE:
             break
     return Speed(statistics.median(rates), len(rates)) if rates else None
@@ -51,7 +53,7 @@ def measured_speed(g: Any, device: str = "auto") -> Speed | None:
 
 def run_seconds(g: Any, run: Any, speed: Speed) -> float:
     """How long `run` takes here from start to end, at `speed`."""
-    return speed.seconds(run.params, aspect_of(g, run.content_sha256))
+    return speed.seconds(run.params, aspect_of(g, run.content_sha256), run.frames)
 
 
 def expected_starts(g: Any, running: list[Any], queued: list[Any], workers: int = 1,
@@ -62,7 +64,7 @@ def expected_starts(g: Any, running: list[Any], queued: list[Any], workers: int 
     speed = measured_speed(g)
     if speed is None:
         return {run.id: None for run in queued}
-    left = [run_seconds(g, run, speed) * (1 - run.params.work_done(run.iteration or 0)) for run in running]
+    left = [run_seconds(g, run, speed) * (1 - run.work_done()) for run in running]
     free_at = sorted(now + timedelta(seconds=seconds) for seconds in left)
     free_at += [now] * max(0, workers - len(free_at))
     starts: dict[int, datetime | None] = {}

@@ -1,6 +1,7 @@
 """Moving runs between galleries as zip files.
 
-A zip holds results/run-<id>.png (parameters embedded by engine.pngmeta), the input images
+A zip holds results/run-<id>.png (parameters embedded by engine.pngmeta; a clip's first
+frame, with its animation beside it as results/run-<id>.webp and .gif), the input images
 under inputs/<sha256>.<ext> (so imported runs can be run again) and runs.csv, one row per run
 with its parameters, for people and spreadsheets. Import trusts nothing in the zip: members
 are read into memory with size bounds, checked, and written under names of our own making.
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from engine import pngmeta
+from engine.clips import read_clip
 from engine.images import MAX_BYTES, ImageError, load_image
 from engine.masks import is_everywhere
 from engine.params import Params, validate
@@ -34,7 +36,7 @@ CSV_COLUMNS = (
     "id", "file", "title", "tags", "favorite", "owner", "batch", "created", "finished", "duration",
     "content_name", "content_sha256", "style_names", "style_sha256s", "size", "iterations", "optimizer",
     "content_weight", "style_weight", "tv_weight", "seed", "device", "device_used", "evaluation", "weights_name",
-    "weights_sha256", "losses_json", "params_json", "mask_sha256s", "mask_names",
+    "weights_sha256", "losses_json", "params_json", "mask_sha256s", "mask_names", "frames", "animation", "gif",
 )
 MAX_MEMBERS = 100_000
 MAX_CSV_BYTES = 64 * 1024 * 1024
@@ -76,6 +78,11 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
         for run in runs:
             member = f"results/run-{run.id}.png"
             zf.write(run.result_path, member)
+            animation = {}
+            if run.is_clip and run.animation_path and run.gif_path:
+                for column, path in (("animation", run.animation_path), ("gif", run.gif_path)):
+                    animation[column] = f"results/run-{run.id}{path.suffix}"
+                    zf.write(path, animation[column])
             for sha in [run.content_sha256, *run.style_sha256s, *run.mask_sha256s]:
                 found = sha and gallery.get_input_or_none(sha)
                 if found:
@@ -83,7 +90,8 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
             masks = [sha and gallery.get_input_or_none(sha) for sha in run.mask_sha256s]
             writer.writerow({**_csv_row(run, member, gallery.data_dir),
                              "mask_sha256s": json.dumps([m.sha256 if m else None for m in masks]),
-                             "mask_names": json.dumps([m.name if m else None for m in masks])})
+                             "mask_names": json.dumps([m.name if m else None for m in masks]),
+                             "frames": run.frames, **animation})
         for path in sorted(inputs.values()):
             zf.write(path, f"inputs/{path.name}")
         zf.writestr(CSV_NAME, table.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
@@ -125,7 +133,8 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO) -> list[i
         for info in members:
             if info.is_dir() or stored_input(info.filename) or not info.filename.lower().endswith(".png"):
                 continue
-            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), table.get(info.filename, {}))
+            row = table.get(info.filename, {})
+            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row))
             if rid is not None:
                 new_ids.append(rid)
     return new_ids
@@ -187,6 +196,20 @@ def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.
             continue
 
 
+def _animation(zf: zipfile.ZipFile, row: dict[str, str]) -> tuple[bytes, bytes, int] | None:
+    """A clip run's (WebP, GIF, frame count) named by its row, when both decode as clips of the
+    same frames; None otherwise (the run comes in as a still: its first frame)."""
+    found = []
+    for column in ("animation", "gif"):
+        try:
+            data = _read(zf, zf.getinfo(row.get(column) or ""), MAX_BYTES)
+            found.append((data, len(read_clip(data).frames)))
+        except (KeyError, ImageError):
+            return None
+    (webp, frames), (gif, gif_frames) = found
+    return (webp, gif, frames) if frames == gif_frames > 1 else None
+
+
 def _number(text: Any) -> float | None:
     try:
         value = float(text)
@@ -195,8 +218,10 @@ def _number(text: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | None:
-    """Adds one result PNG as a done run; None when it is not one of ours or already here."""
+def _import_result(gallery: Gallery, data: bytes, row: dict[str, str],
+                   animation: tuple[bytes, bytes, int] | None = None) -> int | None:
+    """Adds one result PNG (a clip's first frame, with its `animation`) as a done run; None when
+    it is not one of ours or already here."""
     try:
         info = pngmeta.read_result_info(data)
         if info is None:
@@ -244,4 +269,5 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str]) -> int | 
         device_used=str(row.get("device_used") or info.device or "")[:50] or None,
         evaluation=str(row.get("evaluation") or info.evaluation)[:200],
         weights_name=(row.get("weights_name") or info.weights_name)[:200] or None,
-        weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None)
+        weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None,
+        animation=animation and animation[:2], **({"frames": animation[2]} if animation else {}))

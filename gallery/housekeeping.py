@@ -12,6 +12,12 @@ from gallery.names import MAX_TITLE, clean_tags, clean_text
 from gallery.paths import run_id
 from gallery.queue import Queue
 
+# Every file a row names; anything else under inputs/ and runs/ is an orphan.
+NAMED_FILES_SQL = " UNION ALL ".join(
+    ["SELECT file FROM inputs", "SELECT file FROM previews", "SELECT file FROM frames"]
+    + [f"SELECT {column} AS file FROM runs WHERE {column} IS NOT NULL"
+       for column in ("result_file", "thumb_file", "animation_file", "gif_file")])
+
 
 class Housekeeping(Queue):
     def set_favorite(self, rid: int, favorite: bool = True) -> None:
@@ -50,10 +56,7 @@ class Housekeeping(Queue):
         into place and committing its row. Returns what it removed."""
         removed: list[Path] = []
         with self._write():
-            named = {row["file"] for row in self._rows(
-                "SELECT file FROM inputs UNION ALL SELECT file FROM previews "
-                "UNION ALL SELECT result_file FROM runs WHERE result_file IS NOT NULL "
-                "UNION ALL SELECT thumb_file FROM runs WHERE thumb_file IS NOT NULL")}
+            named = {row["file"] for row in self._rows(NAMED_FILES_SQL)}
             ids = {row["id"] for row in self._rows("SELECT id FROM runs")}
             for folder in (self.data_dir / "inputs", self.data_dir / "runs"):
                 if not folder.is_dir():

@@ -1,5 +1,5 @@
-"""Input images: stored once by sha256 after checking they decode, listed for re-use, and
-copied in from params that name files outside the gallery."""
+"""Input images and clips: stored once by sha256 after checking they decode, listed for re-use,
+and copied in from params that name files outside the gallery."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from engine import masks
+from engine.clips import clip_format, read_clip
 from engine.images import ImageError, load_image, sniff
 from engine.params import ParamsError
 from gallery import files
@@ -18,7 +19,9 @@ from gallery.paths import relative_to, stored_input
 from gallery.queries import Queries
 from gallery.times import now_iso
 
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp",
+               "MP4": "mp4", "MOV": "mov", "WEBM": "webm"}
+VIDEO_FORMATS = ("MP4", "MOV", "WEBM")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -30,8 +33,10 @@ def _kind_flags(kind: str | None) -> tuple[int, int]:
 
 class Inputs(Queries):
     def add_input(self, data: bytes, name: str, kind: str | None = None) -> InputImage:
-        """Stores an uploaded image once (by sha256) after checking it decodes; raises ImageError.
-        `kind` ("content" or "style") only marks what it was uploaded as, for list_inputs."""
+        """Stores an uploaded image or clip (an animated GIF or WebP, a video) once, by sha256,
+        as uploaded, after checking it decodes (every frame of a clip, within engine.clips'
+        bounds); raises ImageError. `kind` ("content" or "style") only marks what it was
+        uploaded as, for list_inputs."""
         flags = _kind_flags(kind)
         data = bytes(data)
         sha = hashlib.sha256(data).hexdigest()
@@ -40,8 +45,13 @@ class Inputs(Queries):
             with self._write():
                 self._touch_input(sha, flags, now)
             return self.get_input(sha)
-        image = load_image(data)
-        fmt = sniff(data) or "unknown"
+        fmt = clip_format(data)
+        if fmt:
+            clip = read_clip(data)
+            (width, height), frames, duration_ms = clip.size, len(clip.frames), sum(clip.durations_ms)
+        else:
+            width, height = load_image(data).size
+            fmt, frames, duration_ms = sniff(data) or "unknown", 1, 0
         relative = f"inputs/{sha}.{_EXTENSIONS.get(fmt, 'img')}"
         staged = files.StagedFiles()
         try:
@@ -54,9 +64,10 @@ class Inputs(Queries):
                     staged.place()
                     self.db.execute(
                         "INSERT INTO inputs (sha256, name, file, format, width, height, file_size, "
-                        "used_as_content, used_as_style, created, last_used) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        [sha, display_name(name), relative, fmt, image.width, image.height, len(data),
-                         flags[0], flags[1], now, now])
+                        "used_as_content, used_as_style, created, last_used, frames, duration_ms) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [sha, display_name(name), relative, fmt, width, height, len(data),
+                         flags[0], flags[1], now, now, frames, duration_ms])
         except BaseException:
             staged.discard()
             raise

@@ -28,6 +28,12 @@ class InputImage:
     used_as_style: bool
     created: datetime
     last_used: datetime
+    frames: int = 1  # more than one: a clip (animated GIF or WebP, or a video)
+    duration_ms: int = 0  # a clip's length
+
+    @property
+    def is_clip(self) -> bool:
+        return self.frames > 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,18 @@ class Run:
     requeued_from: int | None = None
     device_used: str | None = None  # where it ran, once it has
     evaluation: str = ""  # how the loss was evaluated, when not plain float32 (engine.accel)
+    frames: int = 1  # more than one: the content is a clip, styled frame by frame
+    frame: int = 0  # the frame in progress (1-based) while a clip runs; iteration is within it
+    animation_path: Path | None = None  # a finished clip's animated WebP
+    gif_path: Path | None = None  # and GIF
+
+    @property
+    def is_clip(self) -> bool:
+        return self.frames > 1
+
+    def work_done(self) -> float:
+        """The share of its work (Params.work_done) that the latest recorded progress stands for."""
+        return self.params.work_done(self.iteration or 0, self.frame, self.frames)
 
     @property
     def ran_on(self) -> str:
@@ -97,6 +115,7 @@ def input_from_row(row: dict[str, Any], data_dir: Path) -> InputImage:
         width=row["width"], height=row["height"], file_size=row["file_size"],
         used_as_content=bool(row["used_as_content"]), used_as_style=bool(row["used_as_style"]),
         created=to_utc(row["created"]), last_used=to_utc(row["last_used"]),
+        frames=row["frames"], duration_ms=row["duration_ms"],
     )
 
 
@@ -141,4 +160,5 @@ def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data
         style_sha256s=[sha for sha, _ in styles], timings=json.loads(row["timings_json"]),
         cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], requeued_from=row["requeued_from"],
         device_used=row["device_used"], evaluation=row["evaluation"] or "",
+        frames=row["frames"], frame=row["frame"], animation_path=path("animation_file"), gif_path=path("gif_file"),
     )

@@ -11,7 +11,7 @@ from gallery.errors import GalleryError, NotFound
 DATA_ENV = "STUDIO_DATA"
 DEFAULT_DATA_DIR = "data"
 # A stored input image: inputs/<sha256>.<ext>, relative to the data folder.
-_INPUT_FILE = r"inputs/([0-9a-f]{64})\.[a-z]{1,5}"
+_INPUT_FILE = r"inputs/([0-9a-f]{64})\.[a-z0-9]{1,5}"  # mp4 too
 _STORED_INPUT_RE = re.compile(f"^{_INPUT_FILE}$")
 _INPUT_UNDER_RE = re.compile(f"(?:^|/){_INPUT_FILE}$")
 

@@ -14,11 +14,12 @@ from typing import Any
 from PIL import Image
 
 from engine import masks, pngmeta
-from engine.params import Params, validate
+from engine.clips import Clip, gif_bytes, webp_bytes
+from engine.params import Params, ParamsError, validate
 from gallery import files, procs
 from gallery.core import floats
 from gallery.errors import GalleryError
-from gallery.inputs import Inputs
+from gallery.inputs import VIDEO_FORMATS, Inputs
 from gallery.models import Run, absolute_params
 from gallery.names import MAX_TITLE, clean_tags, clean_text
 from gallery.paths import input_sha256, relative_to, run_id
@@ -30,7 +31,7 @@ FOREIGN_STALE_S = 15 * 60
 MAX_ERROR = 2000
 # What an imported run may set beside its labels (add_done_run).
 _DONE_COLUMNS = {"created", "finished", "duration", "favorite", "losses_json", "timings_json", "device_used",
-                 "evaluation", "weights_name", "weights_sha256"}
+                 "evaluation", "weights_name", "weights_sha256", "frames"}
 
 
 class Queue(Inputs):
@@ -40,6 +41,9 @@ class Queue(Inputs):
         validate(params)
         content = self._ingest(params.content, "content", "content")
         styles = [self._ingest(s, "styles", "style") for s in params.styles]
+        videos = [s.name for s in styles if s.format in VIDEO_FORMATS]
+        if videos:
+            raise ParamsError({"styles": f"{videos[0]} is a video; a style is a still image"})
         mask_entries = [m if masks.is_everywhere(m) else self._relative_mask(m) for m in params.style_masks]
         stored = params.with_changes(content=relative_to(content.path, self.data_dir),
                                      styles=tuple(relative_to(s.path, self.data_dir) for s in styles),
@@ -51,7 +55,8 @@ class Queue(Inputs):
                 self._touch_input(style.sha256, (0, 1), now)
             return self._insert_run(
                 stored, content_name=content.name, content_sha256=content.sha256,
-                styles=[(s.sha256, s.name) for s in styles], owner=owner, batch=batch, title=title, tags=tags)
+                styles=[(s.sha256, s.name) for s in styles], owner=owner, batch=batch, title=title, tags=tags,
+                frames=content.frames)
 
     def _insert_run(self, params: Params, *, content_name: str, content_sha256: str | None,
                     styles: list[tuple[str | None, str]], owner: str = "", batch: str | None = None,
@@ -78,10 +83,12 @@ class Queue(Inputs):
 
     def add_done_run(self, params: Params, png: bytes, thumb: bytes, *, content_name: str,
                      content_sha256: str | None, styles: list[tuple[str | None, str]], owner: str = "",
-                     batch: str | None = None, title: str = "", tags: str = "", **columns: Any) -> int:
-        """A finished run made elsewhere (an import): its row and its result and thumbnail files,
-        in one transaction. `params` name images relative to the data folder; `columns` may set
-        what a finished run records (created, finished, duration, favorite, losses_json, ...)."""
+                     batch: str | None = None, title: str = "", tags: str = "",
+                     animation: tuple[bytes, bytes] | None = None, **columns: Any) -> int:
+        """A finished run made elsewhere (an import): its row and its result and thumbnail files
+        (a clip's: its `animation`, WebP and GIF, too), in one transaction. `params` name images
+        relative to the data folder; `columns` may set what a finished run records (created,
+        finished, duration, favorite, losses_json, frames, ...)."""
         unknown = set(columns) - _DONE_COLUMNS
         if unknown:
             raise TypeError(f"add_done_run() cannot set {', '.join(sorted(unknown))}")
@@ -96,9 +103,15 @@ class Queue(Inputs):
                 thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
                 staged.add(result_path, png)
                 staged.add(thumb_path, thumb)
+                animation_rel = gif_rel = None
+                if animation is not None:
+                    animation_path, animation_rel = self._run_file(rid, "animation.webp")
+                    gif_path, gif_rel = self._run_file(rid, "animation.gif")
+                    staged.add(animation_path, animation[0])
+                    staged.add(gif_path, animation[1])
                 staged.place()
-                self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ? WHERE id = ?",
-                                [result_rel, thumb_rel, rid])
+                self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ?, animation_file = ?, gif_file = ? "
+                                "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, rid])
         except BaseException:
             staged.discard()
             raise
@@ -136,19 +149,20 @@ class Queue(Inputs):
                             [clean_text(worker, 200), run_id(rid)])
 
     def record_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
-                        previews: Iterable[tuple[int, Image.Image]] = ()) -> bool:
+                        previews: Iterable[tuple[int, Image.Image]] = (), frame: int = 0) -> bool:
         """Records how far a running job is, with any new intermediate images; returns whether
-        the run was still running. How often to call it is the caller's policy (the worker
-        throttles: worker/progress.py)."""
+        the run was still running. A clip's `frame` is the one in progress (1-based), and
+        `iteration` of `total` count within it. How often to call it is the caller's policy
+        (the worker throttles: worker/progress.py)."""
         rid = run_id(rid)
         staged = files.StagedFiles()
         try:
             stored = self._stage_previews(rid, list(previews), staged)
             with self._write():
                 changed = self.db.execute(
-                    "UPDATE runs SET iteration = ?, total = ?, losses_json = ?, heartbeat = ? "
+                    "UPDATE runs SET iteration = ?, total = ?, frame = ?, losses_json = ?, heartbeat = ? "
                     "WHERE id = ? AND status = 'running'",
-                    [int(iteration), int(total), json.dumps(floats(losses)), now_iso(), rid]).rowcount
+                    [int(iteration), int(total), int(frame), json.dumps(floats(losses)), now_iso(), rid]).rowcount
                 if changed and stored:
                     self._record_previews(rid, stored, staged)
                 else:
@@ -178,8 +192,58 @@ class Queue(Inputs):
         self.db.execute("UPDATE runs SET preview_file = (SELECT file FROM previews WHERE run_id = ? "
                         "ORDER BY iteration DESC LIMIT 1) WHERE id = ?", [rid, rid])
 
-    def finish(self, rid: int, result: Any) -> None:
-        """Saves an engine.transfer.Result: files renamed into place, then the row says done.
+    def record_frame(self, rid: int, position: int, image: Image.Image) -> bool:
+        """Keeps a running clip's finished frame (`position` from 0), on disk before the row
+        naming it commits, so an interrupted run continues after it; whether it was kept."""
+        rid = run_id(rid)
+        path, relative = self._run_file(rid, f"frame-{int(position):04d}.png")
+        staged = files.StagedFiles()
+        try:
+            staged.add(path, files.png_bytes(image))
+            with self._write():
+                if self._status(rid) != "running":
+                    staged.discard()
+                    return False
+                staged.place()
+                self.db.execute("INSERT OR REPLACE INTO frames (run_id, position, file) VALUES (?,?,?)",
+                                [rid, int(position), relative])
+        except BaseException:
+            staged.discard()
+            raise
+        return True
+
+    def frames(self, rid: int) -> list[Path]:
+        """A clip run's finished frames in order, as far as they run without a gap."""
+        rid = run_id(rid)
+        found = []
+        for row in self._rows("SELECT position, file FROM frames WHERE run_id = ? ORDER BY position", [rid]):
+            if row["position"] != len(found):
+                break
+            found.append(self._path(row["file"]))
+        return found
+
+    def resume_frames(self, rid: int) -> list[Path]:
+        """The frames a clip run can continue after: its own, or, when it has none and was
+        queued again, those of the run it was queued from (same params), copied into this one
+        so it keeps them when that run is deleted."""
+        rid = run_id(rid)
+        source, found = rid, self.frames(rid)
+        while not found:  # back along the requeues (one that never ran has none of its own)
+            row = self._row("SELECT requeued_from FROM runs WHERE id = ?", [source])
+            if row is None or row["requeued_from"] is None:
+                return []
+            source = row["requeued_from"]
+            found = self.frames(source)
+        if source != rid:
+            for position, path in enumerate(found):
+                with Image.open(path) as image:
+                    if not self.record_frame(rid, position, image):
+                        break
+        return self.frames(rid)
+
+    def finish(self, rid: int, result: Any, clip: Clip | None = None) -> None:
+        """Saves an engine.transfer.Result (a clip's: its first frame, with the styled `clip`
+        kept as an animated WebP and GIF): files renamed into place, then the row says done.
         Raises GalleryError if the run is not running (then nothing is kept)."""
         rid = run_id(rid)
         row = self._run_row(rid)
@@ -190,6 +254,12 @@ class Queue(Inputs):
             thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
             staged.add(result_path, png)
             staged.add(thumb_path, files.thumbnail_bytes(result.image))
+            animation_rel = gif_rel = None
+            if clip is not None:
+                animation_path, animation_rel = self._run_file(rid, "animation.webp")
+                gif_path, gif_rel = self._run_file(rid, "animation.gif")
+                staged.add(animation_path, webp_bytes(clip))
+                staged.add(gif_path, gif_bytes(clip))
             previews = self._stage_previews(rid, list(result.previews or []), staged)
             with self._write():
                 status = self._status(rid)
@@ -202,11 +272,11 @@ class Queue(Inputs):
                     "UPDATE runs SET status = 'done', finished = ?, duration = ?, error = NULL, "
                     "iteration = total, losses_json = ?, timings_json = ?, device_used = ?, evaluation = ?, "
                     "weights_name = ?, weights_sha256 = ?, result_file = ?, result_sha256 = ?, thumb_file = ?, "
-                    "cancel_requested = 0 WHERE id = ?",
+                    "animation_file = ?, gif_file = ?, frame = 0, cancel_requested = 0 WHERE id = ?",
                     [now_iso(), _duration(result, row), json.dumps(floats(result.losses)),
                      json.dumps(floats(result.timings)), str(result.device), getattr(result, "evaluation", ""),
                      result.weights_name, result.weights_sha256, result_rel, hashlib.sha256(png).hexdigest(),
-                     thumb_rel, rid])
+                     thumb_rel, animation_rel, gif_rel, rid])
         except BaseException:
             staged.discard()
             raise
@@ -284,7 +354,7 @@ class Queue(Inputs):
             return self._insert_run(
                 Params.from_json(row["params_json"]), content_name=row["content_name"],
                 content_sha256=row["content_sha256"], styles=styles, owner=row["owner"], batch=row["batch"],
-                title=row["title"], tags=row["tags"], requeued_from=rid)
+                title=row["title"], tags=row["tags"], requeued_from=rid, frames=row["frames"])
 
 
 def _duration(result: Any, row: dict[str, Any]) -> float:

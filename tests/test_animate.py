@@ -1,5 +1,6 @@
 """Clips styled with the real engine at 64 px: the temporal term lowers the flicker figure on a
-known pan; frames and timing are kept; a run continues after the frames it already has."""
+known pan; frames and timing are kept; a run continues after the frames it already has; the
+style Grams are computed once a clip."""
 from __future__ import annotations
 
 from PIL import Image
@@ -7,19 +8,17 @@ from PIL import Image
 from engine.animate import style_clip
 from engine.clips import Clip
 from engine.flow import flicker
+from engine.transfer import StyleTargets
+from support.images import pan
 from support.paths import CONTENT, STYLE
 from support.runs import tiny_params
 
 FRAMES = 4
 
 
-def pan() -> Clip:
-    photo = Image.open(CONTENT).convert("RGB").resize((240, 180))
-    return Clip([photo.crop((30 + 4 * k, 40, 30 + 4 * k + 96, 40 + 72)) for k in range(FRAMES)], [90, 110, 90, 110])
-
-
 def params(**changes):
-    return tiny_params(CONTENT, (STYLE,), size=64, iterations=40, frame_iterations=15, init="noise", **changes)
+    settings = {"size": 64, "iterations": 40, "frame_iterations": 15, "init": "noise", **changes}
+    return tiny_params(CONTENT, (STYLE,), **settings)
 
 
 def test_the_temporal_term_lowers_flicker() -> None:
@@ -36,8 +35,17 @@ def test_a_clip_continues_after_its_finished_frames() -> None:
     clip = pan()
     computed: list[int] = []
     first = style_clip(params(), Clip(clip.frames[:2], clip.durations_ms[:2]))
-    rest = style_clip(params(), clip, on_frame=lambda k, image: computed.append(k), done=first.frames)
+    rest = style_clip(params(), clip, on_frame=lambda k, result: computed.append(k), done=first.frames)
     assert computed == [2, 3] and len(rest.frames) == FRAMES and rest.frames[:2] == first.frames
+
+
+def test_the_style_targets_are_computed_once_a_clip() -> None:
+    targets = StyleTargets()
+    styled = style_clip(params(iterations=4, frame_iterations=2), pan(), targets=targets)
+    assert len(styled.frames) == FRAMES and targets.computed == 1  # one scale at 64 px; was once a frame
+    two_scales = StyleTargets()
+    style_clip(params(size=256, multiscale=True, iterations=1, frame_iterations=1), pan(), targets=two_scales)
+    assert two_scales.computed == 2  # 128 and 256 px for the first frame; the later ones reuse 256 px
 
 
 def test_the_cli_turns_a_gif_into_an_animation(tmp_path) -> None:

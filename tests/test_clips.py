@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.clips import MAX_FRAMES, Clip, is_clip, read_clip, write_gif, write_webp
+from engine.clips import MAX_FRAMES, Clip, clip_format, first_frame, is_clip, read_clip, write_gif, write_webp
 from engine.flow import flicker, flow, reliable, warp
 from engine.images import ImageError
 from support.paths import CONTENT
@@ -35,7 +35,8 @@ def test_frames_and_timing_survive_a_round_trip(tmp_path, write) -> None:
     path = write(clip, tmp_path / f"clip.{write.__name__[6:]}")
     back = read_clip(path)
     assert len(back.frames) == 4 and back.durations_ms == [80, 120, 80, 200] and back.size == (96, 64)
-    assert is_clip(path) and not is_clip(CONTENT)
+    assert is_clip(path) and not is_clip(CONTENT) and clip_format(path) == write.__name__[6:].upper()
+    assert first_frame(path).size == (96, 64)
     assert back.seconds == pytest.approx(0.48)
 
 
@@ -49,7 +50,8 @@ def test_a_video_is_read_with_its_frame_rate(tmp_path) -> None:
     writer.release()
     clip = read_clip(path)
     assert len(clip.frames) == 6 and clip.durations_ms == [100] * 6 and clip.size == (96, 64)
-    assert is_clip(path.read_bytes())
+    assert is_clip(path.read_bytes()) and clip_format(path) == "MP4"
+    assert np.array_equal(np.asarray(first_frame(path)), np.asarray(clip.frames[0]))  # without the rest
     # Lossy, but the same picture.
     assert np.abs(np.asarray(clip.frames[2], float) - np.asarray(panned(6)[2], float)).mean() < 12
 

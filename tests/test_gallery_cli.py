@@ -13,7 +13,7 @@ from engine import pngmeta
 from gallery import Gallery
 from gallery.cli import main
 from support.paths import CONTENT, ROOT, STYLE
-from support.runs import finished_run, tiny_params
+from support.runs import finished_clip_run, finished_run, tiny_params
 
 
 @pytest.fixture
@@ -118,3 +118,22 @@ def test_submit_queues_without_running_and_prints_the_id(data_dir: Path, capsys:
         assert (run.status, run.title, run.params.size, g.queue_position(rid)) == ("queued", "later", 64, 1)
     assert cli(data_dir, "submit", str(CONTENT), "missing.jpg") == 2
     assert "no such file: missing.jpg" in capsys.readouterr().err
+
+
+def test_a_clip_run_shows_and_exports_its_animation(data_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from engine.clips import read_clip
+
+    with Gallery(data_dir) as g:
+        clip = finished_clip_run(g)
+        still = finished_run(g)
+    assert cli(data_dir, "show", str(clip)) == 0
+    out = capsys.readouterr().out
+    assert "frames:        3" in out and "animation.webp" in out and "animation.gif" in out
+    for name in ("out.webp", "out.gif"):
+        assert cli(data_dir, "export", str(clip), str(tmp_path / name)) == 0
+        assert read_clip(tmp_path / name).durations_ms == [90, 110, 130]
+    assert cli(data_dir, "export", str(clip), str(tmp_path / "first.png")) == 0
+    assert pngmeta.read_params_json(tmp_path / "first.png")
+    assert cli(data_dir, "export", str(still), str(tmp_path / "still.webp")) == 2
+    assert f"run {still} is not a finished clip" in capsys.readouterr().err

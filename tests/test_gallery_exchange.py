@@ -12,7 +12,7 @@ from engine import pngmeta
 from gallery import Gallery, GalleryError, RunFilter
 from gallery.exchange import export_zip, import_zip
 from support.paths import STYLE2
-from support.runs import files_under, finished_run, tiny_params
+from support.runs import files_under, finished_clip_run, finished_run, named_files, tiny_params
 
 
 @pytest.fixture
@@ -89,3 +89,28 @@ def test_import_refuses_a_non_zip(source: Gallery, tmp_path: Path) -> None:
     junk.write_bytes(b"PK but not really")
     with pytest.raises(GalleryError, match="not a zip file"):
         import_zip(source, junk)
+
+
+def test_a_clip_run_travels_with_its_animation(tmp_path: Path) -> None:
+    from engine.clips import read_clip
+
+    with Gallery(tmp_path / "source") as source:
+        rid = finished_clip_run(source, title="Pan")
+        export_zip(source, [rid], tmp_path / "clip.zip")
+    with zipfile.ZipFile(tmp_path / "clip.zip") as zf:
+        assert {f"results/run-{rid}.webp", f"results/run-{rid}.gif"} <= set(zf.namelist())
+        # The same zip with its animation cut short: that run comes in as a still.
+        with zipfile.ZipFile(tmp_path / "cut.zip", "w") as cut:
+            for info in zf.infolist():
+                data = zf.read(info)
+                cut.writestr(info, data[: len(data) // 2] if info.filename.endswith(".webp") else data)
+    with Gallery(tmp_path / "target") as target:
+        [new] = import_zip(target, tmp_path / "clip.zip")
+        run = target.get(new)
+        assert run.is_clip and run.frames == 3 and run.title == "Pan"
+        assert read_clip(run.animation_path).durations_ms == read_clip(run.gif_path).durations_ms == [90, 110, 130]
+        assert target.get_input(run.content_sha256).frames == 3  # the GIF came along, as a clip
+        assert target.remove_orphans() == [] and files_under(target.data_dir) == named_files(target)
+    with Gallery(tmp_path / "other") as other:
+        [still] = import_zip(other, tmp_path / "cut.zip")
+        assert not other.get(still).is_clip and other.get(still).animation_path is None

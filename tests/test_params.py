@@ -115,6 +115,17 @@ def test_progress_weighs_each_scale_by_its_pixels():
     assert p.work(aspect=0.75) == pytest.approx(0.75 * p.work())
 
 
+def test_a_clip_s_work_counts_its_frames():
+    # 3 frames: the first a full two-scale run, the others frame_iterations at the final size.
+    p = Params(content="c.gif", styles=("s.png",), size=256, iterations=100, frame_iterations=50)
+    first = (128**2 + 256**2) * 100
+    assert p.work(frames=3) == first + 2 * 256**2 * 50
+    assert p.work_done(200, frame=1, frames=3) == pytest.approx(first / p.work(frames=3))
+    assert p.work_done(25, frame=3, frames=3) == pytest.approx((first + 1.5 * 256**2 * 50) / p.work(frames=3))
+    assert p.work_done(50, frame=3, frames=3) == 1 and p.work_done(0, frames=3) == 0
+    assert p.work(frames=1) == p.work()
+
+
 @pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:0", True),
                                         ("cuda:12", True), ("cuda:", False), ("cuda:x", False), ("gpu", False),
                                         ("CUDA:1", False), (1, False)])

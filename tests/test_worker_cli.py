@@ -26,3 +26,16 @@ def test_bad_input_exits_2_with_one_line(data_dir: Path, capsys: pytest.CaptureF
     assert "no such file: missing.jpg" in err and err.count("\n") == 1
     with Gallery(data_dir) as g:
         assert g.count_runs() == 0
+
+
+def test_run_styles_a_gif_frame_by_frame(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.clips import read_clip, write_gif
+    from support.images import pan
+
+    gif = write_gif(pan(3), tmp_path / "pan.gif")
+    assert main(["--data", str(data_dir), "run", str(gif), str(STYLE), "--size", "32", "--iterations", "3",
+                 "--frame-iterations", "2", "--device", "cpu", "--no-multiscale"]) == 0
+    out = capsys.readouterr().out
+    assert "frame 1/3 3/3" in out and "frame 3/3 2/2" in out
+    with Gallery(data_dir) as g:
+        assert len(read_clip(g.get(1).animation_path).frames) == 3

@@ -191,21 +191,29 @@ class Worker:
         writer = ProgressWriter(gallery, run.id)
 
         def progress(p: Any) -> None:
-            writer.report(p.iteration, p.total, p.losses, p.preview)
+            # A clip's progress (engine.animate.FrameProgress) is the engine's within frame k.
+            inner = getattr(p, "inner", p)
+            writer.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0))
             if on_progress is not None:
                 on_progress(p)
 
         def should_cancel() -> bool:
             return self._stop.is_set() or gallery.cancel_requested(run.id)
 
+        clip = None
         try:
             engine = self._engine_module()
-            result = engine.run(self._params_for(gallery, run), on_progress=progress, should_cancel=should_cancel)
+            params = self._params_for(gallery, run)
+            if run.is_clip:
+                from worker.clip_job import style_clip_run  # torch, like the engine
+                result, clip = style_clip_run(gallery, run, params, progress, should_cancel)
+            else:
+                result = engine.run(params, on_progress=progress, should_cancel=should_cancel)
         except Exception as e:
             writer.flush()  # where it stopped, not where the last throttled write was
             return self._record_failure(gallery, run, e)
         try:
-            gallery.finish(run.id, result)
+            gallery.finish(run.id, result, clip)
         except Exception as e:
             log.exception("saving the result of run %s", run.id)
             gallery.fail(run.id, f"The result could not be saved: {e}")

@@ -1,4 +1,4 @@
-"""Awkward image files, generated with Pillow so nothing binary is committed."""
+"""Awkward image files and small clips, generated with Pillow so nothing binary is committed."""
 from __future__ import annotations
 
 import io
@@ -7,6 +7,9 @@ import struct
 import zlib
 
 from PIL import Image
+
+from engine.clips import Clip
+from support.paths import CONTENT
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -34,3 +37,11 @@ def with_orientation(img: Image.Image, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(img, "JPEG", exif=exif, quality=95)
+
+
+def pan(frames: int = 4, durations_ms: tuple[int, ...] = (90, 110)) -> Clip:
+    """A known pan over the content photo, 96×72 (4 px further right each frame), with the
+    durations taken in turn."""
+    photo = Image.open(CONTENT).convert("RGB").resize((240, 180))
+    return Clip([photo.crop((30 + 4 * k, 40, 30 + 4 * k + 96, 40 + 72)) for k in range(frames)],
+                [durations_ms[k % len(durations_ms)] for k in range(frames)])

@@ -1,5 +1,5 @@
-"""Runs without the engine: tiny parameters, a stand-in result, finished runs, the files a
-gallery holds."""
+"""Runs without the engine: tiny parameters, a stand-in result, finished runs (a clip's too),
+the files a gallery holds."""
 from __future__ import annotations
 
 import subprocess
@@ -11,6 +11,7 @@ from PIL import Image
 
 from engine.params import Params
 from gallery import Gallery
+from gallery.housekeeping import NAMED_FILES_SQL
 from support.paths import CONTENT, STYLE
 
 
@@ -39,15 +40,31 @@ def finished_run(g: Gallery, **submit) -> int:
     return rid
 
 
+def finished_clip_run(g: Gallery, durations_ms: tuple[int, ...] = (90, 110, 130), **submit) -> int:
+    """A "done" clip run as the worker leaves one, without the engine: a GIF of
+    len(durations_ms) frames (support.images.pan) as content, every frame kept, the animation
+    stored; `submit` goes to Gallery.submit."""
+    from engine.clips import gif_bytes
+    from support.images import pan
+
+    gif = g.add_input(gif_bytes(pan(len(durations_ms), durations_ms)), "pan.gif", "content")
+    rid = g.submit(tiny_params(content=gif.path, size=64), **submit)
+    assert g.claim(rid, "test") is not None
+    styled = pan(len(durations_ms), durations_ms)
+    styled.frames = [f.resize((64, 48)) for f in styled.frames]
+    for k, frame in enumerate(styled.frames):
+        g.record_frame(rid, k, frame)
+    g.finish(rid, fake_result(size=(64, 48)), styled)
+    return rid
+
+
 def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
 def named_files(g: Gallery) -> set[str]:
     """Every file a row of g names, the database's own files, and the worker processes' logs."""
-    rows = g.db.query("SELECT file FROM inputs UNION ALL SELECT file FROM previews "
-                      "UNION ALL SELECT result_file FROM runs WHERE result_file IS NOT NULL "
-                      "UNION ALL SELECT thumb_file FROM runs WHERE thumb_file IS NOT NULL")
+    rows = g.db.query(NAMED_FILES_SQL)
     logs = {f"logs/{p.name}" for p in (g.data_dir / "logs").glob("worker-*.log")}
     return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"} | logs
 

@@ -1,0 +1,74 @@
+"""End to end in a real headless Chromium against `streamlit run`, with the real engine: upload a
+3-frame GIF made from a photo, generate a tiny run, and find it in the Gallery marked as a clip,
+its detail view playing an animated WebP of 3 frames, as the browser received it. Screenshots go
+to test-artifacts/."""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.clips import read_clip, write_gif
+from gallery import Gallery
+from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
+                             query_param, screenshot, set_number, studio_server, upload, wait_css, wait_idle)
+from support.images import pan
+from support.paths import STYLE
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+
+DURATIONS = (120, 80, 100)
+
+
+def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
+    data, downloads = tmp_path / "data", tmp_path / "downloads"
+    gif = write_gif(pan(3, DURATIONS), tmp_path / "pan.gif")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with studio_server(data, ARTIFACTS / "e2e-clips-server.log", STUDIO_DEVICES="cpu") as url, \
+            chromium(downloads) as driver:
+        driver.get(url)
+        wait_css(driver, ".st-key-generate", timeout=60)
+        wait_idle(driver)
+        upload(driver, "content_upload", gif)
+        wait_for(lambda: "▶ 3 frames · 0.3 s" in driver.find_element("css selector", "[data-testid='stMain']").text,
+                 30, "the clip's frames and length")
+        upload(driver, "style_upload", STYLE)
+        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
+        wait_idle(driver)
+        expand(driver, "Advanced")
+        set_number(driver, "p_size", 64)
+        set_number(driver, "p_iterations", 4)
+        set_number(driver, "p_frame_iterations", 2)
+        choose_option(driver, "p_device", "cpu")
+        screenshot(driver, ARTIFACTS / "clip-create.png")
+
+        click(driver, ".st-key-generate button")
+        run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
+        g = Gallery(data)
+        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 600, "the run to finish", interval=1)
+        run = g.get(run_id)
+        assert run.status == "done", run.error
+
+        go_to(driver, "Gallery")
+        card = wait_css(driver, f".st-key-run-{run_id}")
+        assert "▶ 3 frames" in card.text and card.find_elements("css selector", "img")
+        screenshot(driver, ARTIFACTS / "clip-gallery.png")
+        click(driver, f".st-key-open-{run_id} button")
+        animation = wait_css(driver, "img.animation", timeout=30)
+        wait_idle(driver)
+        wait_for(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", animation),
+                 15, "the browser to decode the animation")
+        screenshot(driver, ARTIFACTS / "clip-detail.png")
+        src = animation.get_attribute("src")
+        assert src.startswith("data:image/webp;base64,")
+        data = base64.b64decode(src.partition(",")[2])
+        webp = Image.open(io.BytesIO(data))
+        assert webp.format == "WEBP" and webp.n_frames == 3 and webp.size == (64, 48)
+        assert read_clip(data).durations_ms == list(DURATIONS)
+        assert css(driver, f".st-key-frame-{run_id}"), "the frame slider"
+        assert css(driver, ".st-key-download_webp button") and css(driver, ".st-key-download_gif button")
+        g.close()

@@ -1,0 +1,35 @@
+"""A clip run in the worker: every frame styled by engine.animate, each kept in the gallery as it
+finishes, and a run queued again after an interruption continuing after the frames it has.
+
+Imports torch (through the engine): the worker imports this module when a clip job starts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from engine import animate, clips, images
+from engine.params import Params
+from engine.transfer import Result
+from gallery import Gallery, Run
+
+
+def style_clip_run(gallery: Gallery, run: Run, params: Params, on_progress: Callable[[Any], None],
+                   should_cancel: Callable[[], bool]) -> tuple[Result, clips.Clip]:
+    """The result to record (the first frame, with this job's timings) and the styled clip.
+    Raises engine.images.ImageError for a clip that cannot be read (damaged since upload)."""
+    clip = clips.read_clip(params.content)
+    # At least the last frame is computed here, so there is a Result (weights, device) to record.
+    done = [images.load_image(path) for path in gallery.resume_frames(run.id)[: len(clip.frames) - 1]]
+    computed: list[Result] = []
+
+    def finished(k: int, result: Result) -> None:
+        gallery.record_frame(run.id, k, result.image)
+        computed.append(result)
+
+    styled = animate.style_clip(params, clip, on_progress, should_cancel, on_frame=finished, done=done)
+    timings = {key: sum(r.timings.get(key, 0.0) for r in computed) for key in computed[-1].timings}
+    # Only the first frame's run has previews worth showing (the multi-scale still run).
+    previews = computed[0].previews if not done else []
+    return replace(computed[-1], image=styled.frames[0], timings=timings, previews=previews), styled
