@@ -189,3 +189,31 @@ def test_a_cluster_that_goes_away_leaves_nothing_running_and_the_sidebar_says_wh
         finally:
             supervisor.stop()
     assert integrity_ok(data_dir)
+
+
+def test_a_clip_runs_on_the_cluster_keeping_each_frame_on_the_head_and_resumes_there(cluster, ray_driver,
+                                                                                     data_dir, tmp_path):
+    from engine.clips import read_clip, write_gif
+    from support.images import pan
+
+    gif = write_gif(pan(4), tmp_path / "pan.gif")
+    g = Gallery(data_dir)
+    first = g.submit(tiny_params(content=gif, size=64, iterations=10, frame_iterations=60))
+    with head(data_dir, cluster.address) as proc:
+        wait_for(lambda: len(g.frames(first)) >= 2, 180, "two frames kept on the head", interval=0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    had = len(g.frames(first))
+    assert 2 <= had < 4
+    free_cpus(ray_driver, 2.0)
+    assert g.recover_interrupted() == [first]
+    again = g.requeue(first)
+    seen: set[int] = set()
+    with head(data_dir, cluster.address):
+        wait_for(lambda: seen.add(g.get(again).frame) or g.get(again).status not in ("queued", "running"), 180,
+                 "the resumed run", interval=0.05)
+    assert g.get(again).status == "done", g.get(again).error
+    assert min(seen - {0}) > had, seen  # the frames kept on the head were not computed again
+    run = g.get(again)
+    assert len(read_clip(run.animation_path).frames) == 4 and node_of(run)
+    assert integrity_ok(data_dir)

@@ -67,6 +67,18 @@ def params_on_device(params: Params, device: str, shape: tuple[int, int] | None,
     return params
 
 
+def run_engine(engine: Any, frames: Any, run: Run, params: Params, on_progress: ProgressHook,
+               should_cancel: Callable[[], bool]) -> tuple[Any, Any]:
+    """The engine on a claimed run, with `params` on a device: (its Result, the styled Clip or
+    None for a still). A clip is styled frame by frame (worker/clip_job.py), each finished frame
+    kept by `frames` (the gallery, or on a cluster's node what sends them to the head)."""
+    if run.is_clip:
+        from worker.clip_job import style_clip_run  # torch, like the engine
+
+        return style_clip_run(frames, run, params, on_progress, should_cancel)
+    return engine.run(params, on_progress=on_progress, should_cancel=should_cancel), None
+
+
 class Worker:
     """One thread running the queue of a data folder on one device. `device="auto"` takes every
     job; "cpu", "cuda" or "cuda:N" take jobs asking for that device, for any of its kind or for
@@ -191,24 +203,16 @@ class Worker:
         writer = ProgressWriter(gallery, run.id)
 
         def progress(p: Any) -> None:
-            # A clip's progress (engine.animate.FrameProgress) is the engine's within frame k.
-            inner = getattr(p, "inner", p)
-            writer.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0))
+            writer.engine_progress(p)
             if on_progress is not None:
                 on_progress(p)
 
         def should_cancel() -> bool:
             return self._stop.is_set() or gallery.cancel_requested(run.id)
 
-        clip = None
         try:
-            engine = self._engine_module()
-            params = self._params_for(gallery, run)
-            if run.is_clip:
-                from worker.clip_job import style_clip_run  # torch, like the engine
-                result, clip = style_clip_run(gallery, run, params, progress, should_cancel)
-            else:
-                result = engine.run(params, on_progress=progress, should_cancel=should_cancel)
+            result, clip = run_engine(self._engine_module(), gallery, run, self._params_for(gallery, run),
+                                      progress, should_cancel)
         except Exception as e:
             writer.flush()  # where it stopped, not where the last throttled write was
             return self._record_failure(gallery, run, e)

@@ -7,21 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
 
 from engine import animate, clips, images
 from engine.params import Params
 from engine.transfer import Result
-from gallery import Gallery, Run
+from gallery import Run
 
 
-def style_clip_run(gallery: Gallery, run: Run, params: Params, on_progress: Callable[[Any], None],
+class FrameStore(Protocol):
+    """Where a clip run's finished frames are kept: the Gallery, or on a cluster's node what
+    sends them to the head's gallery (worker/cluster.py)."""
+
+    def resume_frames(self, rid: int) -> list[Path]: ...
+
+    def record_frame(self, rid: int, position: int, image: Image.Image) -> bool: ...
+
+
+def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: Callable[[Any], None],
                    should_cancel: Callable[[], bool]) -> tuple[Result, clips.Clip]:
     """The result to record (the first frame, with this job's timings) and the styled clip.
     Raises engine.images.ImageError for a clip that cannot be read (damaged since upload)."""
     clip = clips.read_clip(params.content)
     # At least the last frame is computed here, so there is a Result (weights, device) to record.
-    done = [images.load_image(path) for path in gallery.resume_frames(run.id)[: len(clip.frames) - 1]]
+    # Plain images (copy), not PNG files: the styled clip may be pickled to a cluster's head.
+    done = [images.load_image(path).copy() for path in gallery.resume_frames(run.id)[: len(clip.frames) - 1]]
     computed: list[Result] = []
 
     def finished(k: int, result: Result) -> None:

@@ -4,7 +4,8 @@ result, which the head saves exactly as a local run's is saved.
 
 Remote nodes share nothing with the head but Ray: a run's input files travel as bytes (each put
 in Ray's object store once, then reused by every run of the batch that needs it), and the result
-comes back as the engine's own Result. The node needs the same Python packages (requirements.txt),
+comes back as the engine's own Result. A clip's finished frames come back one by one as they
+finish and are kept on the head, so an interrupted clip continues after them wherever it runs next. The node needs the same Python packages (requirements.txt),
 and the studio's code reaches it through Ray's runtime environment, so no checkout is needed.
 
 Only this module imports ray, and only when a cluster is asked for (STUDIO_RAY, `--ray`).
@@ -28,7 +29,7 @@ from engine import masks
 from engine.params import Params
 from gallery import Gallery, Run
 from gallery.procs import HOST
-from worker import Worker, content_shape, params_on_device
+from worker import Worker, content_shape, params_on_device, run_engine
 from worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
@@ -129,35 +130,49 @@ def claimable(slots: Slots, gpu_busy: int, cpu_busy: int) -> list[str]:
 # ---- on the node ----------------------------------------------------------------------------
 
 class _Outbox:
-    """What ProgressWriter writes to on a node: messages for the head instead of the gallery."""
+    """What a job on a node writes to instead of the gallery: its progress and finished frames
+    become messages for the head; the frames of an interrupted attempt come from the head."""
 
-    def __init__(self, messages: queue.Queue):
+    def __init__(self, messages: queue.Queue, done_frames: list[Path]):
         self._messages = messages
+        self._done_frames = done_frames
 
     def record_progress(self, run_id: int, iteration: int, total: int, losses: dict[str, float],
-                        previews: list) -> bool:
-        self._messages.put(("progress", iteration, total, losses, previews))
+                        previews: list, frame: int = 0) -> bool:
+        self._messages.put(("progress", iteration, total, losses, previews, frame))
         return True
 
+    def record_frame(self, run_id: int, position: int, image: Any) -> bool:
+        self._messages.put(("frame", position, image))
+        return True
 
-def _inputs_in(params: Params, folder: Path, names: list[str], blobs: tuple[bytes, ...]) -> Params:
-    """`params` with each input path replaced by the file written from its bytes into `folder`."""
-    local: dict[str, str] = {}
+    def resume_frames(self, run_id: int) -> list[Path]:
+        return self._done_frames
+
+
+def _write_files(folder: Path, names: list[str], blobs: tuple[bytes, ...]) -> dict[str, Path]:
+    """Each blob written to `folder` under its name's file name; name → the file."""
+    files: dict[str, Path] = {}
     for i, (name, data) in enumerate(zip(names, blobs)):
-        path = folder / f"{i}-{Path(name).name}"
-        path.write_bytes(data)
-        local[name] = str(path)
+        files[name] = folder / f"{i}-{Path(name).name}"
+        files[name].write_bytes(data)
+    return files
+
+
+def _inputs_in(params: Params, local: dict[str, Path]) -> Params:
+    """`params` with each input path replaced by its copy on this node."""
     return params.with_changes(
-        content=local[params.content], styles=tuple(local[s] for s in params.styles),
-        style_masks=tuple(m if masks.is_everywhere(m) else local[m] for m in params.style_masks))
+        content=str(local[params.content]), styles=tuple(str(local[s]) for s in params.styles),
+        style_masks=tuple(m if masks.is_everywhere(m) else str(local[m]) for m in params.style_masks))
 
 
-def run_on_node(params_json: str, names: list[str], shape: tuple[int, int] | None, cpus: int,
+def run_on_node(run: Run, names: list[str], shape: tuple[int, int] | None, cpus: int, frames: int,
                 *blobs: bytes) -> Iterator[tuple]:
     """The Ray task (a generator): runs one job on this node and yields ("node", where),
-    ("progress", iteration, total, losses, previews)..., then ("result", engine Result). Ray's
-    cancel lands as KeyboardInterrupt while it waits for the engine, which then stops at its
-    next iteration."""
+    ("progress", iteration, total, losses, previews, frame) and, for a clip, ("frame", k, image)
+    as they come, then ("result", Result, Clip or None). `blobs`: the files of `names`, then the
+    `frames` finished frames of an interrupted attempt. Ray's cancel lands as KeyboardInterrupt
+    while it waits for the engine, which then stops at its next iteration."""
     import ray
     import torch
 
@@ -166,22 +181,25 @@ def run_on_node(params_json: str, names: list[str], shape: tuple[int, int] | Non
     messages: queue.Queue = queue.Queue()
     cancel = threading.Event()
     with tempfile.TemporaryDirectory(prefix="studio-job-") as tmp:
-        params = _inputs_in(Params.from_json(params_json), Path(tmp), names, blobs)
+        folder = Path(tmp)
+        inputs, done = blobs[:len(blobs) - frames], blobs[len(blobs) - frames:]
+        params = _inputs_in(run.params, _write_files(folder, names, inputs))
+        done_frames = list(_write_files(folder, [f"done-{k:04d}.png" for k in range(frames)], done).values())
+        outbox = _Outbox(messages, done_frames)
 
         def job() -> None:
             try:
-                on_device = params_on_device(params, "cuda" if params.device.startswith("cuda") else params.device,
-                                             shape)
+                device = "cuda" if params.device.startswith("cuda") else params.device  # the GPU Ray gave us
+                on_device = params_on_device(params, device, shape)
                 if on_device.device == "cpu":
                     torch.set_num_threads(cpus)
                 node = ray.get_runtime_context().get_node_id()[:8]
                 messages.put(("node", f"node {node} at {ray.util.get_node_ip_address()} "
                                       f"({socket.gethostname()}), {on_device.device}"))
-                writer = ProgressWriter(_Outbox(messages), 0)
-                result = transfer.run(on_device, on_progress=lambda p: writer.report(
-                    p.iteration, p.total, p.losses, p.preview), should_cancel=cancel.is_set)
+                writer = ProgressWriter(outbox, run.id)
+                result, clip = run_engine(transfer, outbox, run, on_device, writer.engine_progress, cancel.is_set)
                 writer.flush()
-                messages.put(("result", result))
+                messages.put(("result", result, clip))
             except BaseException as e:  # noqa: BLE001 - raised again in the task, for the head
                 messages.put(("error", e))
 
@@ -274,11 +292,12 @@ class ClusterWorker(Worker):
         thread.start()
 
     def _task_args(self, gallery: Gallery, run: Run) -> tuple:
+        """run_on_node's arguments: the run, its input files (each put in the object store once
+        for every run that needs it), and the frames an interrupted attempt finished."""
         import ray
 
         p = run.params
-        names = [p.content, *p.styles, *(m for m in p.style_masks if not masks.is_everywhere(m))]
-        names = list(dict.fromkeys(names))
+        names = list(dict.fromkeys([p.content, *p.styles, *(m for m in p.style_masks if not masks.is_everywhere(m))]))
         refs = []
         for name in names:
             ref = self._inputs.pop(name, None) or ray.put(Path(name).read_bytes())
@@ -286,7 +305,8 @@ class ClusterWorker(Worker):
             refs.append(ref)
         while len(self._inputs) > INPUT_CACHE:
             self._inputs.popitem(last=False)
-        return (p.to_json(), names, content_shape(gallery, run), self.cpus_per_job, *refs)
+        done = [path.read_bytes() for path in gallery.resume_frames(run.id)] if run.is_clip else []
+        return (run, names, content_shape(gallery, run), self.cpus_per_job, len(done), *refs, *done)
 
     def _follow(self, run: Run, on_gpu: bool, args: tuple) -> None:
         """One run on the cluster, from dispatch to its end in the gallery (a thread each)."""
@@ -316,12 +336,16 @@ class ClusterWorker(Worker):
         try:
             for ref in stream:
                 message = ray.get(ref)
-                if message[0] == "node":
-                    gallery.record_worker(run.id, f"{self.name} on {message[1]}")
-                elif message[0] == "progress":
-                    gallery.record_progress(run.id, *message[1:])
+                kind, *body = message
+                if kind == "node":
+                    gallery.record_worker(run.id, f"{self.name} on {body[0]}")
+                elif kind == "progress":
+                    iteration, total, losses, previews, frame = body
+                    gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
+                elif kind == "frame":
+                    gallery.record_frame(run.id, *body)
                 else:
-                    result = message[1]
+                    result = body
                 if not cancelled and (self._stop.is_set() or gallery.cancel_requested(run.id)):
                     ray.cancel(stream)
                     cancelled = True
@@ -341,7 +365,7 @@ class ClusterWorker(Worker):
                 gallery.mark_cancelled(run.id)
             return
         try:
-            gallery.finish(run.id, result)
+            gallery.finish(run.id, *result)
         except Exception as e:
             log.exception("saving the result of run %s", run.id)
             gallery.fail(run.id, f"The result could not be saved: {e}")

@@ -38,6 +38,12 @@ class ProgressWriter:
         self._last_write = now
         return self.flush()
 
+    def engine_progress(self, p: Any) -> bool:
+        """report() of an engine's Progress, or of a clip's (engine.animate.FrameProgress: the
+        engine's within frame k)."""
+        inner = getattr(p, "inner", p)
+        return self.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0))
+
     def flush(self) -> bool:
         """Writes what has not been written yet (call when the run stops); whether it wrote."""
         if self._unsaved is None:
