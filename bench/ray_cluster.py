@@ -41,7 +41,7 @@ class LocalCluster:
 
     def remove_node(self, node: Any) -> None:
         """The node's processes killed outright, as when its machine goes away."""
-        self.cluster.remove_node(node, allow_graceful=False)
+        _kill_node(self.cluster, node)
         self.nodes.remove(node)
 
     def shutdown(self) -> None:
@@ -49,7 +49,22 @@ class LocalCluster:
         for node in list(self.nodes):
             self.remove_node(node)
         if self.cluster.head_node is not None:
-            self.cluster.remove_node(self.cluster.head_node, allow_graceful=False)
+            _kill_node(self.cluster, self.cluster.head_node)
+
+
+def _kill_node(cluster: Any, node: Any) -> None:
+    """remove_node, and the agents its raylet started: with the cluster's GCS gone they wait for
+    it forever instead of exiting with their raylet."""
+    import psutil
+
+    raylets = [info.process.pid for info in node.all_processes.get("raylet", [])]
+    agents = [child for pid in raylets if psutil.pid_exists(pid) for child in psutil.Process(pid).children(True)]
+    cluster.remove_node(node, allow_graceful=False)
+    for agent in agents:
+        try:
+            agent.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def prepare_environment() -> dict[str, str]:
