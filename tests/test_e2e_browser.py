@@ -11,9 +11,8 @@ import pytest
 
 from engine.pngmeta import read_params_json
 from gallery import Gallery
-from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
-                             query_param, screenshot, scroll_to, set_number, studio_server, upload, wait_css,
-                             wait_idle)
+from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
+                             scroll_to, studio_server, upload, wait_css, wait_idle, small_cpu_run)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 
@@ -37,11 +36,7 @@ def test_generate_watch_browse_download_delete(tmp_path: Path):
         upload(driver, "style_upload", STYLE)
         wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
         wait_idle(driver)
-        expand(driver, "Advanced")
-        set_number(driver, "p_size", 64)
-        set_number(driver, "p_iterations", 10)
-        set_number(driver, "p_preview_every", 2)
-        choose_option(driver, "p_device", "cpu")
+        small_cpu_run(driver, size=64, iterations=10, preview_every=2)
         screenshot(driver, ARTIFACTS / "create.png")
 
         t1 = time.monotonic()

@@ -13,8 +13,8 @@ from PIL import Image
 
 from engine.clips import read_clip, write_gif
 from gallery import Gallery
-from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
-                             query_param, screenshot, set_number, studio_server, upload, wait_css, wait_idle)
+from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, screenshot,
+                             studio_server, upload, wait_css, wait_idle, small_cpu_run, generated_run)
 from support.images import pan
 from support.paths import STYLE
 from support.waiting import wait_for
@@ -39,19 +39,12 @@ def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
         upload(driver, "style_upload", STYLE)
         wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
         wait_idle(driver)
-        expand(driver, "Advanced")
-        set_number(driver, "p_size", 64)
-        set_number(driver, "p_iterations", 4)
-        set_number(driver, "p_frame_iterations", 2)
-        choose_option(driver, "p_device", "cpu")
+        small_cpu_run(driver, size=64, iterations=4, frame_iterations=2)
         screenshot(driver, ARTIFACTS / "clip-create.png")
 
-        click(driver, ".st-key-generate button")
-        run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
-        g = Gallery(data)
-        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 600, "the run to finish", interval=1)
-        run = g.get(run_id)
+        run = generated_run(driver, data)
         assert run.status == "done", run.error
+        run_id, g = run.id, Gallery(data)
 
         go_to(driver, "Gallery")
         card = wait_css(driver, f".st-key-run-{run_id}")

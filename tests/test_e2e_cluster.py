@@ -9,8 +9,8 @@ import pytest
 
 from bench.ray_cluster import local_cluster
 from gallery import Gallery
-from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
-                             query_param, screenshot, scroll_to, set_number, studio_server, upload, wait_css, wait_idle)
+from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
+                             scroll_to, set_number, studio_server, upload, wait_css, wait_idle, small_cpu_run)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 
@@ -31,11 +31,7 @@ def test_jobs_from_the_create_page_run_on_the_cluster_and_land_in_the_gallery(tm
         upload(driver, "style_upload", STYLE)
         wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
         wait_idle(driver)
-        expand(driver, "Advanced")
-        set_number(driver, "p_size", 64)
-        set_number(driver, "p_iterations", 150)
-        set_number(driver, "p_preview_every", 10)
-        choose_option(driver, "p_device", "cpu")
+        small_cpu_run(driver, size=64, iterations=150, preview_every=10)
 
         ids = []
         for seed in (1, 2):

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from gallery import Gallery
-from support.browser import (ARTIFACTS, choose_option, chromium, click, css, expand, go_to, needs_chromium,
-                             query_param, screenshot, scroll_to, set_number, studio_server, upload, wait_css,
-                             wait_idle)
+from support.browser import (ARTIFACTS, chromium, click, css, expand, go_to, needs_chromium, screenshot,
+                             scroll_to, studio_server, upload, wait_css, wait_idle, small_cpu_run,
+                             generated_run)
 from support.paths import CONTENT, STYLE, STYLE2
 from support.waiting import wait_for
 
@@ -74,18 +74,12 @@ def test_draw_two_regions_generate_and_find_the_masks(tmp_path: Path):
         scroll_to(driver, ".st-key-regions")
         screenshot(driver, ARTIFACTS / "create-regions.png")
 
-        expand(driver, "Advanced")  # a rerun: the drawing stays
-        set_number(driver, "p_size", 64)
-        set_number(driver, "p_iterations", 5)
-        choose_option(driver, "p_device", "cpu")
+        small_cpu_run(driver, size=64, iterations=5)  # a rerun: the drawing stays
         assert any(c.text == "The regions over the photo" for c in css(driver, "[data-testid='stCaptionContainer']"))
 
-        click(driver, ".st-key-generate button")
-        run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
-        g = Gallery(data)
-        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 600, "the run to finish", interval=1)
-        run = g.get(run_id)
+        run = generated_run(driver, data)
         assert run.status == "done", run.error
+        run_id, g = run.id, Gallery(data)
         assert all(run.mask_sha256s), run.params.style_masks
         first, second = (Image.open(m) for m in run.params.style_masks)
         assert first.getpixel((first.width // 5, first.height // 2)) > 200  # painted for style 1

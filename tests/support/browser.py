@@ -181,6 +181,25 @@ def upload(driver: Any, key: str, path: Path) -> None:
     wait_css(driver, f".st-key-{key} input[type='file']", visible=False).send_keys(str(path))
 
 
+def small_cpu_run(driver: Any, **numbers: int) -> None:
+    """The Create page's Advanced settings for a small run on the CPU: each p_NAME=value given."""
+    expand(driver, "Advanced")
+    for name, value in numbers.items():
+        set_number(driver, f"p_{name}", value)
+    choose_option(driver, "p_device", "cpu")
+
+
+def generated_run(driver: Any, data_dir: Path, timeout: float = 600) -> Any:
+    """Clicks Generate and waits for the run it queued to end; returns it (a gallery Run)."""
+    from gallery import Gallery
+
+    click(driver, ".st-key-generate button")
+    run_id = int(wait_for(lambda: query_param(driver.current_url, "run"), 30, "the run id in the URL"))
+    with Gallery(data_dir) as g:
+        wait_for(lambda: g.get(run_id).status not in ("queued", "running"), timeout, "the run to finish", interval=1)
+        return g.get(run_id)
+
+
 def expand(driver: Any, label: str) -> None:
     from selenium.webdriver.common.by import By
 
