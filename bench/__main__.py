@@ -334,7 +334,7 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int,
           cli_steps: tuple[int, int] | None) -> float | None:
     """The per-iteration table at one size, the CLIs too if `cli_steps`; returns pastiche's
     start-up seconds (None without it or without the CLIs)."""
-    device, pair, tmp = setup.device, setup.pair, setup.tmp
+    device, pair = setup.device, setup.pair
     emit(f"## Speed at {size} px on {device} (L-BFGS, single scale)")
     emit()
     inproc = side_by_side(base_params(size, device, pair), steps, with_pastiche=setup.pastiche)

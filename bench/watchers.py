@@ -272,7 +272,7 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
             f"| wall / sum of solo times | {wall / expected:.2f} |",
             f"| sum of the jobs' own durations / solo sum | {busy / expected:.2f} |",
             f"| Create page clicks answered (one every {args.click_every:g} s) | {len(answers)} |",
-            f"| answer, median / slowest (s) | "
+            "| answer, median / slowest (s) | "
             + (f"{statistics.median(answers):.2f} / {max(answers):.2f} |" if answers else "— |")]
 
 

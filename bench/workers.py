@@ -24,7 +24,6 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.watchers import CONTENT, STYLE, wait_until
 from engine.params import preset

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any

@@ -11,7 +11,7 @@ from engine.params import ParamsError
 from gallery import Gallery, GalleryError
 from gallery.exchange import export_zip, import_zip
 from support.paths import STYLE, STYLE2
-from support.runs import fake_result, finished_run, tiny_params
+from support.runs import finished_run, tiny_params
 
 
 def left_mask(folder: Path, name: str = "left.png", value: int = 255) -> Path:

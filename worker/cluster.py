@@ -234,7 +234,6 @@ class ClusterWorker(Worker):
         self.address = address
         self.cpus_per_job = cpus_per_job or int(os.environ.get(CPUS_ENV) or 1)
         self._jobs: dict[int, tuple[threading.Thread, bool]] = {}  # run id → (its thread, on a GPU)
-        self._refs: dict[int, Any] = {}  # run id → its task, for cancel
         self._lock = threading.Lock()
         self._inputs: OrderedDict[str, Any] = OrderedDict()  # file path → its object in the store
         self._slots = Slots(0, 0)
@@ -248,11 +247,6 @@ class ClusterWorker(Worker):
         self._task = ray.remote(run_on_node)
         super().start()
         return self
-
-    @property
-    def running(self) -> list[int]:
-        with self._lock:
-            return sorted(self._jobs)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stops claiming; the jobs out on the cluster are cancelled and end as interrupted."""
@@ -320,7 +314,6 @@ class ClusterWorker(Worker):
         finally:
             with self._lock:
                 self._jobs.pop(run.id, None)
-                self._refs.pop(run.id, None)
             self.wake()
 
     def _follow_in(self, gallery: Gallery, run: Run, on_gpu: bool, args: tuple) -> None:
@@ -330,8 +323,6 @@ class ClusterWorker(Worker):
         resources = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": self.cpus_per_job}
         # No retries: a job runs to completion at most once; a lost one is the user's to re-queue.
         stream = self._task.options(num_returns="streaming", max_retries=0, **resources).remote(*args)
-        with self._lock:
-            self._refs[run.id] = stream
         result, cancelled = None, False
         try:
             for ref in stream:
