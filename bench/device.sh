@@ -11,6 +11,7 @@
 #   bench    python -m bench with the fastest variant (STUDIO_ACCEL)
 #   cpu      plain against winograd (the CPU default, chosen on two cores) on this machine's CPU
 #   compile  torch.compile against plain at 512 px, last: compiling takes minutes
+#   workers  a job on each GPU through the worker's own path (python -m worker run --device cuda:N)
 # Reports, logs and picture sheets go to $OUT, which the device tool sends back (eight files at
 # most: checks.txt with the tests and every stage's stderr, accel.md, best-accel.txt, two variant
 # sheets, profile.txt, bench.md, compile.md); every report is written line by line, so a stage
@@ -48,17 +49,24 @@ cpu() {
     >/dev/null 2>>"$out/checks.txt"
   cat /tmp/cpu-accel.md >>"$out/checks.txt"
 }
+workers() {
+  for device in $(timeout 30 $python -m worker devices); do
+    timeout 60 $python -m worker --data /tmp/device-data run .device/images/content/tubingen.jpg \
+      .device/images/style/starry_night.jpg --device "$device" --size 256 --iterations 50 2>&1 \
+      | tr '\r' '\n' | tail -2 >>"$out/checks.txt"
+  done
+}
 compile() {
   timeout 70 $python -m bench.accel --images .device/images --out /tmp/compile --write "$out/compile.md" \
     --variants compile --sizes 512 --full 0 2>>"$out/checks.txt"
 }
 
 [ $# -gt 0 ] || set -- usage
-[ "$1" = all ] && set -- tests accel profile bench cpu compile
+[ "$1" = all ] && set -- tests workers accel profile bench cpu compile
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$out/checks.txt" 2>&1
 for stage in "$@"; do
   case "$stage" in
-    tests | accel | profile | bench | cpu | compile) $stage ;;
-    *) echo "usage: sh bench/device.sh all | STAGE... (tests accel profile bench cpu compile)" >&2; exit 2 ;;
+    tests | workers | accel | profile | bench | cpu | compile) $stage ;;
+    *) echo "usage: sh bench/device.sh all | STAGE... (tests workers accel profile bench cpu compile)" >&2; exit 2 ;;
   esac
 done
