@@ -12,7 +12,7 @@ import pytest
 from engine.pngmeta import read_params_json
 from gallery import Gallery
 from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
-                             scroll_to, studio_server, upload, wait_css, wait_idle, small_cpu_run)
+                             scroll_to, small_cpu_run, studio_server, upload_photo_and_style, wait_css, wait_idle)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 
@@ -31,11 +31,7 @@ def test_generate_watch_browse_download_delete(tmp_path: Path):
         wait_idle(driver)
         owner = wait_for(lambda: query_param(driver.current_url, "owner"), 15, "the owner id in the URL")
 
-        upload(driver, "content_upload", CONTENT)
-        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 30, "the content thumbnail")
-        upload(driver, "style_upload", STYLE)
-        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
-        wait_idle(driver)
+        upload_photo_and_style(driver, CONTENT, STYLE)
         small_cpu_run(driver, size=64, iterations=10, preview_every=2)
         screenshot(driver, ARTIFACTS / "create.png")
 

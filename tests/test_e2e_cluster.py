@@ -9,8 +9,8 @@ import pytest
 
 from bench.ray_cluster import local_cluster
 from gallery import Gallery
-from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
-                             scroll_to, set_number, studio_server, upload, wait_css, wait_idle, small_cpu_run)
+from support.browser import (ARTIFACTS, chromium, click, go_to, needs_chromium, query_param, screenshot, scroll_to,
+                             set_number, small_cpu_run, studio_server, upload_photo_and_style, wait_css, wait_idle)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 
@@ -26,11 +26,7 @@ def test_jobs_from_the_create_page_run_on_the_cluster_and_land_in_the_gallery(tm
         driver.get(url)
         wait_css(driver, ".st-key-generate", timeout=60)
         wait_idle(driver)
-        upload(driver, "content_upload", CONTENT)
-        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 30, "the content thumbnail")
-        upload(driver, "style_upload", STYLE)
-        wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
-        wait_idle(driver)
+        upload_photo_and_style(driver, CONTENT, STYLE)
         small_cpu_run(driver, size=64, iterations=150, preview_every=10)
 
         ids = []

@@ -181,6 +181,15 @@ def upload(driver: Any, key: str, path: Path) -> None:
     wait_css(driver, f".st-key-{key} input[type='file']", visible=False).send_keys(str(path))
 
 
+def upload_photo_and_style(driver: Any, content: Path, style: Path) -> None:
+    """Both inputs uploaded on the Create page, each shown before the next."""
+    upload(driver, "content_upload", content)
+    wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 30, "the content thumbnail")
+    upload(driver, "style_upload", style)
+    wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 30, "the style thumbnail")
+    wait_idle(driver)
+
+
 def small_cpu_run(driver: Any, **numbers: int) -> None:
     """The Create page's Advanced settings for a small run on the CPU: each p_NAME=value given."""
     expand(driver, "Advanced")
