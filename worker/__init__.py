@@ -216,6 +216,10 @@ class Worker:
         except Exception as e:
             writer.flush()  # where it stopped, not where the last throttled write was
             return self._record_failure(gallery, run, e)
+        return self._save(gallery, run, result, clip)
+
+    def _save(self, gallery: Gallery, run: Run, result: Any, clip: Any) -> str:
+        """Records a finished run's result; returns its status ("failed" if saving failed)."""
         try:
             gallery.finish(run.id, result, clip)
         except Exception as e:
@@ -224,15 +228,19 @@ class Worker:
             return "failed"
         return "done"
 
+    def _record_stopped(self, gallery: Gallery, run: Run) -> str:
+        """A run that stopped when asked: interrupted when the worker is stopping, else cancelled."""
+        if self._stop.is_set():
+            gallery.mark_interrupted(run.id, "The worker was stopped before the run finished.")
+            return "interrupted"
+        gallery.mark_cancelled(run.id)
+        return "cancelled"
+
     def _record_failure(self, gallery: Gallery, run: Run, error: Exception) -> str:
         # The engine may have failed to import (then it is None): its types match nothing.
         cancelled, out_of_memory = (getattr(self._engine, name, ()) for name in ("Cancelled", "OutOfMemory"))
         if isinstance(error, cancelled):
-            if self._stop.is_set():
-                gallery.mark_interrupted(run.id, "The worker was stopped before the run finished.")
-                return "interrupted"
-            gallery.mark_cancelled(run.id)
-            return "cancelled"
+            return self._record_stopped(gallery, run)
         ours = type(error).__module__.split(".")[0] == "engine"
         if ours or isinstance(error, (MemoryRefused, out_of_memory)):
             # Our own errors (bad image or params, out of memory, weights) speak for themselves.

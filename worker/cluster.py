@@ -5,8 +5,9 @@ result, which the head saves exactly as a local run's is saved.
 Remote nodes share nothing with the head but Ray: a run's input files travel as bytes (each put
 in Ray's object store once, then reused by every run of the batch that needs it), and the result
 comes back as the engine's own Result. A clip's finished frames come back one by one as they
-finish and are kept on the head, so an interrupted clip continues after them wherever it runs next. The node needs the same Python packages (requirements.txt),
-and the studio's code reaches it through Ray's runtime environment, so no checkout is needed.
+finish and are kept on the head, so an interrupted clip continues after them wherever it runs
+next. The node needs the same Python packages (requirements.txt), and the studio's code reaches
+it through Ray's runtime environment, so no checkout is needed.
 
 Only this module imports ray, and only when a cluster is asked for (STUDIO_RAY, `--ray`).
 """
@@ -326,8 +327,7 @@ class ClusterWorker(Worker):
         result, cancelled = None, False
         try:
             for ref in stream:
-                message = ray.get(ref)
-                kind, *body = message
+                kind, *body = ray.get(ref)
                 if kind == "node":
                     gallery.record_worker(run.id, f"{self.name} on {body[0]}")
                 elif kind == "progress":
@@ -350,13 +350,6 @@ class ClusterWorker(Worker):
                                              f"to run it again.")
             return
         if cancelled and result is None:
-            if self._stop.is_set():
-                gallery.mark_interrupted(run.id, "The worker was stopped before the run finished.")
-            else:
-                gallery.mark_cancelled(run.id)
-            return
-        try:
-            gallery.finish(run.id, *result)
-        except Exception as e:
-            log.exception("saving the result of run %s", run.id)
-            gallery.fail(run.id, f"The result could not be saved: {e}")
+            self._record_stopped(gallery, run)
+        else:
+            self._save(gallery, run, *result)
