@@ -104,12 +104,7 @@ class Queue(Inputs):
                 thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
                 staged.add(result_path, png)
                 staged.add(thumb_path, thumb)
-                animation_rel = gif_rel = None
-                if animation is not None:
-                    animation_path, animation_rel = self._run_file(rid, "animation.webp")
-                    gif_path, gif_rel = self._run_file(rid, "animation.gif")
-                    staged.add(animation_path, animation[0])
-                    staged.add(gif_path, animation[1])
+                animation_rel, gif_rel = self._stage_animation(rid, animation, staged)
                 staged.place()
                 self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ?, animation_file = ?, gif_file = ? "
                                 "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, rid])
@@ -142,6 +137,19 @@ class Queue(Inputs):
                 f"WHERE id = ({select_sql}) AND status = 'queued' RETURNING id",
                 [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid), *args]).fetchall()
         return self.get(rows[0][0]) if rows else None
+
+    def _stage_animation(self, rid: int, animation: tuple[bytes, bytes] | None,
+                         staged: files.StagedFiles) -> tuple[str | None, str | None]:
+        """A clip run's (WebP, GIF) staged among its files; their relative paths (None, None
+        for a still)."""
+        if animation is None:
+            return None, None
+        relatives = []
+        for data, name in zip(animation, ("animation.webp", "animation.gif")):
+            path, relative = self._run_file(rid, name)
+            staged.add(path, data)
+            relatives.append(relative)
+        return relatives[0], relatives[1]
 
     def record_worker(self, rid: int, worker: str) -> None:
         """Says where a running job runs once its worker knows (a cluster's node, for one)."""
@@ -255,12 +263,8 @@ class Queue(Inputs):
             thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
             staged.add(result_path, png)
             staged.add(thumb_path, files.thumbnail_bytes(result.image))
-            animation_rel = gif_rel = None
-            if clip is not None:
-                animation_path, animation_rel = self._run_file(rid, "animation.webp")
-                gif_path, gif_rel = self._run_file(rid, "animation.gif")
-                staged.add(animation_path, webp_bytes(clip))
-                staged.add(gif_path, gif_bytes(clip))
+            animation = (webp_bytes(clip), gif_bytes(clip)) if clip is not None else None
+            animation_rel, gif_rel = self._stage_animation(rid, animation, staged)
             previews = self._stage_previews(rid, list(result.previews or []), staged)
             with self._write():
                 status = self._status(rid)
