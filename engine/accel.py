@@ -1,6 +1,6 @@
 """How the loss and its gradient are evaluated on a device: plain PyTorch, or with one or more of
 channels-last tensors, bfloat16 convolutions, full float32 (no TF32), Winograd convolutions (CPU),
-torch.compile and a CUDA graph.
+torch.compile and a CUDA graph (of the loss and gradient, or of the whole optimisation step).
 
 None of these changes the objective being optimised. bfloat16, fp32 and winograd change the
 arithmetic (winograd by about 1e-5 of each layer's largest value; with bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets
@@ -40,6 +40,7 @@ class Accel:
     winograd: bool = False  # the deep 3×3 convolutions by Winograd F(4×4, 3×3) (engine.winograd; CPU)
     compile: bool = False  # torch.compile the objective
     cuda_graph: bool = False  # capture loss + gradient once per scale, replay it every step
+    graph_step: bool = False  # with cuda_graph: the optimizer's step captured in the same graph
 
     def label(self) -> str:
         on = [f.name for f in fields(self) if getattr(self, f.name)]
@@ -60,6 +61,8 @@ class Accel:
         """Why this cannot run on `device`, or None."""
         if self.cuda_graph and device.type != "cuda":
             return "CUDA graphs need a CUDA device"
+        if self.graph_step and not self.cuda_graph:
+            return "graph_step puts the optimizer's step into the loss's CUDA graph: add cuda_graph"
         if self.cuda_graph and self.compile:
             return "compile and cuda_graph are exclusive (torch.compile captures its own graphs)"
         if self.fp32 and device.type != "cuda":
@@ -121,8 +124,9 @@ Evaluate = Callable[[], tuple[torch.Tensor, Parts]]
 
 
 def evaluator(objective: LossFunction, x: torch.Tensor, accel: Accel) -> Evaluate:
-    """A function that returns (loss, parts) at the current x and leaves the gradient in x.grad."""
-    if accel.cuda_graph:
+    """A function that returns (loss, parts) at the current x and leaves the gradient in x.grad.
+    Under graph_step it runs eagerly: `stepper` captures it with the step around it."""
+    if accel.cuda_graph and not accel.graph_step:
         return _GraphedStep(objective, x)
     fn = torch.compile(objective, dynamic=False) if accel.compile else objective
 
@@ -170,3 +174,42 @@ class _GraphedStep:
             self._capture()
         self.graph.replay()
         return self.loss, self.parts
+
+
+Step = Callable[[], None]
+
+
+def stepper(step: Step, accel: Accel) -> Step:
+    """One optimisation step as `accel` takes it: `step` itself, or under graph_step a CUDA graph
+    of it (evaluation and optimizer update together), captured once and replayed."""
+    return _GraphedIteration(step) if accel.graph_step else step
+
+
+class _GraphedIteration:
+    """A whole step (loss, gradient and the optimizer's update of x and of its own state) as one
+    CUDA graph: the host launches one graph per iteration instead of the update's ~80 small
+    kernels. The step must keep all its state in tensors it updates in place (engine.lbfgs does;
+    torch's Adam with capturable=True does). Its first WARMUP calls are real steps, run eagerly
+    on the stream the graph is then captured on; each later call replays the capture."""
+
+    WARMUP = 3
+
+    def __init__(self, step: Step):
+        self.step, self.calls = step, 0
+        self.stream = torch.cuda.Stream()
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def __call__(self) -> None:
+        if self.calls < self.WARMUP:
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                self.step()
+            torch.cuda.current_stream().wait_stream(self.stream)
+        else:
+            if self.graph is None:
+                # Capturing runs no kernel: the step it records is taken by the replay below.
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph, stream=self.stream):
+                    self.step()
+            self.graph.replay()
+        self.calls += 1

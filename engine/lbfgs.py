@@ -46,7 +46,9 @@ class LBFGS:
 
     All of its state lives on x's device and every decision (undo an uphill step, grow or shrink
     the radius, skip a pair without positive curvature) is taken there with torch.where: a step
-    reads nothing back, so on a GPU the host queues the next evaluation while this one runs.
+    reads nothing back, so on a GPU the host queues the next evaluation while this one runs. The
+    state's tensors are updated in place, never replaced, and every step runs the same operations,
+    the first included: a CUDA graph can capture one step and replay it (engine.accel's graph_step).
     """
 
     def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP,
@@ -64,8 +66,12 @@ class LBFGS:
         self.count = torch.zeros((), dtype=torch.long, device=x.device)  # pairs stored so far
         self._positions = torch.arange(m, device=x.device)
         self._identity = torch.eye(m, dtype=torch.float64, device=x.device)
-        # (loss, gradient, step) of the last evaluated point and the step taken from it
-        self.prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # The last evaluated point's loss and gradient and the step taken from it. Before the first
+        # step they describe an infinitely high point with no step from it, so the first step
+        # takes the same path as every other: nothing to remember or undo, the radius unchanged.
+        self.prev_value = torch.tensor(float("inf"), dtype=torch.float64, device=x.device)
+        self.prev_grad = x.new_zeros(x.numel())
+        self.prev_step = x.new_zeros(x.numel())
 
     def _oldest_first(self) -> torch.Tensor:
         """The ring's slots oldest first; while it is not full, the empty slots come last."""
@@ -88,7 +94,8 @@ class LBFGS:
         sy.index_copy_(0, slot, products[m:, :1].t())
         yy.index_copy_(1, slot, products[m:, 1:])
         yy.index_copy_(0, slot, products[m:, 1:].t())
-        self.sy, self.yy = torch.where(keep, sy, self.sy), torch.where(keep, yy, self.yy)
+        self.sy.copy_(torch.where(keep, sy, self.sy))
+        self.yy.copy_(torch.where(keep, yy, self.yy))
         self.count += keep.long()
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
@@ -136,20 +143,18 @@ class LBFGS:
         if pinned is not None:
             grad.masked_fill_(pinned, 0.0)
         value = loss.detach().reshape(()).to(torch.float64)
-        if self.prev is not None:
-            prev_value, prev_grad, prev_step = self.prev
-            grad_change = grad - prev_grad
-            self._remember(prev_step, grad_change, prev_step @ grad_change)
-            moved = prev_step.abs().max().double()
-            # Worse, or NaN: go back to where that step began and try a shorter one from there;
-            # the pair just remembered still describes the curvature, so the next direction is
-            # better too.
-            worse = ~(value <= prev_value)
-            self.x.view(-1).addcmul_(prev_step, worse.to(prev_step.dtype), value=-1)
-            value, grad = torch.where(worse, prev_value, value), torch.where(worse, prev_grad, grad)
-            # Otherwise, if the limit held this step back and it paid, allow longer ones.
-            self.radius = torch.where(worse, moved * SHRINK,
-                                      torch.where(moved >= self.radius * 0.999, self.radius * GROW, self.radius))
+        prev_value, prev_grad, prev_step = self.prev_value, self.prev_grad, self.prev_step
+        grad_change = grad - prev_grad
+        self._remember(prev_step, grad_change, prev_step @ grad_change)
+        moved = prev_step.abs().max().double()
+        # Worse, or NaN: go back to where that step began and try a shorter one from there; the
+        # pair just remembered still describes the curvature, so the next direction is better too.
+        worse = ~(value <= prev_value)
+        self.x.view(-1).addcmul_(prev_step, worse.to(prev_step.dtype), value=-1)
+        value, grad = torch.where(worse, prev_value, value), torch.where(worse, prev_grad, grad)
+        # Otherwise, if the limit held this step back and it paid, allow longer ones.
+        self.radius.copy_(torch.where(worse, moved * SHRINK,
+                                      torch.where(moved >= self.radius * 0.999, self.radius * GROW, self.radius)))
         direction = self._direction(grad)
         if pinned is not None:
             direction.masked_fill_(pinned, 0.0)
@@ -162,5 +167,7 @@ class LBFGS:
             flat = self.x.view(-1)
             step = (flat + step).clamp_(*self.bounds).sub_(flat)
         self.x.add_(step.view_as(self.x))
-        self.prev = (value, grad, step)
+        self.prev_value.copy_(value)
+        self.prev_grad.copy_(grad)
+        self.prev_step.copy_(step)
         return loss

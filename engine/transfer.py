@@ -17,7 +17,7 @@ from PIL import Image
 
 from engine import images, masks
 from engine.gram import GramMSE, GuidedStyle, gram, region_weights
-from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision, prepare
+from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision, prepare, stepper
 from engine.lbfgs import LBFGS
 from engine.params import Params, ParamsError, validate
 from engine.vgg import FeatureNet, Weights, load_weights
@@ -175,9 +175,10 @@ def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torc
     return [to_tensor(images.resize_longest(s, longest), device) for s in styles]
 
 
-def _make_optimizer(p: Params, x: torch.Tensor) -> torch.optim.Optimizer | LBFGS:
+def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel) -> torch.optim.Optimizer | LBFGS:
     if p.optimizer == "adam":
-        return torch.optim.Adam([x], lr=p.learning_rate)
+        # capturable: Adam's step count stays on the device, where a CUDA graph can update it
+        return torch.optim.Adam([x], lr=p.learning_rate, capturable=accel.graph_step)
     return LBFGS(x, bounds=(0.0, 255.0))
 
 
@@ -317,7 +318,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
         else:
             x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
         x = x.contiguous().requires_grad_(True)
-        optimizer = _make_optimizer(p, x)
+        optimizer = _make_optimizer(p, x, accel)
         evaluate = evaluator(objective, x, accel)
         parts: dict[str, torch.Tensor] = {}
 
@@ -327,14 +328,18 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
             parts.update(found, total=loss)
             return loss
 
-        waiting: list[_Step] = []
-        for i in range(1, p.iterations + 1):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
+        def one_step() -> None:
             optimizer.step(closure)
             if p.optimizer == "adam":
                 with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
                     x.clamp_(0, 255)
+
+        step_once = stepper(one_step, accel)
+        waiting: list[_Step] = []
+        for i in range(1, p.iterations + 1):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            step_once()
             done += 1
             last_of_scale = i == p.iterations
             preview = None

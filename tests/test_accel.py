@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import images
-from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare
+from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare, stepper
 from engine.lbfgs import LBFGS
 from engine.params import Params
 from engine.transfer import Objective, _style_tensors, run, to_tensor
@@ -112,6 +112,9 @@ def test_cuda_graphs_are_refused_without_cuda():
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         run(P, accel=Accel(cuda_graph=True))
     assert "exclusive" in Accel(compile=True, cuda_graph=True).problem(torch.device("cuda"))
+    assert "add cuda_graph" in Accel(graph_step=True).problem(torch.device("cuda"))
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        run(P, accel=Accel(cuda_graph=True, graph_step=True))
     assert Accel(channels_last=True, bf16=True, cuda_graph=True).problem(torch.device("cuda")) is None
 
 
@@ -166,11 +169,23 @@ def test_cuda_variants_stay_close_to_plain(cuda_plain, accel):
           min_cosine=0.999 if exact else 0.99)
 
 
+def test_without_graph_step_a_step_is_taken_as_given():
+    def step() -> None:
+        pass
+
+    assert stepper(step, Accel(channels_last=True, bf16=True, cuda_graph=True)) is step
+
+
+CUDA_DEFAULT = Accel(channels_last=True, bf16=True, cuda_graph=True)
+GRAPH_STEP = Accel(channels_last=True, bf16=True, cuda_graph=True, graph_step=True)
+
+
 @needs_cuda
-@pytest.mark.parametrize("accel", [Accel(cuda_graph=True), Accel(channels_last=True, bf16=True, cuda_graph=True)],
-                         ids=Accel.label)
+@pytest.mark.parametrize("accel", [Accel(cuda_graph=True), CUDA_DEFAULT, Accel(cuda_graph=True, graph_step=True),
+                                   GRAPH_STEP], ids=Accel.label)
 def test_whole_runs_on_cuda_descend_as_far_as_plain(accel):
-    # Multi-scale: a graph is captured per scale; L-BFGS moves the image in place between replays.
+    # Multi-scale: a graph is captured per scale; L-BFGS moves the image in place between replays
+    # (under graph_step the replay itself takes the step).
     p = P.with_changes(device="cuda", size=96, iterations=12, multiscale=True)
     plain, fast = run(p, accel=Accel()), run(p, accel=accel)
     # One-sided: over 36 steps L-BFGS turns rounding into another path (on an H100 the bfloat16
@@ -180,36 +195,44 @@ def test_whole_runs_on_cuda_descend_as_far_as_plain(accel):
 
 
 @needs_cuda
-def test_adam_runs_with_the_cuda_default():
-    # Adam changes x in place as L-BFGS does, so the graph's replays must follow it too.
+@pytest.mark.parametrize("accel", [None, GRAPH_STEP], ids=["default", "graph_step"])
+def test_adam_runs_with_the_cuda_default(accel):
+    # Adam changes x in place as L-BFGS does, so the graph's replays must follow it too; under
+    # graph_step its own update is in the graph (capturable=True).
     p = P.with_changes(device="cuda", size=96, iterations=30, multiscale=False, optimizer="adam")
-    plain, fast = run(p, accel=Accel()), run(p)
-    assert (fast.device, fast.evaluation) == ("cuda", default_accel(CUDA).label())
+    plain, fast = run(p, accel=Accel()), run(p, accel=accel)
+    assert (fast.device, fast.evaluation) == ("cuda", (accel or default_accel(CUDA)).label())
     assert fast.losses["total"] <= plain.losses["total"] * 1.05
 
 
 @needs_cuda
-def test_lbfgs_steps_with_the_cuda_default_wait_for_nothing():
+@pytest.mark.parametrize("accel", [CUDA_DEFAULT, GRAPH_STEP], ids=Accel.label)
+def test_lbfgs_steps_with_the_cuda_default_wait_for_nothing(accel):
     # tests/test_lbfgs.py checks that engine.lbfgs reads no value back in Python; this checks that
     # none of its operators (nor a graph replay) synchronises with the device inside, so the host
-    # queues step after step. The first step captures the graph, which may wait.
-    accel = default_accel(CUDA)
+    # queues step after step. The steps up to the capture may wait (graph_step: after its
+    # eager warm-up steps).
     objective, x, _ = objective_and_start(accel, CUDA)
     evaluate = evaluator(objective, x, accel)
     optimizer = LBFGS(x, bounds=(0.0, 255.0))
+    latest: dict[str, torch.Tensor] = {}
 
     def closure() -> torch.Tensor:
-        return evaluate()[0]
+        latest["loss"] = evaluate()[0]
+        return latest["loss"]
 
-    first = float(optimizer.step(closure).detach())
+    step = stepper(lambda: optimizer.step(closure), accel)
+    for _ in range(4):  # the graph_step warm-up, then its capture and first replay
+        step()
+    first = float(latest["loss"].detach())
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(5):
-            last = optimizer.step(closure)
+            step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert float(last.detach()) < first
+    assert float(latest["loss"].detach()) < first
 
 
 @needs_cuda

@@ -131,6 +131,40 @@ def test_a_step_reads_nothing_back():
     assert losses[1] > losses[0] > losses[-1] and opt.count == 11 and float(x.detach().min()) == 0.0
 
 
+class Calls(TorchFunctionMode):
+    """Records the name of every torch operation called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.append(getattr(func, "__name__", repr(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_every_step_runs_the_same_operations_on_the_same_state():
+    # What a CUDA graph of one step needs (engine.accel's graph_step): the graph replays the
+    # operations it captured on the tensors it captured. A first step with operations of its own,
+    # or state replaced by new tensors instead of updated in place, would make replays go wrong.
+    a, solution = quadratic(seed=5)
+    x = torch.zeros_like(solution, requires_grad=True)
+    f, opt = Quadratic(a, solution - 2, x), LBFGS(x, history=3, first_step=1000.0, bounds=(0.0, 1e9))
+
+    def state() -> dict[str, int]:
+        return {name: value.data_ptr() for name, value in vars(opt).items() if isinstance(value, torch.Tensor)}
+
+    before, sequences, losses = state(), [], []
+    for _ in range(8):  # the first step, an undone one, the ring filling and wrapping
+        with Calls() as calls:
+            loss = opt.step(f)
+        sequences.append(calls.seen)
+        losses.append(float(loss.detach()))
+    assert all(seq == sequences[0] for seq in sequences), "a step ran operations of its own"
+    assert state() == before and len(before) >= 8
+    assert losses[1] > losses[0] > losses[-1] and opt.count == 7
+
+
 def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], grad: torch.Tensor) -> torch.Tensor:
     """-H·grad by the textbook two-loop recursion (Nocedal and Wright, algorithm 7.4), pairs oldest first."""
     q, alphas = grad.clone(), []
