@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,10 +28,10 @@ from PIL import Image
 
 from bench.child import PEAK_FILE_ENV
 from engine import images
-from engine.accel import ACCEL_ENV, Accel, default_accel
+from engine.accel import ACCEL_ENV, Accel, Parts, default_accel, evaluator, precision, prepare
 from engine.layers import BY_NAME, VGG19
 from engine.params import Params
-from engine.transfer import Objective, Progress, Result, pick_device, run, to_tensor
+from engine.transfer import Objective, Progress, Result, features, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,11 +80,24 @@ def pastiche_artist(args: list[str]):
                           size=a.size, style_size_pixels=a.style_size_pixels, style_size=a.style_size)
 
 
+class FloorLoss:
+    """The floor pass as a loss for engine.accel's evaluator: the network's outputs summed, so its
+    backward pass reaches the image through every layer in use."""
+
+    def __init__(self, net: FeatureNet, accel: Accel):
+        self.net, self.accel = net, accel
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]:
+        return sum(f.sum() for f in features(self.net, x, self.accel).values()), {}
+
+
 @dataclass
 class Interleaved:
-    """Median seconds of each, timed in turn in one process, so all three share the machine's load."""
+    """Median seconds of each, timed in turn in one process, so all of them share the machine's load."""
     iteration: float  # one engine iteration
-    floor: float  # one floor pass
+    floor: float  # one floor pass, plain float32 (TF32 allowed on CUDA)
+    own_floor: float  # one floor pass evaluated as the engine evaluates (its layout, precision and graph)
+    own: Accel  # how that floor was evaluated
     pastiche: float | None  # one pastiche step (PasticheArtist.draw)
     peak_bytes: int | None  # torch.cuda.max_memory_allocated during the run, on CUDA
     first: float  # seconds from the run's start to its first iteration's end: set-up, autotuning, capture
@@ -95,14 +108,23 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
                  accel: Accel | None = None) -> Interleaved:
     """Runs the engine (single scale, evaluating as `accel` says) and, between each two of its
     iterations, one floor pass (VGG19 forward to the deepest layer in use plus the backward pass
-    to the input image, plain float32) and one step of a pastiche run at the same size and device."""
+    to the input image, plain float32), one floor pass evaluated as the engine evaluates (channels
+    last, bfloat16, a CUDA graph: whatever `accel` has of these), and one step of a pastiche run
+    at the same size and device."""
     device = pick_device(p.device)
     net = FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device)
     img = images.resize_longest(images.load_image(p.content), p.size)
     x = to_tensor(img, device).contiguous().requires_grad_(True)
+    # The optimizer's step is not part of a floor, so not of the floor's graph either.
+    own = replace(accel or default_accel(device), graph_step=False)
+    with precision(own):
+        own_net = prepare(FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers,
+                                     p.pooling, device), own)
+        own_x = x.detach().clone().requires_grad_(True)
+        own_pass = evaluator(FloorLoss(own_net, own), own_x, own)
     pair = Pair(Path(p.content), Path(p.styles[0]))
     artist = pastiche_artist(pastiche_flags(p.size, 0, Path("unused.png"), p.device, pair)) if with_pastiche else None
-    iterations, floors, draws, first = [], [], [], []
+    iterations, floors, own_floors, draws, first = [], [], [], [], []
     left_callback = [0.0]
 
     def timed(action) -> float:
@@ -123,6 +145,8 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
         else:
             first.append(pr.elapsed)
         floors.append(timed(floor_pass))
+        with precision(own):
+            own_floors.append(timed(own_pass))
         if artist is not None:
             draws.append(timed(artist.draw))
         left_callback[0] = time.perf_counter()
@@ -133,6 +157,7 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
                  on_progress=on_progress, accel=accel)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return Interleaved(statistics.median(iterations[warmup:]), statistics.median(floors[warmup:]),
+                       statistics.median(own_floors[warmup:]), own,
                        statistics.median(draws[warmup:]) if draws else None, peak, first[0], result)
 
 
@@ -343,6 +368,8 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int,
     emit(f"| | s/iteration | × floor | start-up s | {memory} |")
     emit("| --- | ---: | ---: | ---: | ---: |")
     emit(f"| VGG19 floor (forward to conv5_1 + backward to the image) | {floor:.4f} | 1.00 | | |")
+    emit(f"| the same floor evaluated as the engine evaluates (`{inproc.own.label()}`) | {inproc.own_floor:.4f} "
+         f"| {inproc.own_floor / floor:.2f} | | |")
     in_peak = f"{inproc.peak_bytes / 2**20:.0f}" if inproc.peak_bytes is not None else ""
     emit(f"| this engine, in process | {inproc.iteration:.4f} | **{inproc.iteration / floor:.2f}** | | {in_peak} |")
     if setup.pastiche:

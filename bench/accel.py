@@ -1,11 +1,12 @@
 """`python -m bench.accel`: each way of evaluating the loss (engine.accel) on this device, timed
 against the VGG19 floor in one run, with the loss each reaches and its picture.
 
-For every size: one engine run per variant, the floor timed between its iterations (as
-`python -m bench` does), then its result judged by the plain float32 loss, so a variant that is
-fast but optimises worse shows it. Right after the first size, the fastest variant whose judged
-loss stays within --tolerance of plain's runs whole runs beside plain (--full iterations at that
-size, and a multi-scale preview of --preview iterations per scale, wall clock), and its label is
+For every size: one engine run per variant, two floors timed between its iterations (as
+`python -m bench` does: plain float32, and evaluated as the variant evaluates), then its result
+judged by the plain float32 loss, so a variant that is fast but optimises worse shows it. Right
+after the first size, whole runs (--full iterations at that size, and a multi-scale preview of
+--preview iterations per scale, wall clock) of plain and of the fastest variant whose judged loss
+stays within --tolerance of plain's, or of the --whole variants; that fastest variant's label is
 written to --out/best-accel.txt (STUDIO_ACCEL takes it).
 The results go to --out as one captioned sheet per size, for looking at. Figures, not assertions.
 """
@@ -38,6 +39,8 @@ VARIANTS = (
     Accel(channels_last=True, cuda_graph=True),
     Accel(bf16=True, cuda_graph=True),
     Accel(channels_last=True, bf16=True, cuda_graph=True),
+    Accel(cuda_graph=True, graph_step=True),
+    Accel(channels_last=True, bf16=True, cuda_graph=True, graph_step=True),
     Accel(compile=True),  # alone and last: each compile costs a minute or more, per size
 )
 
@@ -47,6 +50,7 @@ class Measured:
     accel: Accel
     iteration: float
     floor: float
+    own_floor: float  # the floor evaluated as this variant evaluates
     loss: float
     peak_mb: float | None
     first: float  # the run's start to its first iteration's end
@@ -67,9 +71,9 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
     judge = Judge(base_params(size, device, pair))
     emit(f"## {size} px on {device}: {steps} L-BFGS iterations per variant, single scale")
     emit()
-    emit("| variant | s/iteration | × its floor | × plain | judged loss | × plain's loss | peak MB "
-         "| first iteration s |")
-    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    emit("| variant | s/iteration | × its floor | its own floor s | × its own floor | × plain | judged loss "
+         "| × plain's loss | peak MB | first iteration s |")
+    emit("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows, missing = [], []
     for accel in variants:
         if accel.problem(torch.device(device)):
@@ -81,18 +85,21 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
             missing.append(f"{accel.label()} failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         peak = m.peak_bytes / 2**20 if m.peak_bytes is not None else None
-        r = Measured(accel, m.iteration, m.floor, judge(m.result.image), peak, m.first, m.result.image)
+        r = Measured(accel, m.iteration, m.floor, m.own_floor, judge(m.result.image), peak, m.first, m.result.image)
         rows.append(r)
         plain = rows[0] if rows[0].accel == Accel() else None
         ratios = (f"{r.iteration / plain.iteration:.2f} | {r.loss:.4g} | {r.loss / plain.loss:.3f}" if plain
                   else f" | {r.loss:.4g} | ")
-        emit(f"| {accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | {ratios} | "
+        emit(f"| {accel.label()} | {r.iteration:.5f} | {r.iteration / r.floor:.2f} | {r.own_floor:.5f} | "
+             f"{r.iteration / r.own_floor:.2f} | {ratios} | "
              f"{'' if peak is None else f'{peak:.0f}'} | {r.first:.2f} |")
     emit()
     emit("The first iteration's time runs from the start of the run: loading, the targets, and on CUDA "
          "cuDNN's autotuning of shapes not seen before in this process and the graph's capture. "
          "The floor (forward to conv5_1 and backward to the image, float32 with the device's defaults; "
-         "under fp32, TF32 off too) is timed between each variant's own iterations"
+         "under fp32, TF32 off too) is timed between each variant's own iterations, and so is its own floor: "
+         "the same passes evaluated as the variant evaluates them (its layout, bfloat16, CUDA graph; "
+         "not the optimizer's step, which graph_step adds to the graph)"
          + (f"; its median for plain was {rows[0].floor:.5f} s." if rows else "."))
     emit()
     for line in missing:
@@ -103,13 +110,18 @@ def measure(emit: Report, size: int, device: str, pair: Pair, steps: int, varian
 
 
 def wall_run(emit: Report, p: Params, accel: Accel, note: str = "") -> None:
-    """One whole run, wall clock, as a table row."""
+    """One whole run, wall clock, as a table row (a run that fails is a finding too)."""
     sync(pick_device(p.device))
     started = time.perf_counter()
-    result = run(p, accel=accel)
+    scales = " → ".join(map(str, p.scale_sizes()))
+    try:
+        result = run(p, accel=accel)
+    except Exception as e:
+        emit(f"| {accel.label()}{note} | {scales} | {p.total_iterations()} | failed: {type(e).__name__}: "
+             f"{str(e)[:200]} | | |")
+        return
     sync(pick_device(p.device))
     wall = time.perf_counter() - started
-    scales = " → ".join(map(str, p.scale_sizes()))
     emit(f"| {accel.label()}{note} | {scales} | {p.total_iterations()} | {result.timings['optimize']:.2f} | "
          f"{result.timings['setup']:.2f} | {wall:.2f} |")
 
@@ -156,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="how much higher than plain's a variant's judged loss may be to be chosen")
     ap.add_argument("--variants", type=Accel.parse, nargs="+", default=list(VARIANTS),
                     help="engine.accel labels (plain is always measured, first)")
+    ap.add_argument("--whole", type=Accel.parse, nargs="+",
+                    help="the variants of the whole runs (default: plain and the fastest good one)")
     ap.add_argument("--skip", nargs="+", default=[], choices=[f.name for f in fields(Accel)],
                     help="leave out the variants with any of these switches on")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -182,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             best = fastest_good(emit, rows, args.tolerance)
             (args.out / "best-accel.txt").write_text(best.label() + "\n")
             # Before the other sizes: the headline matters most if time runs out.
-            whole_runs(emit, base_params(size, device, pair, preview_every=0), [Accel(), best], args.full,
-                       args.preview)
+            whole_runs(emit, base_params(size, device, pair, preview_every=0), args.whole or [Accel(), best],
+                       args.full, args.preview)
     emit(f"Sheets: {args.out}/variants-<size>.png. Whole probe: {(time.perf_counter() - started) / 60:.1f} min.")
     return 0
 

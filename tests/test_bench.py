@@ -52,13 +52,20 @@ def test_bench_accel_reports_each_variant_and_writes_its_sheet(tmp_path, monkeyp
     monkeypatch.setattr(bench.accel, "VARIANTS", (Accel(), Accel(channels_last=True), Accel(cuda_graph=True)))
     report = tmp_path / "accel.md"
     bench.accel.main(["--sizes", "32", "--steps", "1", "--full", "2", "--preview", "1", "--out", str(tmp_path),
-                      "--write", str(report)])
+                      "--whole", "plain", "cuda_graph", "--write", str(report)])
     text = report.read_text()
     assert "| plain | " in text and "| channels_last | " in text
+    row = next(line for line in text.splitlines() if line.startswith("| channels_last | "))
+    # s/iteration, × its floor, its own floor (channels-last too), × that floor, × plain, ...
+    iteration, _, own_floor, own_ratio = (float(cell) for cell in row.split("|")[2:6])
+    assert own_ratio == pytest.approx(iteration / own_floor, rel=0.01)
     assert "- not measured: cuda_graph: CUDA graphs need a CUDA device" in text
     assert "## Whole runs at 32 px, wall clock" in text
     assert "| plain | 32 | 2 | " in text
     assert "| plain, first time | 32 | 1 | " in text and "| plain, again | 32 | 1 | " in text
+    # A whole run that cannot run is a row saying so, and the probe goes on.
+    assert "| cuda_graph | 32 | 2 | failed: ValueError: accel cuda_graph: CUDA graphs need a CUDA device" in text
+    assert "| cuda_graph, again | 32 | 1 | failed: " in text
     assert (tmp_path / "variants-32.png").is_file()
 
 
@@ -82,3 +89,34 @@ def test_cli_speed_is_the_steady_state_one():
     assert t.steady == pytest.approx(0.5)
     assert t.from_start == pytest.approx((20 * 0.6 + 60 * 0.5) / 80)  # what the old subtraction saw
     assert t.first_extra == pytest.approx(2.0)
+
+
+def test_bench_size_reports_time_peak_and_the_estimate(tmp_path):
+    import bench.size
+
+    report = tmp_path / "size.md"
+    bench.size.main(["--sizes", "32", "48", "--steps", "2", "--warmup", "1", "--write", str(report)])
+    rows = [line.split("|")[1:-1] for line in report.read_text().splitlines() if line.startswith("| 32 |")
+            or line.startswith("| 48 |")]
+    assert len(rows) == 2
+    for size, pixels, iteration, whole, later, reserved, estimate, ratio in rows:
+        assert int(pixels) == int(size) * int(size) * 3 // 4  # tubingen is 4:3
+        assert float(iteration) > 0 and float(whole) >= float(later) and reserved.strip() == ""  # no CUDA here
+        assert float(estimate) > 0 and float(ratio) > 0
+
+
+def test_bench_workers_times_a_preset_one_job_at_a_time(capsys):
+    import bench.workers
+
+    # Two scales (128 → 256), two iterations each: a preview at the end of the first.
+    bench.workers.main(["--preset", "balanced", "--size", "256", "--iterations", "2", "--jobs", "2",
+                        "--one-by-one", "--layouts", "auto"])
+    out = capsys.readouterr().out
+    assert "2 balanced jobs (256 px, scales 128 → 256, 2 iterations a scale" in out and "one by one" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 1 worker on auto |"))
+    _, wall, _, median, first_progress, first_preview, back, submit_to_saved, outside = row.split("|")[1:-1]
+    assert 0 < float(first_progress) <= float(first_preview) <= float(median)
+    # One by one: a job waits for no other, only for the worker's next look at the queue (0.5 s), so
+    # submit → saved is about its own duration (queued at once here, the second took twice that).
+    assert float(median) <= float(submit_to_saved) < float(median) + 1.5
+    assert float(wall) >= 2 * float(median)
