@@ -59,11 +59,14 @@ def run_seconds(g: Any, run: Any, speed: Speed) -> float:
 def expected_starts(g: Any, running: list[Any], queued: list[Any], workers: int = 1,
                     now: datetime | None = None) -> dict[int, datetime | None]:
     """When each of the `queued` runs (in queue order) should start, by id: the `running` runs'
-    time left and the queued runs ahead, shared among `workers`; None without a measured speed."""
+    time left and the queued runs ahead, shared among `workers`; None without a measured speed.
+    A worker that runs several jobs at once (a Ray cluster's claims as many as the cluster has
+    room for) counts as the jobs it runs: with runs still queued, that is its room."""
     now = now or datetime.now(timezone.utc)
     speed = measured_speed(g)
     if speed is None:
         return {run.id: None for run in queued}
+    workers = max(workers, len(running))
     left = [run_seconds(g, run, speed) * (1 - run.work_done()) for run in running]
     free_at = sorted(now + timedelta(seconds=seconds) for seconds in left)
     free_at += [now] * max(0, workers - len(free_at))

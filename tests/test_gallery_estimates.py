@@ -52,6 +52,21 @@ def test_queued_runs_start_after_the_work_ahead(data_dir, workers: int) -> None:
             assert starts == {first: NOW, second: NOW + timedelta(seconds=10)}
 
 
+def test_a_worker_running_several_jobs_counts_as_that_many(data_dir) -> None:
+    # One ray worker with three jobs on a cluster and more queued: the cluster has room for three.
+    with Gallery(data_dir) as g:
+        p = tiny_params(size=64, iterations=10, multiscale=False)
+        set_duration(g, finished_run(g, params=p), 20.0)
+        running = [g.submit(p) for _ in range(3)]
+        for rid, done in zip(running, (5, 2, 8)):  # 10, 16 and 4 s left
+            g.claim(rid, "ray@head:1")
+            g.record_progress(rid, done, 10, {"total": 1.0})
+        first, second = g.submit(p), g.submit(p)
+        starts = estimates.expected_starts(g, [g.get(r) for r in running], [g.get(first), g.get(second)],
+                                           workers=1, now=NOW)
+        assert starts == {first: NOW + timedelta(seconds=4), second: NOW + timedelta(seconds=10)}
+
+
 def test_the_create_page_says_how_long_generate_will_take(data_dir) -> None:
     from app_pages.create import estimate_line
 
