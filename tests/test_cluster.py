@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 
 from bench.ray_cluster import LocalCluster, local_cluster
 from gallery import Gallery, Run
+from worker.cluster import STOP_ENV
 from support.browser import free_port
 from support.runs import tiny_params
 from support.waiting import wait_for
@@ -116,6 +118,28 @@ def test_progress_streams_back_and_cancel_stops_the_remote_task(cluster, ray_dri
         cancelled = wait_for(lambda: (r := g.get(rid)).status == "cancelled" and r, 30, "the run cancelled")
         assert cancelled.iteration < cancelled.total
         free_cpus(ray_driver, 2.0)  # the task itself stopped, not just the record
+
+
+def test_a_cancel_reaches_a_job_that_sends_nothing_and_one_that_does_not_stop_is_killed(
+        cluster, ray_driver, data_dir, monkeypatch):
+    # A 1024 px job on a 1-CPU node computes its targets for seconds (11 s here) and its first
+    # iteration for as long again, sending nothing meanwhile; the engine looks for a cancel only
+    # between iterations. The head passes the cancel on without waiting for a message, and after
+    # STUDIO_RAY_STOP_S (1 s here) kills the task, which has not stopped by itself.
+    monkeypatch.setenv(STOP_ENV, "1")
+    g = Gallery(data_dir)
+    rid = g.submit(tiny_params(size=1024, iterations=50, multiscale=False))
+    with head(data_dir, cluster.address):
+        wait_for(lambda: " on node " in (g.get(rid).worker or ""), 120, "the job to start on a node")
+        asked = time.monotonic()
+        g.request_cancel(rid)
+        cancelled = wait_for(lambda: (r := g.get(rid)).status == "cancelled" and r, 60, "the run cancelled")
+        took = time.monotonic() - asked
+        assert cancelled.iteration == 0  # still setting up: no progress ever came
+        free_cpus(ray_driver, 2.0)
+    assert f"run {rid} did not stop within 1 s of its cancel; killing its task" in \
+        (data_dir.parent / "head.log").read_text()
+    assert took < 10, took
 
 
 def test_a_node_lost_mid_job_interrupts_its_run_and_the_rest_go_on(cluster, ray_driver, data_dir):

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 RAY_ENV = "STUDIO_RAY"        # the cluster's address (host:port), or "auto" for one started here
 CPUS_ENV = "STUDIO_RAY_CPUS"  # CPUs (and torch threads) a CPU job takes on its node
+STOP_ENV = "STUDIO_RAY_STOP_S"  # seconds a cancelled job gets to stop by itself before it is killed
+STOP_S = 30.0
+WATCH_S = 1.0                 # how often the head looks for a cancel while a job sends nothing
 CAPACITY_REFRESH_S = 5.0
 INPUT_CACHE = 64              # input files kept in the object store for the runs that follow
 NAMESPACE = "studio"
@@ -228,12 +231,13 @@ class ClusterWorker(Worker):
     """A worker whose jobs run on a Ray cluster, as many at once as it has room for."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, address: str = "auto", *,
-                 cpus_per_job: int | None = None, poll_interval: float = 0.5):
+                 cpus_per_job: int | None = None, poll_interval: float = 0.5, stop_s: float | None = None):
         super().__init__(data_dir, "auto", poll_interval=poll_interval)
         self.device = "ray"
         self.name = f"ray@{HOST}:{os.getpid()}"
         self.address = address
         self.cpus_per_job = cpus_per_job or int(os.environ.get(CPUS_ENV) or 1)
+        self.stop_s = stop_s if stop_s is not None else float(os.environ.get(STOP_ENV) or STOP_S)
         self._jobs: dict[int, tuple[threading.Thread, bool]] = {}  # run id → (its thread, on a GPU)
         self._lock = threading.Lock()
         self._inputs: OrderedDict[str, Any] = OrderedDict()  # file path → its object in the store
@@ -324,32 +328,51 @@ class ClusterWorker(Worker):
         resources = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": self.cpus_per_job}
         # No retries: a job runs to completion at most once; a lost one is the user's to re-queue.
         stream = self._task.options(num_returns="streaming", max_retries=0, **resources).remote(*args)
-        result, cancelled = None, False
+        result, cancelled, killed = None, None, False  # cancelled: when ray.cancel was sent
         try:
-            for ref in stream:
-                kind, *body = ray.get(ref)
-                if kind == "node":
-                    gallery.record_worker(run.id, f"{self.name} on {body[0]}")
-                elif kind == "progress":
-                    iteration, total, losses, previews, frame = body
-                    gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
-                elif kind == "frame":
-                    gallery.record_frame(run.id, *body)
-                else:
-                    result = body
-                if not cancelled and (self._stop.is_set() or gallery.cancel_requested(run.id)):
-                    ray.cancel(stream)
-                    cancelled = True
+            while True:
+                # Not blocked on the next message: a job may send none for minutes (a large
+                # image's set-up or iteration on a CPU, or a node stuck in a driver), and a
+                # cancel or a stop must reach it all the same. Once cancelled, the stream counts as
+                # ready at once but reading it waits for the task's end: wait for that end instead.
+                ready, _ = ray.wait([stream] if cancelled is None else [stream.completed()], timeout=WATCH_S)
+                if ready:
+                    try:
+                        ref = next(stream)
+                    except StopIteration:
+                        break
+                    kind, *body = ray.get(ref)
+                    if kind == "node":
+                        gallery.record_worker(run.id, f"{self.name} on {body[0]}")
+                    elif kind == "progress":
+                        iteration, total, losses, previews, frame = body
+                        gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
+                    elif kind == "frame":
+                        gallery.record_frame(run.id, *body)
+                    else:
+                        result = body
+                if cancelled is None and (self._stop.is_set() or gallery.cancel_requested(run.id)):
+                    ray.cancel(stream)  # lands between two iterations of the engine
+                    cancelled = time.monotonic()
+                elif cancelled is not None and not killed and time.monotonic() - cancelled > self.stop_s:
+                    # Still going: the engine never reached its next iteration. Its process goes.
+                    log.warning("run %s did not stop within %.0f s of its cancel; killing its task", run.id,
+                                self.stop_s)
+                    ray.cancel(stream, force=True)
+                    killed = True
         except TaskCancelledError:
-            cancelled = True
+            cancelled = cancelled or time.monotonic()
         except RayTaskError as e:  # the job itself failed on the node: its own error
             self._record_failure(gallery, run, e.cause if isinstance(e.cause, Exception) else e)
             return
         except RayError as e:  # the node, its worker process or the cluster went away
+            if killed:  # as it was told to
+                self._record_stopped(gallery, run)
+                return
             gallery.mark_interrupted(run.id, f"The cluster lost this run ({_first_line(e)}); re-queue it "
                                              f"to run it again.")
             return
-        if cancelled and result is None:
+        if cancelled is not None and result is None:
             self._record_stopped(gallery, run)
         else:
             self._save(gallery, run, *result)
