@@ -231,13 +231,13 @@ class ClusterWorker(Worker):
     """A worker whose jobs run on a Ray cluster, as many at once as it has room for."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, address: str = "auto", *,
-                 cpus_per_job: int | None = None, poll_interval: float = 0.5, stop_s: float | None = None):
+                 cpus_per_job: int | None = None, poll_interval: float = 0.5):
         super().__init__(data_dir, "auto", poll_interval=poll_interval)
         self.device = "ray"
         self.name = f"ray@{HOST}:{os.getpid()}"
         self.address = address
         self.cpus_per_job = cpus_per_job or int(os.environ.get(CPUS_ENV) or 1)
-        self.stop_s = stop_s if stop_s is not None else float(os.environ.get(STOP_ENV) or STOP_S)
+        self.stop_s = float(os.environ.get(STOP_ENV) or STOP_S)
         self._jobs: dict[int, tuple[threading.Thread, bool]] = {}  # run id → (its thread, on a GPU)
         self._lock = threading.Lock()
         self._inputs: OrderedDict[str, Any] = OrderedDict()  # file path → its object in the store
@@ -321,6 +321,20 @@ class ClusterWorker(Worker):
                 self._jobs.pop(run.id, None)
             self.wake()
 
+    def _receive(self, gallery: Gallery, run: Run, message: tuple) -> list | None:
+        """One message from a run's task into the gallery; the (Result, Clip) when it is the result."""
+        kind, *body = message
+        if kind == "node":
+            gallery.record_worker(run.id, f"{self.name} on {body[0]}")
+        elif kind == "progress":
+            iteration, total, losses, previews, frame = body
+            gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
+        elif kind == "frame":
+            gallery.record_frame(run.id, *body)
+        else:
+            return body
+        return None
+
     def _follow_in(self, gallery: Gallery, run: Run, on_gpu: bool, args: tuple) -> None:
         import ray
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
@@ -341,16 +355,7 @@ class ClusterWorker(Worker):
                         ref = next(stream)
                     except StopIteration:
                         break
-                    kind, *body = ray.get(ref)
-                    if kind == "node":
-                        gallery.record_worker(run.id, f"{self.name} on {body[0]}")
-                    elif kind == "progress":
-                        iteration, total, losses, previews, frame = body
-                        gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
-                    elif kind == "frame":
-                        gallery.record_frame(run.id, *body)
-                    else:
-                        result = body
+                    result = self._receive(gallery, run, ray.get(ref)) or result
                 if cancelled is None and (self._stop.is_set() or gallery.cancel_requested(run.id)):
                     ray.cancel(stream)  # lands between two iterations of the engine
                     cancelled = time.monotonic()
