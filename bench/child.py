@@ -16,14 +16,19 @@ from pathlib import Path
 PEAK_FILE_ENV = "BENCH_PEAK_FILE"
 
 
-def peak_rss_mb() -> float | None:
+def status_mb(field: str) -> float | None:
+    """One of this process's memory figures from /proc/self/status ("VmHWM", "VmRSS"), in MB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
     return None
+
+
+def peak_rss_mb() -> float | None:
+    return status_mb("VmHWM")
 
 
 def main() -> None:

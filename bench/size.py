@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from bench.__main__ import SHARED, Pair, Report, base_params, sync
-from bench.child import peak_rss_mb
+from bench.child import peak_rss_mb, status_mb
 from engine.accel import default_accel
 from engine.images import fit_within
 from engine.memory import estimate_bytes
@@ -57,10 +57,7 @@ class Peaks:
     def current(self) -> float:
         if self.cuda:
             return torch.cuda.memory_allocated() / MB
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return status_mb("VmRSS") or 0.0
 
     def peak(self) -> tuple[float, float | None]:
         """(allocated, reserved) on CUDA; (resident set, None) on the CPU."""

@@ -155,10 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(cuda:0, auto) for one worker there (default: 1 worker with every core, 2 with "
                              "half, a 2-node cluster of half)")
     args = parser.parse_args(argv)
-    changes = {"size": args.size, "iterations": args.iterations}
-    if args.preset == "draft":  # small enough for a 2-core CPU
-        changes = {"size": args.size or 128, "iterations": args.iterations or 50}
-    changes = {k: v for k, v in changes.items() if v is not None}
+    given = {k: v for k, v in (("size", args.size), ("iterations", args.iterations)) if v is not None}
+    # draft: small enough for a 2-core CPU
+    changes = {**({"size": 128, "iterations": 50} if args.preset == "draft" else {}), **given}
     shown = preset(args.preset, **changes)
     print(f"{args.jobs} {args.preset} jobs ({shown.size} px, scales {' → '.join(map(str, shown.scale_sizes()))}, "
           f"{shown.iterations} iterations a scale, a preview every {shown.preview_every}), "
