@@ -103,7 +103,8 @@ def precision(accel: Accel) -> Iterator[None]:
 
 
 def prepare(net: nn.Module, accel: Accel) -> nn.Module:
-    """The network as `accel` evaluates it (net must be this run's own: it may be changed in place)."""
+    """The network as `accel` evaluates it (changed in place: net must not be shared with a run that
+    evaluates it otherwise)."""
     if accel.winograd:
         winograd.adopt(net)
     return net.to(memory_format=torch.channels_last) if accel.channels_last else net

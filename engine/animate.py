@@ -15,7 +15,7 @@ from PIL import Image
 from engine import flow, images
 from engine.clips import Clip
 from engine.params import Params, validate
-from engine.transfer import FrameStart, Progress, Result, StyleTargets, run
+from engine.transfer import FrameStart, Progress, Result, Reuse, run
 
 FrameFn = Callable[[int, Result], None]
 
@@ -36,12 +36,12 @@ def frame_params(p: Params) -> Params:
 
 def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], None] | None = None,
                should_cancel: Callable[[], bool] | None = None, on_frame: FrameFn | None = None,
-               done: list[Image.Image] | None = None, targets: StyleTargets | None = None) -> Clip:
+               done: list[Image.Image] | None = None, reuse: Reuse | None = None) -> Clip:
     """The styled clip, same frames and timing. `on_frame(k, result)` is told of each finished
     frame (k from 0) as it finishes; `done`: frames finished earlier, to continue after them.
-    The style Grams are computed once for the whole clip (in `targets`, when given)."""
+    The network and the style Grams are made once for the whole clip (in `reuse`, when given)."""
     validate(p, need_images=False)
-    targets = StyleTargets() if targets is None else targets
+    reuse = Reuse() if reuse is None else reuse
     results = list(done or [])
     size = images.fit_within(*clip.size, p.size)
     frames = [f.resize(size, Image.LANCZOS) for f in clip.frames]
@@ -59,7 +59,7 @@ def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], Non
                 if on_progress is not None:
                     on_progress(FrameProgress(k + 1, len(frames), inner))
 
-            result = run(params, progress, should_cancel, start=start, targets=targets)
+            result = run(params, progress, should_cancel, start=start, reuse=reuse)
             results.append(result.image)
             if on_frame is not None:
                 on_frame(k, result)

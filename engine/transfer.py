@@ -125,7 +125,7 @@ class Objective:
         """`regions`: per-pixel style weights at the content's size (engine.gram.region_weights),
         or None for no masks. `temporal`: a clip frame's (previous result warped, reliability
         mask), which the result keeps to with `p.temporal_weight` (Ruder et al. 2016). `grams`:
-        the style images' Grams computed before (StyleTargets); then `styles` is not looked at."""
+        the style images' Grams computed before (Reuse); then `styles` is not looked at."""
         self.p, self.net, self.accel, self.temporal = p, net, accel, temporal
         self.style_targets: dict[str, torch.Tensor] = {}
         self.guided: dict[str, GuidedStyle] = {}
@@ -187,14 +187,26 @@ def _is_oom(e: BaseException) -> bool:
         or "can't allocate memory" in str(e).lower()
 
 
-class StyleTargets:
-    """The style images' Grams at each style size, kept for later runs with the same styles and
-    network: a clip's frames (engine/animate.py) need them once, not once a frame. `computed`
-    counts the times they were computed."""
+class Reuse:
+    """What later runs with the same network and styles can take from earlier ones instead of
+    computing again: the network prepared as `accel` evaluates it, and the style images' Grams at
+    each style size. A clip's frames (engine/animate.py) share one. `built` counts the networks
+    prepared, `computed` the times Grams were computed."""
 
     def __init__(self) -> None:
+        self._nets: dict[tuple, FeatureNet] = {}
         self._grams: dict[tuple, list[dict[str, torch.Tensor]]] = {}
+        self.built = 0
         self.computed = 0
+
+    def network(self, p: Params, weights: Weights, device: torch.device, accel: Accel) -> FeatureNet:
+        layers = tuple(p.content_layers) + tuple(p.style_layers)
+        key = (weights.sha256, layers, p.pooling, str(device), accel)
+        if key not in self._nets:
+            # On the CPU most of this is engine.winograd transforming the deep kernels.
+            self._nets[key] = prepare(FeatureNet(weights, layers, p.pooling, device), accel)
+            self.built += 1
+        return self._nets[key]
 
     def grams(self, p: Params, size: int, device: torch.device, accel: Accel, net: FeatureNet,
               styles: list[Image.Image]) -> list[dict[str, torch.Tensor]]:
@@ -216,11 +228,11 @@ class FrameStart:
 
 def run(p: Params, on_progress: ProgressFn | None = None,
         should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None,
-        start: FrameStart | None = None, targets: StyleTargets | None = None) -> Result:
+        start: FrameStart | None = None, reuse: Reuse | None = None) -> Result:
     """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
     the loss is evaluated (engine.accel); by default, what was measured best on the device.
-    `start`: a clip's later frame (engine/animate.py) starts there, single scale. `targets`:
-    style Grams kept from earlier runs with the same styles (a clip's frames), and for later ones."""
+    `start`: a clip's later frame (engine/animate.py) starts there, single scale. `reuse`: the
+    network and style Grams kept from earlier runs (a clip's frames), and for later ones."""
     validate(p)
     device = pick_device(p.device)
     accel = default_accel(device) if accel is None else accel
@@ -228,7 +240,7 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
     try:
         with precision(accel):
-            return _run(p, device, accel, on_progress, should_cancel, start, targets or StyleTargets())
+            return _run(p, device, accel, on_progress, should_cancel, start, reuse or Reuse())
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:
@@ -277,13 +289,12 @@ def progress_lag(device: torch.device) -> int:
 
 
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
-         should_cancel: Callable[[], bool] | None, start: FrameStart | None, targets: StyleTargets) -> Result:
+         should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse) -> Result:
     t0 = time.perf_counter()
     content_img, style_imgs = _load_inputs(p)
     mask_imgs = masks.load_masks(p)
     weights: Weights = load_weights(p.weights, device)
-    net = FeatureNet(weights, tuple(p.content_layers) + tuple(p.style_layers), p.pooling, device)
-    net = prepare(net, accel)
+    net = reuse.network(p, weights, device, accel)
     generator = torch.Generator().manual_seed(p.seed)
     sizes = p.scale_sizes()
     total = p.total_iterations()
@@ -305,7 +316,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
             mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
             temporal = (to_tensor(start.image.resize((w, h)), device), mask)
         objective = Objective(p, net, content, [], accel, regions, temporal,
-                              grams=targets.grams(p, size, device, accel, net, style_imgs))
+                              grams=reuse.grams(p, size, device, accel, net, style_imgs))
         if x is None and start is not None:
             x = to_tensor(start.image.resize((w, h)), device)
         elif x is None:

@@ -8,7 +8,7 @@ from PIL import Image
 from engine.animate import style_clip
 from engine.clips import Clip
 from engine.flow import flicker
-from engine.transfer import StyleTargets
+from engine.transfer import Reuse
 from support.images import pan
 from support.paths import CONTENT, STYLE
 from support.runs import tiny_params
@@ -39,13 +39,15 @@ def test_a_clip_continues_after_its_finished_frames() -> None:
     assert computed == [2, 3] and len(rest.frames) == FRAMES and rest.frames[:2] == first.frames
 
 
-def test_the_style_targets_are_computed_once_a_clip() -> None:
-    targets = StyleTargets()
-    styled = style_clip(params(iterations=4, frame_iterations=2), pan(), targets=targets)
-    assert len(styled.frames) == FRAMES and targets.computed == 1  # one scale at 64 px; was once a frame
-    two_scales = StyleTargets()
-    style_clip(params(size=256, multiscale=True, iterations=1, frame_iterations=1), pan(), targets=two_scales)
+def test_the_network_and_style_targets_are_made_once_a_clip() -> None:
+    reuse = Reuse()
+    styled = style_clip(params(iterations=4, frame_iterations=2), pan(), reuse=reuse)
+    # One scale at 64 px. Each was made once a frame before.
+    assert len(styled.frames) == FRAMES and reuse.computed == 1 and reuse.built == 1
+    two_scales = Reuse()
+    style_clip(params(size=256, multiscale=True, iterations=1, frame_iterations=1), pan(), reuse=two_scales)
     assert two_scales.computed == 2  # 128 and 256 px for the first frame; the later ones reuse 256 px
+    assert two_scales.built == 1
 
 
 def test_the_cli_turns_a_gif_into_an_animation(tmp_path) -> None:
