@@ -291,6 +291,13 @@ def progress_lag(device: torch.device) -> int:
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
          should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse) -> Result:
     t0 = time.perf_counter()
+
+    def check_cancel() -> None:
+        # Between iterations, and between the set-up's forward passes: at a large size on the
+        # CPU each of those takes as long as an iteration.
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+
     content_img, style_imgs = _load_inputs(p)
     mask_imgs = masks.load_masks(p)
     weights: Weights = load_weights(p.weights, device)
@@ -315,8 +322,10 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
         if start is not None and start.reliable is not None and p.temporal_weight > 0:
             mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
             temporal = (to_tensor(start.image.resize((w, h)), device), mask)
-        objective = Objective(p, net, content, [], accel, regions, temporal,
-                              grams=reuse.grams(p, size, device, accel, net, style_imgs))
+        check_cancel()
+        grams = reuse.grams(p, size, device, accel, net, style_imgs)
+        check_cancel()
+        objective = Objective(p, net, content, [], accel, regions, temporal, grams=grams)
         if x is None and start is not None:
             x = to_tensor(start.image.resize((w, h)), device)
         elif x is None:
@@ -348,8 +357,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
         step_once = stepper(one_step, accel)
         waiting: list[_Step] = []
         for i in range(1, p.iterations + 1):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
+            check_cancel()
             step_once()
             done += 1
             last_of_scale = i == p.iterations

@@ -7,7 +7,7 @@ from PIL import Image
 
 from engine import images
 from engine.params import Params
-from engine.transfer import Cancelled, Objective, gram, run, to_image, to_tensor
+from engine.transfer import Cancelled, Objective, Reuse, gram, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
 from support.paths import CONTENT, STYLE, STYLE2
 
@@ -60,6 +60,23 @@ def test_cancel_stops_within_one_iteration():
     with pytest.raises(Cancelled):
         run(TINY, on_progress=lambda pr: seen.append(pr.iteration), should_cancel=lambda: len(seen) >= 3)
     assert seen == [1, 2, 3]
+
+
+def test_cancel_lands_between_the_set_ups_forward_passes():
+    # At a large size on the CPU each of these passes takes as long as an iteration.
+    reuse = Reuse()
+    with pytest.raises(Cancelled):
+        run(TINY, should_cancel=lambda: True, reuse=reuse)
+    assert reuse.computed == 0  # the style image never went through the network
+    asked: list[int] = []
+
+    def once_the_grams_are_there() -> bool:
+        asked.append(reuse.computed)
+        return reuse.computed > 0
+
+    with pytest.raises(Cancelled):
+        run(TINY, should_cancel=once_the_grams_are_there, reuse=reuse)
+    assert asked == [0, 1]  # asked again after the style pass, before the content pass
 
 
 
