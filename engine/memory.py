@@ -3,7 +3,8 @@ with a size that would, instead of failing minutes later (or taking the machine 
 
 Plain arithmetic over the shapes engine.transfer creates; no torch (the UI imports this).
 Peak use is at the final (largest) scale and is dominated by VGG19's activations, kept for the
-backward pass, and by L-BFGS's history of image-sized vectors.
+backward pass, and by L-BFGS's history of image-sized vectors. A clip's frames come on top, in
+the host's memory, wherever the run computes.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ WINOGRAD_KERNEL_FLOATS = 2 * 36 // 9
 # Allocator rounding and fragmentation, and the cuDNN workspace, on top of the tensors.
 SAFETY_FACTOR = 1.2
 OVERHEAD_BYTES = 300 * 1024**2
+# Pillow keeps an RGB image in 4 bytes a pixel.
+PIXEL_BYTES = 4
 # Sizes suggested when a run does not fit, largest first.
 NICE_SIZES = (4096, 3072, 2048, 1536, 1280, 1024, 768, 640, 512, 384, 256, 192, 128, 64, 32, 16)
 
@@ -40,10 +43,21 @@ def _activations(convs: tuple[layers.Conv, ...], width: int, height: int) -> int
     return total
 
 
-def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None) -> int:
+def clip_bytes(params: Params, content_shape: tuple[int, int] | None, frames: int) -> int:
+    """Host bytes a clip of `frames` frames of `content_shape` holds while it is styled
+    (engine.animate): every frame decoded as uploaded, and at the result's size every input frame
+    and every result. Nothing for a still."""
+    if frames <= 1:
+        return 0
+    shape = content_shape or (params.size, params.size)
+    width, height = fit_within(*shape, params.size, min_side=1)
+    return frames * PIXEL_BYTES * (shape[0] * shape[1] + 2 * width * height)
+
+
+def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None, frames: int = 1) -> int:
     """Peak bytes for `params` on its device (on "cpu", with the Winograd kernels that its default
-    accel keeps). `content_shape` is the content image's (width, height); without it the result is
-    assumed square, an upper bound."""
+    accel keeps, and a clip's frames). `content_shape` is the content image's (width, height);
+    without it the result is assumed square, an upper bound."""
     width, height = fit_within(*(content_shape or (1, 1)), params.size, min_side=1)
     pixels = width * height
     used = set(params.content_layers) | set(params.style_layers)
@@ -65,13 +79,15 @@ def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None)
     style = _activations(convs, style_side, style_side) + 3 * style_side * style_side
 
     floats = weights + max(optimise, style)
-    return int(floats * FLOAT_BYTES * SAFETY_FACTOR) + OVERHEAD_BYTES
+    host = clip_bytes(params, content_shape, frames) if params.device == "cpu" else 0
+    return int(floats * FLOAT_BYTES * SAFETY_FACTOR) + OVERHEAD_BYTES + host
 
 
-def largest_size_that_fits(params: Params, available: int, content_shape: tuple[int, int] | None = None) -> int | None:
+def largest_size_that_fits(params: Params, available: int, content_shape: tuple[int, int] | None = None,
+                           frames: int = 1) -> int | None:
     """The largest of NICE_SIZES, up to params.size, whose estimate fits in `available` bytes."""
     for size in NICE_SIZES:
-        if size <= params.size and estimate_bytes(params.with_changes(size=size), content_shape) <= available:
+        if size <= params.size and estimate_bytes(params.with_changes(size=size), content_shape, frames) <= available:
             return size
     return None
 
@@ -85,17 +101,33 @@ def format_bytes(n: float) -> str:
 
 
 def refusal(params: Params, available: int | None, device: str = "the device",
-            content_shape: tuple[int, int] | None = None) -> str | None:
+            content_shape: tuple[int, int] | None = None, frames: int = 1) -> str | None:
     """Why `params` cannot run in `available` bytes, or None when it fits (or nothing is known)."""
     if available is None:
         return None
-    need = estimate_bytes(params, content_shape)
+    need = estimate_bytes(params, content_shape, frames)
     if need <= available:
         return None
     message = f"Not enough memory: this run needs about {format_bytes(need)}, {device} has {format_bytes(available)} free"
-    size = largest_size_that_fits(params, available, content_shape)
-    advice = f"try a size of {size} or less" if size else "free some memory or use another device"
+    size = largest_size_that_fits(params, available, content_shape, frames)
+    advice = f"try a size of {size} or less" if size else _no_size_fits(frames)
     return f"{message}; {advice}."
+
+
+def clip_refusal(params: Params, available: int | None, content_shape: tuple[int, int] | None,
+                 frames: int) -> str | None:
+    """Why a clip's frames do not fit in the host's `available` bytes while a GPU styles them, or
+    None (on the CPU, `refusal` counts them with the rest)."""
+    need = clip_bytes(params, content_shape, frames)
+    if available is None or need <= available:
+        return None
+    return (f"Not enough memory: this clip's {frames} frames need about {format_bytes(need)} of RAM, "
+            f"and {format_bytes(available)} is free; {_no_size_fits(frames)}.")
+
+
+def _no_size_fits(frames: int) -> str:
+    return "try a shorter or smaller clip, or free some memory" if frames > 1 else \
+        "free some memory or use another device"
 
 
 def cpu_available_bytes() -> int | None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.memory import (cpu_available_bytes, estimate_bytes, format_bytes, largest_size_that_fits,
-                           refusal)
+from engine.memory import (clip_bytes, clip_refusal, cpu_available_bytes, estimate_bytes, format_bytes,
+                           largest_size_that_fits, refusal)
 from engine.params import Params
 
 GB = 1000**3
@@ -43,6 +43,27 @@ def test_refusal_message() -> None:
     assert largest_size_that_fits(p, int(7.8 * GB)) == 1280
     assert estimate_bytes(p.with_changes(size=1280)) <= 7.8 * GB < estimate_bytes(p.with_changes(size=1536))
     assert "free some memory" in refusal(p, 1000)
+
+
+def test_a_clips_frames_count_in_the_hosts_memory() -> None:
+    p = Params(size=512)
+    full_hd = (1920, 1080)
+    # The largest clip the uploads take: 240 frames decoded as they came (Pillow: 4 bytes a
+    # pixel, measured 4.10 for 40 frames of 1920x1080), and input and result at 512x288.
+    assert clip_bytes(p, full_hd, 240) == 240 * 4 * (1920 * 1080 + 2 * 512 * 288)
+    assert clip_bytes(p, full_hd, 1) == 0
+    still, clip = (estimate_bytes(p.with_changes(device="cpu"), full_hd, n) for n in (1, 240))
+    assert clip - still == clip_bytes(p, full_hd, 240)
+    # On a GPU the frames stay in the host's memory, not the device's.
+    assert estimate_bytes(p.with_changes(device="cuda"), full_hd, 240) == estimate_bytes(p.with_changes(device="cuda"), full_hd)
+    cpu = p.with_changes(device="cpu")
+    assert refusal(cpu, still + 1000, "cpu", full_hd) is None
+    assert "try a size of 384 or less" in refusal(cpu, still + 1000, "cpu", full_hd, 2)
+    assert "try a shorter or smaller clip" in refusal(cpu, still + 1000, "cpu", full_hd, 240)
+    assert clip_refusal(p, 3 * GB, full_hd, 240) is None
+    assert clip_refusal(p, 1 * GB, full_hd, 240) == (
+        "Not enough memory: this clip's 240 frames need about 2.3 GB of RAM, and 1.0 GB is free; "
+        "try a shorter or smaller clip, or free some memory.")
 
 
 @pytest.mark.parametrize("n, text", [(512, "512 bytes"), (1500, "1.5 KB"), (9.1e9, "9.1 GB"), (12e12, "12000.0 GB")])

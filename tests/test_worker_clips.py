@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine.clips import read_clip, write_gif
 from engine.images import ImageError
+from engine.memory import clip_bytes, estimate_bytes
 from gallery import Gallery
 from gallery.paths import input_sha256
 from support.fake_engine import settled
@@ -152,4 +153,18 @@ def test_a_damaged_video_fails_alone(data_dir: Path, tmp_path: Path) -> None:
         assert failed.status == "failed" and "Traceback" not in failed.error
         assert "damaged" in failed.error or "cut short" in failed.error or "could not be opened" in failed.error
         assert g.get(still).status == "done" and worker.last_error is None
+        assert_intact(g)
+
+
+def test_a_clip_that_would_not_fit_with_its_frames_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    gif = write_gif(pan(3, DURATIONS), tmp_path / "pan.gif")
+    with Gallery(data_dir) as g:
+        rid = g.submit(clip_params(gif))
+        shape = (g.get_input(g.get(rid).content_sha256).width, g.get_input(g.get(rid).content_sha256).height)
+        on_cpu = g.get(rid).params.with_changes(device="cpu")
+        # Room for one frame's run, not for the three frames held beside it.
+        room = estimate_bytes(on_cpu, shape) + clip_bytes(on_cpu, shape, 3) // 2
+        assert run_now(g, rid, worker=Worker(data_dir, "cpu", memory_probe=lambda device: room)) == "failed"
+        assert g.get(rid).error.startswith("Not enough memory: this run needs about ")
+        assert g.get(rid).iteration in (None, 0)  # refused before the engine started
         assert_intact(g)

@@ -53,15 +53,18 @@ def content_shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
     return (found.width, found.height) if found else None
 
 
-def params_on_device(params: Params, device: str, shape: tuple[int, int] | None,
+def params_on_device(params: Params, device: str, shape: tuple[int, int] | None, frames: int = 1,
                      memory_probe: Callable[[str], int | None] = available_memory) -> Params:
     """`params` on a concrete device ("auto" becomes what this machine has), after checking the
-    job fits in its free memory (MemoryRefused says what would)."""
+    job fits in its free memory, and a clip of `frames` in the host's (MemoryRefused says what
+    would)."""
     if device == "auto":
         from engine.transfer import device_name  # torch: only now, in the worker
         device = device_name(device)
     params = params.with_changes(device=device)
-    reason = memory.refusal(params, memory_probe(device), device, shape)
+    reason = memory.refusal(params, memory_probe(device), device, shape, frames)
+    if not reason and device != "cpu":
+        reason = memory.clip_refusal(params, memory_probe("cpu"), shape, frames)
     if reason:
         raise MemoryRefused(reason)
     return params
@@ -178,7 +181,7 @@ class Worker:
 
     def _params_for(self, gallery: Gallery, run: Run) -> Params:
         device = self.device if self.device != "auto" else run.params.device
-        return params_on_device(run.params, device, content_shape(gallery, run), self._memory_probe)
+        return params_on_device(run.params, device, content_shape(gallery, run), run.frames, self._memory_probe)
 
     def run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None = None) -> str:
         """Runs a claimed job to its end and records it; returns the final status. A failing

@@ -194,7 +194,7 @@ def run_on_node(run: Run, names: list[str], shape: tuple[int, int] | None, cpus:
         def job() -> None:
             try:
                 device = "cuda" if params.device.startswith("cuda") else params.device  # the GPU Ray gave us
-                on_device = params_on_device(params, device, shape)
+                on_device = params_on_device(params, device, shape, run.frames)
                 if on_device.device == "cpu":
                     torch.set_num_threads(cpus)
                 node = ray.get_runtime_context().get_node_id()[:8]
