@@ -23,42 +23,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.studio import ROOT, chromium_driver, studio_process, wait_until
 from engine.params import preset
 from gallery import Gallery
 
-ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
 CONTENT = SHARED / "content" / "tubingen.jpg"
 STYLE = SHARED / "style" / "starry_night.jpg"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 TICKS = os.sysconf("SC_CLK_TCK")
 BROWSER_NICE = 19
 PRESET_BUTTONS = ".st-key-preset button[role='radio']"  # the Create page's presets (app_pages/params_form.py)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"waited {timeout:.0f} s for {what}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,50 +54,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def studio(data: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run streamlit_app.py` as `make run` serves it, on a free port of 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    log = open(data.parent / "server.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "STUDIO_DATA": str(data), **env},
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-        wait_until(healthy, 90, "the server")
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-
-
-@contextlib.contextmanager
 def browsers(count: int, idle: bool = True) -> Iterator[list[Any]]:
     """`count` headless Chromium sessions (own profiles), at idle priority unless `idle` is false
     (a person working at the machine)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     def one(_: int) -> Any:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                     f"--user-data-dir={tempfile.mkdtemp(prefix='bench-chromium-')}", "--window-size=1440,1000"):
-            options.add_argument(flag)
-        service = Service(executable_path=CHROMEDRIVER, popen_kw={"preexec_fn": idle_priority} if idle else {})
-        return webdriver.Chrome(service=service, options=options)
+        return chromium_driver(preexec=idle_priority if idle else None)
 
     drivers: list[Any] = []
     try:
@@ -193,7 +140,7 @@ def cmd_watch(args: argparse.Namespace) -> list[str]:
     rounds: list[list[Watched]] = []
     with tempfile.TemporaryDirectory(prefix="bench-watchers-") as tmp:
         data = Path(tmp) / "data"
-        with studio(data) as (url, server), Gallery(data) as g:
+        with studio_process(data, data.parent / "server.log") as (url, server), Gallery(data) as g:
             images = add_images(g)
             # A first job loads the network and warms every cache, so the solo run is not the slowest.
             with browsers(1) as one:
@@ -227,7 +174,7 @@ def cmd_watch(args: argparse.Namespace) -> list[str]:
 def cmd_load(args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data = Path(tmp) / "data"
-        with studio(data) as (url, server), Gallery(data) as g:
+        with studio_process(data, data.parent / "server.log") as (url, server), Gallery(data) as g:
             images = add_images(g)
             params = preset("draft", content=images[0], styles=(images[1],), size=args.size, iterations=args.iterations)
 

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from bench.ray_cluster import LocalCluster, local_cluster
+from bench.studio import free_port
 from gallery import Gallery, Run
 from worker.cluster import STOP_ENV
-from support.browser import free_port
 from support.runs import tiny_params
 from support.waiting import wait_for
 

@@ -19,9 +19,10 @@ from streamlit.testing.v1 import AppTest
 
 from app_pages import auth
 from app_pages.results import PENDING_DELETE
+from bench.studio import free_port
 from engine.images import MAX_BYTES
 from support.app import APP, assert_ok, play_worker, small_params
-from support.browser import chromium, free_port, needs_chromium, studio_server, wait_css, wait_idle
+from support.browser import chromium, needs_chromium, studio_server, wait_css, wait_idle
 from support.paths import ROOT
 from support.waiting import wait_for
 

@@ -4,20 +4,17 @@ Used by the browser tests, and runnable to regenerate the README screenshots:
 
     .venv/bin/python tests/support/browser.py screenshots    # writes docs/screenshots/*.png
 
-Only Debian's /usr/bin/chromium and /usr/bin/chromedriver are used: the driver path is given
-explicitly, so Selenium Manager never runs (and never downloads anything).
+The server and the browser are started as the benchmarks start them (bench/studio.py): only
+Debian's /usr/bin/chromium and /usr/bin/chromedriver, on 127.0.0.1.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,24 +26,16 @@ if not __package__:  # run as a script: make engine, gallery and support importa
 
 import pytest
 
+from bench.studio import CHROMIUM, chromium_driver, studio_process as _studio_process
+from gallery import RunFilter
 from support.paths import ROOT, SHARED_IMAGES
 from support.waiting import wait_for
-from gallery import RunFilter
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
 
 # On every browser test, with its `browser` marker.
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -59,54 +48,14 @@ def studio_server(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
 @contextlib.contextmanager
 def studio_process(data_dir: Path, log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """studio_server, yielding the server's process too (to kill it)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true",
-           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-    full_env = {**os.environ, "STUDIO_DATA": str(data_dir), **env}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            def healthy() -> bool:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log_path}")
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    return r.status == 200
-            wait_for(healthy, 90, f"streamlit on port {port}", interval=0.5)
-            yield url, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with _studio_process(data_dir, log_path, "--server.fileWatcherType", "none", **env) as found:
+        yield found
 
 
 @contextlib.contextmanager
 def chromium(download_dir: Path, width: int = 1440, height: int = 1000) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                 "--hide-scrollbars"):
-        options.add_argument(flag)
-    download_dir.mkdir(parents=True, exist_ok=True)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(download_dir), "download.prompt_for_download": False,
-        "download.directory_upgrade": True, "safebrowsing.enabled": False,
-    })
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver = chromium_driver(width, height, download_dir)
     try:
-        # Headless Chrome only saves downloads where it is told to, over CDP as well as prefs.
-        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
         yield driver
     finally:
         driver.quit()
