@@ -68,6 +68,8 @@ def test_a_clip_run_keeps_its_frames_and_timing(data_dir: Path, tmp_path: Path) 
         first = np.asarray(Image.open(g.frames(rid)[0]), float)
         assert np.abs(first - np.asarray(Image.open(run.result_path), float)).max() == 0
         assert len(g.frames(rid)) == 3 and run.frame == 0
+        # The job's whole time: the frames' runs, and the decoding and motion between them.
+        assert run.duration == run.timings["total"] > run.timings["setup"] + run.timings["optimize"] + 0.005
         assert_intact(g)
 
 

@@ -5,6 +5,7 @@ Imports torch (through the engine): the worker imports this module when a clip j
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: C
                    should_cancel: Callable[[], bool]) -> tuple[Result, clips.Clip]:
     """The result to record (the first frame, with this job's timings) and the styled clip.
     Raises engine.images.ImageError for a clip that cannot be read (damaged since upload)."""
+    t0 = time.perf_counter()
     clip = clips.read_clip(params.content)
     # At least the last frame is computed here, so there is a Result (weights, device) to record.
     # Plain images (copy), not PNG files: the styled clip may be pickled to a cluster's head.
@@ -43,6 +45,9 @@ def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: C
 
     styled = animate.style_clip(params, clip, on_progress, should_cancel, on_frame=finished, done=done)
     timings = {key: sum(r.timings.get(key, 0.0) for r in computed) for key in computed[-1].timings}
+    # The whole clip's, as a still's total is its whole run's: decoding and the motion between
+    # frames as well, which the speed estimates (gallery/estimates.py) must count.
+    timings["total"] = time.perf_counter() - t0
     # Only the first frame's run has previews worth showing (the multi-scale still run).
     previews = computed[0].previews if not done else []
     return replace(computed[-1], image=styled.frames[0], timings=timings, previews=previews), styled
