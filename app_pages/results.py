@@ -177,8 +177,26 @@ def _show_clip(g: Any, run: Any) -> None:
                           common.clip_caption(run.frames, content.duration_ms if content else None))
     frames = g.frames(run.id)
     if len(frames) > 1:
-        k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run.id}")
-        st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
+        _frame_view(frames, run.id)
+
+
+# The two sliders below are fragments: moving one redraws it and its image alone. A whole page's
+# redraw sends every element to the browser again, the playing animation's bytes among them.
+
+@st.fragment
+def _frame_view(frames: list[Path], run_id: int) -> None:
+    """A clip's finished frames, one at a time."""
+    k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run_id}")
+    st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
+
+
+@st.fragment
+def _iteration_view(frames: dict[str, Path], run_id: int) -> None:
+    """A still run's saved iterations, scrubbed through."""
+    labels = list(frames)
+    choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
+    # Native size up to the column's width: small results are not blown up into mush.
+    st.image(str(frames[choice]), width=display_width(frames[choice]), caption=choice)
 
 
 def _clip_downloads(run: Any) -> None:
@@ -206,10 +224,7 @@ def show_detail(g: Any, run_id: int) -> None:
         if run.is_clip and common.existing(run.animation_path):
             _show_clip(g, run)
         elif len(frames) > 1:
-            labels = list(frames)
-            choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
-            # Native size up to the column's width: small results are not blown up into mush.
-            st.image(str(frames[choice]), width=display_width(frames[choice]), caption=choice)
+            _iteration_view(frames, run_id)
         elif frames:
             image = next(iter(frames.values()))
             st.image(str(image), width=display_width(image))

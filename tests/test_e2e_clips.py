@@ -1,7 +1,7 @@
 """End to end in a real headless Chromium against `streamlit run`, with the real engine: upload a
 3-frame GIF made from a photo, generate a tiny run, and find it in the Gallery marked as a clip,
-its detail view playing an animated WebP of 3 frames, as the browser received it. Screenshots go
-to test-artifacts/."""
+its detail view playing an animated WebP of 3 frames, as the browser received it, and its frame
+slider moved without the page (and the animation) sent again. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import base64
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from selenium.webdriver.common.keys import Keys
 
 from engine.clips import read_clip, write_gif
 from gallery import Gallery
@@ -22,6 +23,17 @@ from support.waiting import wait_for
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 DURATIONS = (120, 80, 100)
+# What the page receives from the server, counted in the browser: every message of every socket.
+COUNT_SOCKET_BYTES = """
+window.socketBytes = 0;
+const Socket = window.WebSocket;
+window.WebSocket = class extends Socket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", e => { window.socketBytes += e.data.byteLength ?? e.data.size ?? e.data.length; });
+  }
+};
+"""
 
 
 def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
@@ -30,6 +42,7 @@ def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
     ARTIFACTS.mkdir(exist_ok=True)
     with studio_server(data, ARTIFACTS / "e2e-clips-server.log", STUDIO_DEVICES="cpu") as url, \
             chromium(downloads) as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": COUNT_SOCKET_BYTES})
         driver.get(url)
         wait_css(driver, ".st-key-generate", timeout=60)
         wait_idle(driver)
@@ -63,5 +76,16 @@ def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
         assert webp.format == "WEBP" and webp.n_frames == 3 and webp.size == (64, 48)
         assert read_clip(data).durations_ms == list(DURATIONS)
         assert css(driver, f".st-key-frame-{run_id}"), "the frame slider"
+
+        # Moving the frame slider redraws the slider and its frame, not the page with the animation.
+        driver.execute_script("window.socketBytes = 0")
+        # The range input is drawn 1 px wide; a person would focus the thumb, then press an arrow.
+        driver.execute_script("arguments[0].focus()", wait_css(driver, f".st-key-frame-{run_id} input", visible=False))
+        driver.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+        wait_for(lambda: "Frame 2 of 3" in driver.find_element("css selector", "[data-testid='stMain']").text,
+                 30, "frame 2")
+        wait_idle(driver)
+        received = driver.execute_script("return window.socketBytes")
+        assert 0 < received < len(src) / 2, f"{received} bytes for a slider move; the animation is {len(src)}"
         assert css(driver, ".st-key-download_webp button") and css(driver, ".st-key-download_gif button")
         g.close()
