@@ -7,12 +7,15 @@ variation the sum of squared neighbour differences. The image lives in RGB 0..25
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from PIL import Image
 
 from engine import images, masks
@@ -288,13 +291,45 @@ def progress_lag(device: torch.device) -> int:
     return 1 if device.type == "cuda" else 0
 
 
+# How often, at most, should_cancel is asked within an iteration (on the CPU), in seconds.
+ASK_WITHIN_ITERATION_S = 0.5
+
+
+@contextlib.contextmanager
+def asked_between_layers(net: FeatureNet, ask: Callable[[], None] | None, every: float) -> Iterator[None]:
+    """Calls `ask` after each of the network's convolutions, forward and backward, at most every
+    `every` seconds, while the block runs; `ask` raising stops the pass there."""
+    if ask is None:
+        yield
+        return
+    last = time.monotonic()
+
+    def maybe(*_: Any) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            ask()
+
+    def after(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        maybe()
+        if output.requires_grad:
+            output.register_hook(maybe)  # it returns None: the gradient goes on unchanged
+
+    handles = [m.register_forward_hook(after) for m in net.body if isinstance(m, nn.ReLU)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
          should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse) -> Result:
     t0 = time.perf_counter()
 
     def check_cancel() -> None:
-        # Between iterations, and between the set-up's forward passes: at a large size on the
-        # CPU each of those takes as long as an iteration.
+        # Between iterations, and between the set-up's forward passes: at a large size each of
+        # those takes as long as an iteration.
         if should_cancel is not None and should_cancel():
             raise Cancelled()
 
@@ -313,68 +348,71 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     done = 0
     losses: dict[str, float] = {}
     lag = progress_lag(device)
-    for scale_index, size in enumerate(sizes):
-        w, h = images.fit_within(content_img.width, content_img.height, size)
-        content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
-        regions = None if not mask_imgs else region_weights(
-            [None if m is None else masks.fit(m, (w, h)) for m in mask_imgs], (w, h), p.blend_weights(), device)
-        temporal = None
-        if start is not None and start.reliable is not None and p.temporal_weight > 0:
-            mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
-            temporal = (to_tensor(start.image.resize((w, h)), device), mask)
-        check_cancel()
-        grams = reuse.grams(p, size, device, accel, net, style_imgs)
-        check_cancel()
-        objective = Objective(p, net, content, [], accel, regions, temporal, grams=grams)
-        if x is None and start is not None:
-            x = to_tensor(start.image.resize((w, h)), device)
-        elif x is None:
-            if p.init == "content":
-                x = content.clone()
-            else:
-                # Mid-grey with mild noise: an unbiased start whose details the style fills in.
-                noise = torch.randn(content.shape, generator=generator).to(device)
-                x = (127.5 + 8.0 * noise).clamp(0, 255)
-        else:
-            x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
-        x = x.contiguous().requires_grad_(True)
-        optimizer = _make_optimizer(p, x, accel)
-        evaluate = evaluator(objective, x, accel)
-        parts: dict[str, torch.Tensor] = {}
-
-        def closure() -> torch.Tensor:
-            loss, found = evaluate()
-            parts.clear()
-            parts.update(found, total=loss)
-            return loss
-
-        def one_step() -> None:
-            optimizer.step(closure)
-            if p.optimizer == "adam":
-                with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
-                    x.clamp_(0, 255)
-
-        step_once = stepper(one_step, accel)
-        waiting: list[_Step] = []
-        for i in range(1, p.iterations + 1):
+    # On the CPU an iteration at a large size takes minutes: a cancel lands within a layer.
+    asking = device.type == "cpu" and not accel.compile
+    with asked_between_layers(net, check_cancel if asking else None, ASK_WITHIN_ITERATION_S):
+        for scale_index, size in enumerate(sizes):
+            w, h = images.fit_within(content_img.width, content_img.height, size)
+            content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
+            regions = None if not mask_imgs else region_weights(
+                [None if m is None else masks.fit(m, (w, h)) for m in mask_imgs], (w, h), p.blend_weights(), device)
+            temporal = None
+            if start is not None and start.reliable is not None and p.temporal_weight > 0:
+                mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
+                temporal = (to_tensor(start.image.resize((w, h)), device), mask)
             check_cancel()
-            step_once()
-            done += 1
-            last_of_scale = i == p.iterations
-            preview = None
-            if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(sizes) - 1):
-                preview = to_image(x)
-                if p.original_colors:
-                    preview = keep_colors(preview, content_img)
-                previews.append((done, preview))
-            waiting.append(_Step(done, size, LossReading(parts), preview))
-            # The newest step's losses are read once the step after it is queued (progress_lag).
-            while len(waiting) > (0 if last_of_scale else lag):
-                step = waiting.pop(0)
-                losses = step.losses.read()
-                if on_progress is not None:
-                    on_progress(Progress(step.iteration, total, step.size, losses, time.perf_counter() - t0,
-                                         step.preview))
+            grams = reuse.grams(p, size, device, accel, net, style_imgs)
+            check_cancel()
+            objective = Objective(p, net, content, [], accel, regions, temporal, grams=grams)
+            if x is None and start is not None:
+                x = to_tensor(start.image.resize((w, h)), device)
+            elif x is None:
+                if p.init == "content":
+                    x = content.clone()
+                else:
+                    # Mid-grey with mild noise: an unbiased start whose details the style fills in.
+                    noise = torch.randn(content.shape, generator=generator).to(device)
+                    x = (127.5 + 8.0 * noise).clamp(0, 255)
+            else:
+                x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+            x = x.contiguous().requires_grad_(True)
+            optimizer = _make_optimizer(p, x, accel)
+            evaluate = evaluator(objective, x, accel)
+            parts: dict[str, torch.Tensor] = {}
+
+            def closure() -> torch.Tensor:
+                loss, found = evaluate()
+                parts.clear()
+                parts.update(found, total=loss)
+                return loss
+
+            def one_step() -> None:
+                optimizer.step(closure)
+                if p.optimizer == "adam":
+                    with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
+                        x.clamp_(0, 255)
+
+            step_once = stepper(one_step, accel)
+            waiting: list[_Step] = []
+            for i in range(1, p.iterations + 1):
+                check_cancel()
+                step_once()
+                done += 1
+                last_of_scale = i == p.iterations
+                preview = None
+                if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(sizes) - 1):
+                    preview = to_image(x)
+                    if p.original_colors:
+                        preview = keep_colors(preview, content_img)
+                    previews.append((done, preview))
+                waiting.append(_Step(done, size, LossReading(parts), preview))
+                # The newest step's losses are read once the step after it is queued (progress_lag).
+                while len(waiting) > (0 if last_of_scale else lag):
+                    step = waiting.pop(0)
+                    losses = step.losses.read()
+                    if on_progress is not None:
+                        on_progress(Progress(step.iteration, total, step.size, losses, time.perf_counter() - t0,
+                                             step.preview))
     image = to_image(x)
     if p.original_colors:
         image = keep_colors(image, content_img)

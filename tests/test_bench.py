@@ -120,3 +120,12 @@ def test_bench_workers_times_a_preset_one_job_at_a_time(capsys):
     # submit → saved is about its own duration (queued at once here, the second took twice that).
     assert float(median) <= float(submit_to_saved) < float(median) + 1.5
     assert float(wall) >= 2 * float(median)
+
+
+def test_bench_cancel_times_both_ways(capsys):
+    import bench.cancel
+
+    bench.cancel.main(["--size", "64", "--after", "0"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if "iterations" in line]
+    assert [label.strip() for label, _ in rows] == ["between iterations only", "within iterations too (default)"]
+    assert all(float(seconds) >= 0 for _, seconds in rows)

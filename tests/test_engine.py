@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import images
+from engine import images, transfer
 from engine.params import Params
 from engine.transfer import Cancelled, Objective, Reuse, gram, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
@@ -60,6 +60,35 @@ def test_cancel_stops_within_one_iteration():
     with pytest.raises(Cancelled):
         run(TINY, on_progress=lambda pr: seen.append(pr.iteration), should_cancel=lambda: len(seen) >= 3)
     assert seen == [1, 2, 3]
+
+
+def test_cancel_lands_within_an_iteration_on_the_cpu(monkeypatch):
+    # At 2048 px on two cores one iteration takes minutes; a cancel should not wait for its end.
+    monkeypatch.setattr(transfer, "ASK_WITHIN_ITERATION_S", 0.0)
+    asked: list[int] = []
+    seen: list[int] = []
+
+    def count() -> bool:
+        asked.append(len(seen))
+        return False
+
+    run(TINY.with_changes(iterations=3), on_progress=lambda pr: seen.append(pr.iteration), should_cancel=count)
+    per_iteration = asked.count(1)  # between iteration 1's report and iteration 2's
+    relus = 13  # conv1_1 .. conv5_1, where the network ends
+    # Once before it, and after each convolution going forward and coming back (L-BFGS evaluates
+    # once a step).
+    assert per_iteration == 1 + 2 * relus
+    asked.clear()
+    seen.clear()
+
+    def on_the_fourth_ask_after_iteration_1() -> bool:
+        if seen == [1]:
+            asked.append(1)
+        return len(asked) == 4
+
+    with pytest.raises(Cancelled):
+        run(TINY, on_progress=lambda pr: seen.append(pr.iteration), should_cancel=on_the_fourth_ask_after_iteration_1)
+    assert seen == [1]  # stopped inside iteration 2
 
 
 def test_cancel_lands_between_the_set_ups_forward_passes():
