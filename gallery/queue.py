@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from engine import masks, pngmeta
-from engine.clips import Clip, gif_bytes, webp_bytes
+from engine.clips import Clip, gif_bytes, read_clip, webp_bytes
 from engine.params import Params, ParamsError, validate
 from gallery import files, procs
 from gallery.core import floats
@@ -105,9 +105,11 @@ class Queue(Inputs):
                 staged.add(result_path, png)
                 staged.add(thumb_path, thumb)
                 animation_rel, gif_rel = self._stage_animation(rid, animation, staged)
+                frames = self._stage_animation_frames(rid, animation[0], staged) if animation else []
                 staged.place()
                 self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ?, animation_file = ?, gif_file = ? "
                                 "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, rid])
+                self.db.conn.executemany("INSERT INTO frames (run_id, position, file) VALUES (?,?,?)", frames)
         except BaseException:
             staged.discard()
             raise
@@ -150,6 +152,20 @@ class Queue(Inputs):
             staged.add(path, data)
             relatives.append(relative)
         return relatives[0], relatives[1]
+
+    def _frame_file(self, rid: int, position: int) -> tuple[Path, str]:
+        return self._run_file(rid, f"frame-{int(position):04d}.png")
+
+    def _stage_animation_frames(self, rid: int, webp: bytes, staged: files.StagedFiles) -> list[tuple[int, int, str]]:
+        """A finished clip's frames, one at a time for the detail view, decoded from its WebP
+        when nothing else has them (an import: the zip carries the animation only); the
+        frames table's rows for them."""
+        rows = []
+        for position, frame in enumerate(read_clip(webp).frames):
+            path, relative = self._frame_file(rid, position)
+            staged.add(path, files.png_bytes(frame))
+            rows.append((rid, position, relative))
+        return rows
 
     def record_worker(self, rid: int, worker: str) -> None:
         """Says where a running job runs once its worker knows (a cluster's node, for one)."""
@@ -205,7 +221,7 @@ class Queue(Inputs):
         """Keeps a running clip's finished frame (`position` from 0), on disk before the row
         naming it commits, so an interrupted run continues after it; whether it was kept."""
         rid = run_id(rid)
-        path, relative = self._run_file(rid, f"frame-{int(position):04d}.png")
+        path, relative = self._frame_file(rid, position)
         staged = files.StagedFiles()
         try:
             staged.add(path, files.png_bytes(image))

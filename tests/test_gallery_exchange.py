@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from engine import pngmeta
 from gallery import Gallery, GalleryError, RunFilter
@@ -110,6 +111,9 @@ def test_a_clip_run_travels_with_its_animation(tmp_path: Path) -> None:
         assert run.is_clip and run.frames == 3 and run.title == "Pan"
         assert read_clip(run.animation_path).durations_ms == read_clip(run.gif_path).durations_ms == [90, 110, 130]
         assert target.get_input(run.content_sha256).frames == 3  # the GIF came along, as a clip
+        # Its frames one at a time (the detail view's slider), decoded from the WebP.
+        frames = target.frames(new)
+        assert len(frames) == 3 and all(Image.open(f).size == Image.open(run.result_path).size for f in frames)
         assert target.remove_orphans() == [] and files_under(target.data_dir) == named_files(target)
     with Gallery(tmp_path / "other") as other:
         [still] = import_zip(other, tmp_path / "cut.zip")
