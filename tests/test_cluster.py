@@ -120,13 +120,23 @@ def test_progress_streams_back_and_cancel_stops_the_remote_task(cluster, ray_dri
         free_cpus(ray_driver, 2.0)  # the task itself stopped, not just the record
 
 
-def test_a_cancel_reaches_a_job_that_sends_nothing_and_one_that_does_not_stop_is_killed(
-        cluster, ray_driver, data_dir, monkeypatch):
-    # A 1024 px job on a 1-CPU node computes its targets for seconds (11 s here) and its first
-    # iteration for as long again, sending nothing meanwhile; the engine looks for a cancel only
-    # between iterations. The head passes the cancel on without waiting for a message, and after
-    # STUDIO_RAY_STOP_S (1 s here) kills the task, which has not stopped by itself.
-    monkeypatch.setenv(STOP_ENV, "1")
+def task_pids() -> list[int]:
+    """The Ray worker processes running a job now (Ray titles them after the task)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(b"ray::run_on_node"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
+def test_a_cancel_reaches_a_job_that_sends_nothing(cluster, ray_driver, data_dir, monkeypatch):
+    # A 1024 px job on a 1-CPU node computes its targets for seconds and its first iteration for
+    # as long again, sending nothing meanwhile. The head passes the cancel on without waiting for
+    # a message, and the engine looks for it within its passes through the network.
+    monkeypatch.setenv(STOP_ENV, "30")
     g = Gallery(data_dir)
     rid = g.submit(tiny_params(size=1024, iterations=50, multiscale=False))
     with head(data_dir, cluster.address):
@@ -137,8 +147,35 @@ def test_a_cancel_reaches_a_job_that_sends_nothing_and_one_that_does_not_stop_is
         took = time.monotonic() - asked
         assert cancelled.iteration == 0  # still setting up: no progress ever came
         free_cpus(ray_driver, 2.0)
-    assert f"run {rid} did not stop within 1 s of its cancel; killing its task" in \
-        (data_dir.parent / "head.log").read_text()
+    assert "killing its task" not in (data_dir.parent / "head.log").read_text()  # it stopped by itself
+    assert took < 10, took
+
+
+def test_a_frozen_job_is_killed_and_then_recorded_as_cancelled(cluster, ray_driver, data_dir, monkeypatch):
+    # A frozen node: the task's process is stopped (SIGSTOP), so it answers neither the cancel nor
+    # the kill that follows STUDIO_RAY_STOP_S (1 s here). One more STUDIO_RAY_STOP_S later the
+    # head records the run as cancelled all the same and goes on.
+    monkeypatch.setenv(STOP_ENV, "1")
+    g = Gallery(data_dir)
+    rid = g.submit(tiny_params(**LONG))
+    with head(data_dir, cluster.address):
+        wait_for(lambda: g.get(rid).iteration > 0, 120, "the remote run under way")
+        [pid] = task_pids()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            asked = time.monotonic()
+            g.request_cancel(rid)
+            wait_for(lambda: g.get(rid).status == "cancelled", 60, "the run cancelled")
+            took = time.monotonic() - asked
+            after = g.submit(tiny_params(**SHORT))  # the head goes on serving, on the other node
+            assert settled(g, [after], 120)[0].status == "done"
+        finally:
+            os.kill(pid, signal.SIGKILL)  # the frozen process, which Ray could not end
+        free_cpus(ray_driver, 2.0)
+    log = (data_dir.parent / "head.log").read_text()
+    assert f"run {rid} did not stop within 1 s of its cancel; killing its task" in log
+    assert f"run {rid}: its task has not ended 1 s after the kill; recorded as stopped" in log
+    assert g.get(rid).status == "cancelled" and integrity_ok(data_dir)
     assert took < 10, took
 
 

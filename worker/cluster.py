@@ -342,7 +342,7 @@ class ClusterWorker(Worker):
         resources = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": self.cpus_per_job}
         # No retries: a job runs to completion at most once; a lost one is the user's to re-queue.
         stream = self._task.options(num_returns="streaming", max_retries=0, **resources).remote(*args)
-        result, cancelled, killed = None, None, False  # cancelled: when ray.cancel was sent
+        result, cancelled, killed = None, None, None  # when ray.cancel was sent, and when with force
         try:
             while True:
                 # Not blocked on the next message: a job may send none for minutes (a large
@@ -357,21 +357,27 @@ class ClusterWorker(Worker):
                         break
                     result = self._receive(gallery, run, ray.get(ref)) or result
                 if cancelled is None and (self._stop.is_set() or gallery.cancel_requested(run.id)):
-                    ray.cancel(stream)  # lands between two iterations of the engine
+                    ray.cancel(stream)  # the engine stops at its next look (engine.transfer)
                     cancelled = time.monotonic()
-                elif cancelled is not None and not killed and time.monotonic() - cancelled > self.stop_s:
-                    # Still going: the engine never reached its next iteration. Its process goes.
+                elif cancelled is not None and killed is None and time.monotonic() - cancelled > self.stop_s:
+                    # Still going: the engine never got to look (a node stuck in a driver). Its process goes.
                     log.warning("run %s did not stop within %.0f s of its cancel; killing its task", run.id,
                                 self.stop_s)
                     ray.cancel(stream, force=True)
-                    killed = True
+                    killed = time.monotonic()
+                elif killed is not None and time.monotonic() - killed > self.stop_s:
+                    # Its process does not even answer the kill (a frozen node): the run ends here all
+                    # the same, and nothing the task may still send is read.
+                    log.warning("run %s: its task has not ended %.0f s after the kill; recorded as stopped",
+                                run.id, self.stop_s)
+                    break
         except TaskCancelledError:
             cancelled = cancelled or time.monotonic()
         except RayTaskError as e:  # the job itself failed on the node: its own error
             self._record_failure(gallery, run, e.cause if isinstance(e.cause, Exception) else e)
             return
         except RayError as e:  # the node, its worker process or the cluster went away
-            if killed:  # as it was told to
+            if killed is not None:  # as it was told to
                 self._record_stopped(gallery, run)
                 return
             gallery.mark_interrupted(run.id, f"The cluster lost this run ({_first_line(e)}); re-queue it "
