@@ -31,7 +31,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.watchers import SHARED, wait_until
+from bench.studio import wait_until
+from bench.watchers import SHARED
 from engine.params import PRESETS, preset
 from gallery import Gallery
 from worker.cluster import CPUS_ENV, RAY_ENV

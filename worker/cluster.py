@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RAY_ENV = "STUDIO_RAY"        # the cluster's address (host:port), or "auto" for one started here
 CPUS_ENV = "STUDIO_RAY_CPUS"  # CPUs (and torch threads) a CPU job takes on its node
-STOP_ENV = "STUDIO_RAY_STOP_S"  # seconds a cancelled job gets to stop by itself before it is killed
+STOP_ENV = "STUDIO_RAY_STOP_S"  # seconds a cancelled job gets to stop before it is killed, and then to end
 STOP_S = 30.0
 WATCH_S = 1.0                 # how often the head looks for a cancel while a job sends nothing
 CAPACITY_REFRESH_S = 5.0
