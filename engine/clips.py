@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,14 @@ from engine.images import ImageError, load_image, read_bytes, sniff
 MAX_FRAMES = 240
 MAX_SECONDS = 10.0
 MAX_FRAME_PIXELS = 1920 * 1080
+# Frames × width × height: what a clip's decoded frames take together (4 bytes a pixel in
+# Pillow), so one upload cannot fill the server's memory however its frames are counted.
+MAX_CLIP_PIXELS = 150_000_000
+# Clips checked at once in one process; further uploads wait their turn (decode_slot).
+MAX_DECODES = 2
 DEFAULT_FRAME_MS = 100  # a GIF frame without a duration; what browsers show it for
-LIMITS = (f"at most {MAX_FRAMES} frames, {MAX_SECONDS:g} s and {MAX_FRAME_PIXELS / 1e6:.1f} megapixels a frame")
+LIMITS = (f"at most {MAX_FRAMES} frames, {MAX_SECONDS:g} s, {MAX_FRAME_PIXELS / 1e6:.1f} megapixels a frame "
+          f"and {MAX_CLIP_PIXELS / 1e6:.0f} megapixels in all")
 
 
 @dataclass
@@ -40,6 +47,16 @@ class Clip:
     @property
     def size(self) -> tuple[int, int]:
         return self.frames[0].size
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a clip is, found by decoding every frame without keeping them."""
+
+    format: str
+    size: tuple[int, int]
+    frames: int
+    duration_ms: int
 
 
 def _video_kind(data: bytes) -> str | None:
@@ -77,55 +94,115 @@ def is_clip(source: str | os.PathLike | bytes) -> bool:
 def read_clip(source: str | os.PathLike | bytes) -> Clip:
     """Every frame of an animation or video as RGB, with its timing; ImageError beyond the bounds
     or for a file that is not one."""
+    frames, durations = [], []
+    for frame, ms in _frames(read_bytes(source)):
+        frames.append(frame)
+        durations.append(ms)
+    return Clip(frames, durations)
+
+
+_DECODING = threading.BoundedSemaphore(MAX_DECODES)
+
+
+@contextmanager
+def decode_slot(waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """One of MAX_DECODES places to decode a clip in; `waiting` is called first when all are
+    taken (to tell the person), then this waits for one."""
+    if not _DECODING.acquire(blocking=False):
+        if waiting is not None:
+            waiting()
+        _DECODING.acquire()
+    try:
+        yield
+    finally:
+        _DECODING.release()
+
+
+def clip_info(source: str | os.PathLike | bytes, waiting: Callable[[], None] | None = None) -> ClipInfo:
+    """Checks that every frame of a clip decodes, within the bounds, holding one frame at a time
+    and at most MAX_DECODES clips at once in the process (see decode_slot); ImageError otherwise."""
     data = read_bytes(source)
+    fmt = _video_kind(data) or sniff(data) or "unknown"
+    count, total_ms, size = 0, 0, (0, 0)
+    with decode_slot(waiting):
+        for frame, ms in _frames(data):
+            count, total_ms, size = count + 1, total_ms + ms, frame.size
+    return ClipInfo(fmt, size, count, total_ms)
+
+
+def _frames(data: bytes) -> Iterator[tuple[Image.Image, int]]:
+    """Each frame (RGB) and its duration, decoded one at a time, every bound checked before the
+    frame that would break it is decoded (from the header where it says, as each frame comes
+    otherwise)."""
     kind = _video_kind(data)
-    clip = _read_video(data, kind) if kind else _read_animation(data)
-    _check(clip)
-    return clip
-
-
-def _check(clip: Clip) -> None:
-    if not clip.frames:
+    bounds = _Bounds()
+    frames = _video_frames(data, kind, bounds) if kind else _animation_frames(data, bounds)
+    count = 0
+    for frame, ms in frames:
+        count += 1
+        yield frame, ms
+    if not count:
         raise ImageError("The clip has no frames that could be read.")
-    _check_frames(len(clip.frames))
-    if clip.seconds > MAX_SECONDS + 1e-6:
-        raise ImageError(f"The clip lasts {clip.seconds:.1f} s; clips may have {LIMITS}.")
-    _check_frame_size(*clip.size)
 
 
-# The readers check these as they go too, so a huge file is refused before it is decoded whole.
+class _Bounds:
+    """The limits, counted as frames come."""
+
+    def __init__(self) -> None:
+        self.frames, self.ms, self.pixels = 0, 0.0, 0
+
+    def size(self, width: int, height: int, frames: int | None = None) -> None:
+        """A frame size (and a frame count, where the header gives it) before any is decoded."""
+        if width * height > MAX_FRAME_PIXELS:
+            raise ImageError(f"The clip's frames are {width}×{height}; clips may have {LIMITS}.")
+        if frames is not None:
+            _check_frames(frames)
+            _check_pixels(frames, width, height)
+
+    def add(self, width: int, height: int, ms: float) -> None:
+        """One more frame of this size and duration, before it is converted and kept."""
+        self.size(width, height)
+        self.frames, self.ms, self.pixels = self.frames + 1, self.ms + ms, self.pixels + width * height
+        _check_frames(self.frames)
+        if self.ms > MAX_SECONDS * 1000 + 1e-6:
+            raise ImageError(f"The clip lasts more than {MAX_SECONDS:g} s; clips may have {LIMITS}.")
+        if self.pixels > MAX_CLIP_PIXELS:
+            raise ImageError(f"The clip's frames hold more than {MAX_CLIP_PIXELS / 1e6:.0f} megapixels in all "
+                             f"(at {width}×{height}, {MAX_CLIP_PIXELS // (width * height)} frames); clips may have {LIMITS}.")
+
+
 def _check_frames(count: int) -> None:
     if count > MAX_FRAMES:
         raise ImageError(f"The clip has {count} frames; clips may have {LIMITS}.")
 
 
-def _check_frame_size(width: int, height: int) -> None:
-    if width * height > MAX_FRAME_PIXELS:
-        raise ImageError(f"The clip's frames are {width}×{height}; clips may have {LIMITS}.")
+def _check_pixels(frames: int, width: int, height: int) -> None:
+    if frames * width * height > MAX_CLIP_PIXELS:
+        raise ImageError(f"The clip has {frames} frames of {width}×{height}, {frames * width * height / 1e6:.0f} "
+                         f"megapixels in all; clips may have {LIMITS}.")
 
 
-def _read_animation(data: bytes) -> Clip:
+def _animation_frames(data: bytes, bounds: _Bounds) -> Iterator[tuple[Image.Image, int]]:
     fmt = sniff(data)
     if fmt not in ("GIF", "WEBP"):
         raise ImageError("This is not an animation or a video we can read (GIF, WebP, MP4, WebM or MOV).")
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            _check_frame_size(img.width, img.height)
-            _check_frames(getattr(img, "n_frames", 1))
-            frames, durations = [], []
+            bounds.size(img.width, img.height, getattr(img, "n_frames", 1))
             for frame in ImageSequence.Iterator(img):
-                frames.append(frame.convert("RGB"))
-                durations.append(int(frame.info.get("duration") or DEFAULT_FRAME_MS))
+                rgb = frame.convert("RGB")  # decodes it, which is when WebP sets its duration
+                ms = int(frame.info.get("duration") or DEFAULT_FRAME_MS)
+                bounds.add(img.width, img.height, ms)
+                yield rgb, ms
     except ImageError:
         raise
     except Exception as e:  # a damaged file makes Pillow's decoders fail in many ways (IndexError too)
         raise ImageError(f"The animation is damaged or cut short ({type(e).__name__}: {e}).") from e
-    return Clip(frames, durations)
 
 
 @contextmanager
 def _capture(data: bytes, kind: str) -> Iterator[Any]:
-    """An opened cv2.VideoCapture of the video's bytes."""
+    """An opened cv2.VideoCapture of the video's bytes, its frame size checked from the header."""
     import cv2  # only for videos
 
     # OpenCV reads videos from files only.
@@ -136,6 +213,7 @@ def _capture(data: bytes, kind: str) -> Iterator[Any]:
         try:
             if not capture.isOpened():
                 raise ImageError(f"The {kind} video could not be opened: it is damaged or uses an unknown codec.")
+            _Bounds().size(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             yield capture
         finally:
             capture.release()
@@ -147,27 +225,21 @@ def _rgb(bgr: Any) -> Image.Image:
     return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def _read_video(data: bytes, kind: str) -> Clip:
+def _video_frames(data: bytes, kind: str, bounds: _Bounds) -> Iterator[tuple[Image.Image, int]]:
     import cv2
 
     with _capture(data, kind) as capture:
         fps = capture.get(cv2.CAP_PROP_FPS) or 0
         if not 0 < fps <= 240:
             raise ImageError(f"The {kind} video gives no usable frame rate ({fps:g}).")
-        frames: list[Image.Image] = []
         while True:
             ok, bgr = capture.read()
             if not ok:
                 break
-            height, width = bgr.shape[:2]
-            _check_frame_size(width, height)
-            if len(frames) == MAX_FRAMES or (len(frames) + 1) / fps > MAX_SECONDS + 1e-6:
-                raise ImageError(f"The clip is longer than {MAX_FRAMES} frames or {MAX_SECONDS:g} s; "
-                                 f"clips may have {LIMITS}.")
-            frames.append(_rgb(bgr))
-    if not frames:
+            bounds.add(bgr.shape[1], bgr.shape[0], 1000 / fps)
+            yield _rgb(bgr), round(1000 / fps)
+    if not bounds.frames:
         raise ImageError(f"No frame of the {kind} video could be decoded: it is damaged or cut short.")
-    return Clip(frames, [round(1000 / fps)] * len(frames))
 
 
 def first_frame(source: str | os.PathLike | bytes) -> Image.Image:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 
 from PIL import Image, ImageOps
@@ -173,20 +174,13 @@ def resize_longest(img: Image.Image, longest: int, *, min_side: int = 16) -> Ima
 
 
 def read_bytes(source: str | os.PathLike | bytes) -> bytes:
-    """The file's bytes, at most MAX_BYTES; raises ImageError for empty, missing or huge files."""
+    """The file's bytes, at most MAX_BYTES; raises ImageError for empty, missing or huge files
+    and for anything that is not a regular file. Every input file is read through here: a FIFO
+    would hang the reader, /dev/zero or a sparse file would fill its memory."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
-        name = os.path.basename(os.fspath(source))
-        try:
-            with open(source, "rb") as f:
-                data = f.read(MAX_BYTES + 1)  # bounded: never read a huge file whole
-        except FileNotFoundError:
-            raise ImageError(f"The file {name} was not found.") from None
-        except IsADirectoryError:
-            raise ImageError(f"{name} is a folder, not an image file.") from None
-        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-            raise ImageError(f"The file {name} cannot be read ({getattr(e, 'strerror', None) or e}).") from None
+        data = _read_regular_file(source)
     else:
         raise TypeError(f"expected a path or bytes, got {type(source).__name__}")
     if not data:
@@ -194,6 +188,30 @@ def read_bytes(source: str | os.PathLike | bytes) -> bytes:
     if len(data) > MAX_BYTES:
         raise ImageError(f"The file is too large; the limit is {MAX_BYTES // (1024 * 1024)} MB.")
     return data
+
+
+def _read_regular_file(path: str | os.PathLike) -> bytes:
+    name = os.path.basename(os.fspath(path))
+    try:
+        # Non-blocking: opening a FIFO for reading would otherwise wait for a writer for good.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ImageError(f"The file {name} was not found.") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise ImageError(f"The file {name} cannot be read ({getattr(e, 'strerror', None) or e}).") from None
+    info = os.fstat(fd)
+    problem = (f"{name} is a folder, not an image file." if stat.S_ISDIR(info.st_mode) else
+               f"{name} is not a regular file." if not stat.S_ISREG(info.st_mode) else
+               f"The file is too large; the limit is {MAX_BYTES // (1024 * 1024)} MB." if info.st_size > MAX_BYTES
+               else None)
+    if problem:
+        os.close(fd)
+        raise ImageError(problem)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(MAX_BYTES + 1)  # bounded: the file may grow after the size was read
+        except OSError as e:
+            raise ImageError(f"The file {name} cannot be read ({e.strerror or e}).") from None
 
 
 def _complete(fmt: str, data: bytes) -> bool:

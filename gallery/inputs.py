@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from engine import masks
-from engine.clips import clip_format, read_clip
-from engine.images import ImageError, load_image, sniff
+from engine.clips import clip_format, clip_info
+from engine.images import ImageError, load_image, read_bytes, sniff
 from engine.params import ParamsError
 from gallery import files
 from gallery.core import check_limit
@@ -32,11 +33,13 @@ def _kind_flags(kind: str | None) -> tuple[int, int]:
 
 
 class Inputs(Queries):
-    def add_input(self, data: bytes, name: str, kind: str | None = None) -> InputImage:
+    def add_input(self, data: bytes, name: str, kind: str | None = None,
+                  waiting: Callable[[], None] | None = None) -> InputImage:
         """Stores an uploaded image or clip (an animated GIF or WebP, a video) once, by sha256,
-        as uploaded, after checking it decodes (every frame of a clip, within engine.clips'
-        bounds); raises ImageError. `kind` ("content" or "style") only marks what it was
-        uploaded as, for list_inputs."""
+        as uploaded, after checking it decodes (every frame of a clip, one at a time, within
+        engine.clips' bounds); raises ImageError. `kind` ("content" or "style") only marks what
+        it was uploaded as, for list_inputs. `waiting`: called when the clip must wait for
+        another to be checked first (engine.clips.decode_slot)."""
         flags = _kind_flags(kind)
         data = bytes(data)
         sha = hashlib.sha256(data).hexdigest()
@@ -47,8 +50,8 @@ class Inputs(Queries):
             return self.get_input(sha)
         fmt = clip_format(data)
         if fmt:
-            clip = read_clip(data)
-            (width, height), frames, duration_ms = clip.size, len(clip.frames), sum(clip.durations_ms)
+            info = clip_info(data, waiting)
+            (width, height), frames, duration_ms = info.size, info.frames, info.duration_ms
         else:
             width, height = load_image(data).size
             fmt, frames, duration_ms = sniff(data) or "unknown", 1, 0
@@ -108,11 +111,7 @@ class Inputs(Queries):
         if found:
             return found
         try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise ParamsError({field: f"cannot read {Path(path).name}: {e.strerror or e}"}) from e
-        try:
-            return self.add_input(data, Path(path).name, kind)
+            return self.add_input(read_bytes(path), Path(path).name, kind)  # bounded, regular files only
         except ImageError as e:
             raise ParamsError({field: f"{Path(path).name}: {e}"}) from e
 

@@ -471,3 +471,31 @@ def test_export_png_refuses_unfinished(filled: Gallery) -> None:
         filled.export_png(5)
     png = filled.export_png(1)
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_params_naming_a_fifo_are_refused_not_read(tmp_path) -> None:
+    """Gallery.submit copies a path's image in through the bounded reader: before, a FIFO hung
+    it for good (and /dev/zero, not tried here for that reason, filled memory)."""
+    import os
+    import threading
+
+    from engine.params import ParamsError
+
+    g = Gallery(tmp_path / "data")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    errors: list[str] = []
+
+    def submit() -> None:
+        try:
+            g.submit(tiny_params(content=str(fifo)))
+        except ParamsError as e:
+            errors.append(e.errors["content"])
+    worker = threading.Thread(target=submit, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # the old code, stuck in open(): let it go on
+        with open(fifo, "wb"):
+            pass
+    assert errors and "not a regular file" in errors[0], errors
+    assert g.count_runs() == 0

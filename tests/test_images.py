@@ -57,6 +57,43 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+def test_only_regular_files_are_read_and_never_more_than_the_limit(tmp_path: Path) -> None:
+    """Every input file goes through engine.images.read_bytes. Before, the gallery read a path
+    it was given whole (Path.read_bytes): a FIFO hung the reader for good, /dev/zero filled its
+    memory, and a 300 MB sparse file was read whole before it was refused."""
+    import os
+    import threading
+
+    from engine.images import MAX_BYTES, read_bytes
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome: list[str] = []
+    reader = threading.Thread(target=lambda: outcome.append(_message(read_bytes, fifo)), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock the old code's open() so the test run can go on
+        with open(fifo, "wb"):
+            pass
+    assert outcome == ["pipe is not a regular file."]
+    assert _message(read_bytes, "/dev/zero") == "zero is not a regular file."
+    sparse = tmp_path / "sparse.png"
+    with open(sparse, "wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    assert "too large" in _message(read_bytes, sparse)  # from its size, before a byte is read
+    exact = tmp_path / "exact.bin"
+    exact.write_bytes(b"x" * 10)
+    assert read_bytes(exact) == b"x" * 10 and MAX_BYTES > 10
+
+
+def _message(read, path) -> str:
+    try:
+        read(path)
+    except ImageError as e:
+        return str(e)
+    return "read"
+
+
 def test_too_many_bytes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("engine.images.MAX_BYTES", 1000)
     data = encode(noisy(), "PNG")
