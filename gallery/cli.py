@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     imp = commands.add_parser("import", help="add the runs of an exported zip")
     imp.add_argument("zip", metavar="ZIP")
+    imp.add_argument("--owner", default="", help="who the imported runs belong to (the zip's owners are not taken)")
+    imp.add_argument("--keep-weights", action="store_true",
+                     help="keep a weights file path named by the runs' settings (else: the built-in weights)")
 
     rm = commands.add_parser("rm", help="delete runs and their files")
     rm.add_argument("ids", nargs="+", metavar="ID")
@@ -233,7 +236,7 @@ def _all_done(gallery: Gallery) -> list[Run]:
 def cmd_import(gallery: Gallery, args: argparse.Namespace) -> int:
     if not Path(args.zip).is_file():
         raise UsageError(f"no such file: {args.zip}")
-    ids = import_zip(gallery, args.zip)
+    ids = import_zip(gallery, args.zip, owner=args.owner, keep_weights=args.keep_weights)
     print(f"imported {len(ids)} run{'s' * (len(ids) != 1)}" + (f": {', '.join(map(str, ids))}" if ids else ""))
     return 0
 

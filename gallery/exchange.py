@@ -22,7 +22,7 @@ from engine import pngmeta
 from engine.clips import read_clip
 from engine.images import MAX_BYTES, ImageError, load_image
 from engine.masks import is_everywhere
-from engine.params import Params, validate
+from engine.params import BUILTIN_WEIGHTS, Params, is_device, validate
 from gallery import files
 from gallery.errors import GalleryError
 from gallery.models import Run, relative_params
@@ -40,6 +40,19 @@ CSV_COLUMNS = (
 )
 MAX_MEMBERS = 100_000
 MAX_CSV_BYTES = 64 * 1024 * 1024
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) and
+# worse); OWASP's advice: lead such text with a quote, which the spreadsheet shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as a spreadsheet shows it and never runs it; numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def _from_cell(value: str | None) -> str | None:
+    """A text cell as it was before csv_cell."""
+    return value[1:] if value and value.startswith("'") and value[1:2] in FORMULA_STARTS else value
 
 
 # ---- export ---------------------------------------------------------------------------------
@@ -88,10 +101,11 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
                 if found:
                     inputs[sha] = found.path
             masks = [sha and gallery.get_input_or_none(sha) for sha in run.mask_sha256s]
-            writer.writerow({**_csv_row(run, member, gallery.data_dir),
-                             "mask_sha256s": json.dumps([m.sha256 if m else None for m in masks]),
-                             "mask_names": json.dumps([m.name if m else None for m in masks]),
-                             "frames": run.frames, **animation})
+            row = {**_csv_row(run, member, gallery.data_dir),
+                   "mask_sha256s": json.dumps([m.sha256 if m else None for m in masks]),
+                   "mask_names": json.dumps([m.name if m else None for m in masks]),
+                   "frames": run.frames, **animation}
+            writer.writerow({column: csv_cell(value) for column, value in row.items()})
         for path in sorted(inputs.values()):
             zf.write(path, f"inputs/{path.name}")
         zf.writestr(CSV_NAME, table.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
@@ -115,9 +129,13 @@ def _csv_row(run: Run, member: str, data_dir: Path) -> dict[str, Any]:
 
 # ---- import ---------------------------------------------------------------------------------
 
-def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO) -> list[int]:
+def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO, owner: str = "",
+               keep_weights: bool = False) -> list[int]:
     """Adds the runs of a zip made by export_zip (or any zip of result PNGs); returns the new
-    ids. Runs whose result is already in the gallery are skipped."""
+    ids. Runs whose result is already in the gallery are skipped. The runs belong to `owner`,
+    who imports them, whatever the zip says. A weights file named by a run's settings (a path,
+    which would be read on a re-run here) becomes the built-in weights unless `keep_weights`
+    (the admin's choice): the zip's author chose that path, not this studio's."""
     label = Path(source).name if isinstance(source, (str, os.PathLike)) else "the file"
     try:
         zf = zipfile.ZipFile(source)
@@ -134,7 +152,7 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO) -> list[i
             if info.is_dir() or stored_input(info.filename) or not info.filename.lower().endswith(".png"):
                 continue
             row = table.get(info.filename, {})
-            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row))
+            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row), owner, keep_weights)
             if rid is not None:
                 new_ids.append(rid)
     return new_ids
@@ -159,7 +177,9 @@ def _read_table(zf: zipfile.ZipFile) -> dict[str, dict[str, str]]:
         return {}
     text = _read(zf, info, MAX_CSV_BYTES).decode("utf-8", errors="replace")
     csv.field_size_limit(MAX_CSV_BYTES)
-    return {row.get("file") or "": row for row in csv.DictReader(io.StringIO(text))}
+    rows = ({k: _from_cell(v) if isinstance(v, str) else v for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(text)))
+    return {row.get("file") or "": row for row in rows}
 
 
 def _json_list(text: Any) -> list:
@@ -210,6 +230,12 @@ def _animation(zf: zipfile.ZipFile, row: dict[str, str]) -> tuple[bytes, bytes, 
     return (webp, gif, frames) if frames == gif_frames > 1 else None
 
 
+def _device(text: Any) -> str | None:
+    """Where an imported run ran, when it names a device ("cpu", "cuda", "cuda:1"); else unknown."""
+    value = str(text or "").strip()
+    return value if value == "cpu" or (value.startswith("cuda") and is_device(value)) else None
+
+
 def _number(text: Any) -> float | None:
     try:
         value = float(text)
@@ -219,7 +245,8 @@ def _number(text: Any) -> float | None:
 
 
 def _import_result(gallery: Gallery, data: bytes, row: dict[str, str],
-                   animation: tuple[bytes, bytes, int] | None = None) -> int | None:
+                   animation: tuple[bytes, bytes, int] | None = None, owner: str = "",
+                   keep_weights: bool = False) -> int | None:
     """Adds one result PNG (a clip's first frame, with its `animation`) as a done run; None when
     it is not one of ours or already here."""
     try:
@@ -248,6 +275,8 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str],
     # missing (an empty entry would mean "everywhere"); any other path is never kept.
     style_masks = tuple(m if is_everywhere(m) or stored_input(m) else "" for m in params.style_masks)
     params = params.with_changes(content=content, styles=tuple(path for path, _ in styles), style_masks=style_masks)
+    if params.weights not in BUILTIN_WEIGHTS and not keep_weights:
+        params = params.with_changes(weights=Params.weights)
     style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)
     if len(style_names) != len(styles):
         style_names = [f"style {i + 1}" for i in range(len(styles))]
@@ -261,12 +290,12 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str],
         content_name=display_name(row.get("content_name") or info.content_name, fallback="content"),
         content_sha256=content_sha,
         styles=[(sha, display_name(name, fallback="style")) for (_, sha), name in zip(styles, style_names)],
-        owner=row.get("owner") or "", batch=row.get("batch") or None,
+        owner=owner, batch=row.get("batch") or None,
         title=row.get("title") or info.title, tags=row.get("tags") or info.tags,
         created=iso(created) if created else now_iso(), finished=finished and iso(finished),
         duration=_number(row.get("duration")), favorite=int(favorite),
         losses_json=json.dumps(losses), timings_json=json.dumps(info.timings),
-        device_used=str(row.get("device_used") or info.device or "")[:50] or None,
+        device_used=_device(row.get("device_used") or info.device),
         evaluation=str(row.get("evaluation") or info.evaluation)[:200],
         weights_name=(row.get("weights_name") or info.weights_name)[:200] or None,
         weights_sha256=(row.get("weights_sha256") or info.weights_sha256)[:64] or None,

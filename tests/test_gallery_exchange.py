@@ -37,12 +37,12 @@ def test_round_trip(source: Gallery, tmp_path: Path) -> None:
     assert [r["title"] for r in rows] == ["First", "Second"] and rows[1]["seed"] == "9"
 
     with Gallery(tmp_path / "target") as target:
-        new = import_zip(target, dest)
+        new = import_zip(target, dest, owner="bo")
         assert len(new) == 2
         for old_id, new_id in zip([1, 2], new):
             old, copy = source.get(old_id), target.get(new_id)
-            assert copy.status == "done"
-            assert (copy.title, copy.tags, copy.owner, copy.favorite) == (old.title, old.tags, old.owner, old.favorite)
+            assert copy.status == "done" and copy.owner == "bo"  # whoever imports it owns it
+            assert (copy.title, copy.tags, copy.favorite) == (old.title, old.tags, old.favorite)
             assert (copy.content_name, copy.style_names) == (old.content_name, old.style_names)
             assert copy.content_sha256 == old.content_sha256 and copy.style_sha256s == old.style_sha256s
             assert copy.params.with_changes(content="", styles=()) == old.params.with_changes(content="", styles=())
@@ -118,3 +118,47 @@ def test_a_clip_run_travels_with_its_animation(tmp_path: Path) -> None:
     with Gallery(tmp_path / "other") as other:
         [still] = import_zip(other, tmp_path / "cut.zip")
         assert not other.get(still).is_clip and other.get(still).animation_path is None
+
+
+def test_csv_cells_that_would_start_a_formula_are_text(tmp_path: Path) -> None:
+    """Finding 5. Before: a title or tags starting with =, +, - or @ went into runs.csv as they
+    were, and a spreadsheet opening it ran them."""
+    g = Gallery(tmp_path / "source")
+    title, tags = '=HYPERLINK("http://evil.example","open")', "+1, @SUM(A1), -2"
+    finished_run(g, title=title, tags=tags, owner="ana")
+    export_zip(g, [1], tmp_path / "out.zip")
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        row = next(csv.DictReader(io.StringIO(zf.read("runs.csv").decode())))
+    assert row["title"] == "'" + title and row["tags"] == "'" + g.get(1).tags
+    assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values())
+    assert row["seed"] == "0" and row["size"] == str(g.get(1).params.size)  # numbers stay numbers
+    with Gallery(tmp_path / "target") as target:
+        copy = target.get(import_zip(target, tmp_path / "out.zip")[0])
+        assert (copy.title, copy.tags) == (title, g.get(1).tags)  # and come back as they were
+
+
+def test_an_import_belongs_to_its_importer_and_brings_no_weights_path(tmp_path: Path) -> None:
+    """Finding 7. Before: the CSV's owner, a device_used of any text and a weights path came in as
+    they were; an admin's "Re-run with these settings" would then have read that path."""
+    g = Gallery(tmp_path / "source")
+    finished_run(g, params=tiny_params(weights="/home/someone/.ssh/id_rsa"), owner="victim01")
+    export_zip(g, [1], tmp_path / "out.zip")
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    rows = list(csv.DictReader(io.StringIO(members["runs.csv"].decode())))
+    rows[0]["device_used"] = "[you won](http://evil.example)"
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    members["runs.csv"] = table.getvalue().encode()
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with Gallery(tmp_path / "target") as target:
+        copy = target.get(import_zip(target, forged, owner="me000001")[0])
+        assert copy.owner == "me000001" and copy.params.weights == "caffe" and copy.device_used is None
+    with Gallery(tmp_path / "admin") as target:  # the admin may keep it, on purpose
+        copy = target.get(import_zip(target, forged, keep_weights=True)[0])
+        assert copy.params.weights == "/home/someone/.ssh/id_rsa"
