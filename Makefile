@@ -15,14 +15,16 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+	$(PY) -m streamlit run server.py --server.address $(HOST) --server.port $(PORT)
 
 # The studio for the lab network: every interface, behind a password (docs/reliability.md). The
 # check comes first, so without a password nothing ever listens; tracebacks stay in the log.
+# X-Forwarded-For is believed only with STUDIO_PROXY=1 (a proxy in front that overwrites it).
 SHARE_HOST ?= 0.0.0.0
+FORWARDED = $(if $(filter 1 true yes,$(STUDIO_PROXY)),,FORWARDED_ALLOW_IPS=)
 share: $(VENV)/.installed
-	@STUDIO_SHARE=1 $(PY) -m app_pages.auth
-	STUDIO_SHARE=1 $(PY) -m streamlit run streamlit_app.py --server.address $(SHARE_HOST) --server.port $(PORT) \
+	@STUDIO_SHARE=1 $(FORWARDED) $(PY) -m app_pages.auth
+	STUDIO_SHARE=1 $(FORWARDED) $(PY) -m streamlit run server.py --server.address $(SHARE_HOST) --server.port $(PORT) \
 		--server.enableXsrfProtection true --client.showErrorDetails type
 
 # End-to-end tests drive Debian's Chromium; install it when missing.

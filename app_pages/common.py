@@ -97,7 +97,7 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
 WORKER_POLL_SECONDS = 5.0
 
 
-@st.fragment(run_every=WORKER_POLL_SECONDS)
+@auth.fragment(run_every=WORKER_POLL_SECONDS)
 def worker_panel() -> None:
     """The workers' lines, kept current (a job starts or ends without a rerun of the page)."""
     try:
@@ -185,9 +185,18 @@ def fmt_loss(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "—"
 
 
+# GFM makes links of URLs, www. names and e-mail addresses even when their punctuation is
+# escaped; an invisible word joiner (U+2060) inside the pattern stops it.
+_LINKY = re.compile(r"(?i)(?<=[a-z0-9])(?=://|@)|(?<=www)(?=\.)")
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
 def escape_md(text: str) -> str:
-    """Plain text for st.markdown/st.error, which would read conv1_1 as italics."""
-    return re.sub(r"([\\`*_\[\]<>|~$])", r"\\\1", str(text))
+    """Text shown as itself wherever Streamlit reads Markdown (st.markdown, captions, alerts,
+    headers, widget labels, image captions): every ASCII punctuation mark escaped, so no
+    emphasis, link, image, HTML, colour directive or formula; and no autolinked URL either.
+    Everything a user wrote or a file brought in goes through this."""
+    return _MD_PUNCTUATION.sub(r"\\\1", _LINKY.sub("\u2060", str(text)))
 
 
 def clip_caption(frames: int, duration_ms: int | None = None) -> str:

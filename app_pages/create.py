@@ -48,7 +48,7 @@ def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
     axes, errors = [], {}
     for i in (1, 2):
         name = st.session_state.get(f"sweep_param_{i}")
-        if not name or name == NONE:
+        if name not in sweep.SWEEPABLE:  # none chosen (or a value the page never offered)
             continue
         values, error = sweep.parse_values(st.session_state.get(f"sweep_values_{i}", ""), sweep.SWEEPABLE[name])
         if error:
@@ -85,6 +85,10 @@ def render_sweep(errors: dict[str, str]) -> None:
 
 def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
            masks: list[Any], style_names: list[str]) -> None:
+    foreign = [path for path in (p.content, *p.styles) if not inputs.offered(g, path)]
+    if foreign:  # the choices are made on the server; this holds should one slip through
+        st.error("Only uploaded images and the examples can be used here.", icon=":material/error:")
+        return
     try:
         if masks:
             p = p.with_changes(style_masks=regions.store(g, masks, style_names))

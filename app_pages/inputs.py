@@ -53,10 +53,14 @@ def stored_clip(g: Any, path: str) -> Any | None:
     return found if found is not None and found.is_clip else None
 
 
+WAITING = "Another upload's frames are being checked; yours is next."
+
+
 def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
     """Stores bytes in the gallery's inputs; (path, name). Raises engine.images.ImageError
-    for a file that is not a usable image."""
-    image = g.add_input(data, name, kind=kind)
+    for a file that is not a usable image. A clip waits while others are checked
+    (engine.clips.decode_slot), and the person is told."""
+    image = g.add_input(data, name, kind=kind, waiting=lambda: st.toast(WAITING, icon=":material/hourglass_top:"))
     return str(image.path), image.name
 
 
@@ -76,13 +80,20 @@ def _uploader_key(kind: str) -> str:
     return f"{kind}_file_{st.session_state.get(f'{kind}_upload_version', 0)}"
 
 
-def _on_upload(kind: str) -> None:
-    files = st.session_state.get(_uploader_key(kind))
-    if files is None:
+def take_uploads(kind: str) -> None:
+    """Stores what the uploader holds and empties it. Called as the page is drawn, not from the
+    uploader's on_change: when a second upload (the style's) reaches the server while the
+    first one's rerun is still starting, Streamlit folds the two reruns into one and the first
+    uploader's callback never runs; its file would sit in the uploader, never taken. Here
+    whatever an uploader holds is taken on the next run, whichever run that is."""
+    held = st.session_state.get(_uploader_key(kind))
+    # Read before the widget is drawn, the value may still list files Streamlit has let go of.
+    files = [f for f in (held if isinstance(held, list) else [held]) if hasattr(f, "getvalue")]
+    if not files:
         return
     g = common.get_gallery()
     errors = []
-    for f in files if isinstance(files, list) else [files]:
+    for f in files:
         try:
             path, name = store(g, f.getvalue(), f.name, kind)
         except (ImageError, GalleryError, OSError) as exc:  # one sentence for the person; OSError: a full disk
@@ -94,11 +105,24 @@ def _on_upload(kind: str) -> None:
 
 
 def _on_pick(kind: str, labels: dict[str, str]) -> None:
+    """A choice from the picker. `labels` is what the page offered (passed from the server, not
+    the browser): the browser can send any string as the picker's value, and a path that was not
+    offered is not taken."""
     path = st.session_state.get(f"{kind}_pick")
-    if path:
-        choose(st.session_state, kind, path, labels.get(path, Path(path).name).removeprefix(EXAMPLE))
+    if isinstance(path, str) and path in labels:
+        choose(st.session_state, kind, path, labels[path].removeprefix(EXAMPLE))
         st.session_state[f"{kind}_error"] = ""
     st.session_state[f"{kind}_pick"] = None
+
+
+def offered(g: Any, path: str) -> bool:
+    """Whether the page may use `path` as an input: a stored input of the gallery, or an image of
+    the examples folder. Server paths beyond those are for the command line and the admin."""
+    sha = input_sha256(path)
+    if sha and g.get_input_or_none(sha) is not None and str(g.input_path(sha)) == path:
+        return True
+    folder = common.examples_dir()
+    return folder is not None and Path(path).resolve().is_relative_to(folder)
 
 
 def _on_remove(kind: str, path: str) -> None:
@@ -108,6 +132,7 @@ def _on_remove(kind: str, path: str) -> None:
 def render(kind: str, title: str) -> list[dict[str, str]]:
     """Uploader, picker, thumbnails of the choice, and any error; returns the choice."""
     g = common.get_gallery()
+    take_uploads(kind)
     st.markdown(f"**{title}**")
     many = kind == "style"
     # The stable container key is the automation hook; the uploader inside is re-keyed.
@@ -115,7 +140,7 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
         st.file_uploader(
             f"Upload {'style images' if many else 'a content image or clip'}",
             type=common.IMAGE_TYPES + ([] if many else common.VIDEO_TYPES),
-            accept_multiple_files=many, key=_uploader_key(kind), on_change=_on_upload, args=(kind,),
+            accept_multiple_files=many, key=_uploader_key(kind),
             label_visibility="collapsed",
         )
     labels = options(g, kind)
@@ -134,9 +159,9 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
             with cols[i % 3]:
                 preview = common.input_thumbnail(item["path"])
                 if preview:
-                    st.image(preview, caption=item["name"], width="stretch")
+                    st.image(preview, caption=common.escape_md(item["name"]), width="stretch")
                 else:
-                    st.caption(f"{item['name']} (missing)")
+                    st.caption(f"{common.escape_md(item['name'])} (missing)")
                 clip = stored_clip(g, item["path"])
                 if clip is not None:
                     st.caption(common.clip_caption(clip.frames, clip.duration_ms), help=CLIP_HELP)

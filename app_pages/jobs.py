@@ -149,7 +149,7 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             st.error(common.escape_md(run.error))
         if run.status != "done":
             _draw_progress(view)
-        caption = f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {run.ran_on}"
+        caption = f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {common.escape_md(run.ran_on)}"
         if run.status == "done" and common.existing(run.animation_path):
             common.show_animation(run.animation_path, caption=caption)
         elif run.status == "done" and common.existing(run.result_path):
@@ -181,7 +181,7 @@ def show_job(run_id: int, owner: str) -> None:
     if active:
         speed = estimates.measured_speed(g, run.params.device)
         every = poll_seconds(estimates.run_seconds(g, run, speed) if speed else None)
-    st.fragment(run_every=every)(_draw_job)(run_id, owner, active)
+    auth.fragment(run_every=every)(_draw_job)(run_id, owner, active)
 
 
 # --- sweep batches ------------------------------------------------------------------------------
@@ -243,4 +243,4 @@ def _draw_cell(run: Any, axis: str | None, value: Any) -> None:
 def show_batch(batch: str, owner: str) -> None:
     runs = batch_runs(common.get_gallery(), batch, owner)
     active = any(r.status in ACTIVE for r in runs)
-    st.fragment(run_every=POLL_SECONDS if active else None)(_draw_batch)(batch, owner, active)
+    auth.fragment(run_every=POLL_SECONDS if active else None)(_draw_batch)(batch, owner, active)

@@ -235,7 +235,7 @@ def _render_fields(errors: Mapping[str, str], style_names: list[str]) -> None:
         _weight_inputs(errors, "style_layer_weights", [(layer, layer_weight_key(layer)) for layer in chosen], 6)
     if len(style_names) > 1:
         st.markdown("**Style blend**")
-        _weight_inputs(errors, "style_blend", [(name, blend_key(i)) for i, name in enumerate(style_names)], 4)
+        _weight_inputs(errors, "style_blend", [(escape_md(name), blend_key(i)) for i, name in enumerate(style_names)], 4)
 
 
 def _weight_inputs(errors: Mapping[str, str], field: str, labelled_keys: list[tuple[str, str]],

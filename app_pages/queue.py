@@ -93,7 +93,7 @@ def _draw_table(rows: list[Row], empty: str) -> None:
         _draw_row(r)
 
 
-@st.fragment(run_every=POLL_SECONDS)
+@auth.fragment(run_every=POLL_SECONDS)
 def live_queue(owner: str) -> None:
     supervisor = common.ensure_worker()
     states = supervisor.states() if supervisor else None

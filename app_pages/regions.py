@@ -41,7 +41,13 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 def masks_from_drawing(png: bytes, styles: int, size: tuple[int, int]) -> list[Image.Image]:
     """One grey-level mask per style at `size` from the canvas's rendered strokes; [] when
     nothing is painted. A style with no paint of its own gets what the others leave."""
-    drawing = Image.open(io.BytesIO(png)).convert("RGBA").resize(size, Image.Resampling.BILINEAR)
+    try:  # the canvas's PNG comes from the browser: anything else is ignored, not decoded
+        drawing = Image.open(io.BytesIO(png), formats=["PNG"])
+        if drawing.width * drawing.height > 16 * CANVAS_WIDTH ** 2:  # a tall photo's canvas on a 2x screen fits
+            return []
+        drawing = drawing.convert("RGBA").resize(size, Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return []
     colours = [_rgb(c) for c in PALETTE[:styles]] + [_rgb(ERASER)]
     palette = Image.new("P", (1, 1))
     palette.putpalette([v for c in colours for v in c] + [0, 0, 0] * (256 - len(colours)))
@@ -116,12 +122,12 @@ def _clear() -> None:
 def _draw(photo: Image.Image, styles: list[dict[str, str]]) -> None:
     from streamlit_drawable_canvas import st_canvas  # only this page loads the component
 
-    brushes = [_style_label(i, s["name"]) for i, s in enumerate(styles)] + ["Eraser"]
+    brushes = [_style_label(i, common.escape_md(s["name"])) for i, s in enumerate(styles)] + ["Eraser"]
     left, right = st.columns([3, 2])
     brush = left.radio("Brush", brushes, key="regions_brush", horizontal=True,
                        help="Paint where each style goes; colours as in the preview below.")
     width = right.slider("Brush size", 2, 80, 30, key="regions_brush_size")
-    colour = ERASER if brush == "Eraser" else PALETTE[brushes.index(brush)]
+    colour = PALETTE[brushes.index(brush)] if brush in brushes[:-1] else ERASER
     height = round(CANVAS_WIDTH * photo.height / photo.width)
     key = f"regions_canvas_{st.session_state.get(CANVAS_VERSION, 0)}"
     # A canvas mounted afresh (first visit, back from another page) starts from the saved drawing.
@@ -139,7 +145,7 @@ def _draw(photo: Image.Image, styles: list[dict[str, str]]) -> None:
 def _upload(g: Any, styles: list[dict[str, str]]) -> None:
     uploads = st.session_state.setdefault(UPLOADS_KEY, {})
     for i, s in enumerate(styles):
-        f = st.file_uploader(f"Mask for {_style_label(i, s['name'])} (white = here; none = everywhere)",
+        f = st.file_uploader(f"Mask for {_style_label(i, common.escape_md(s['name']))} (white = here; none = everywhere)",
                              type=common.IMAGE_TYPES, key=f"regions_upload_{i}")
         if f is None:
             continue

@@ -104,13 +104,25 @@ def rerun_with(run_id: int) -> None:
     st.switch_page(common.PAGE_CREATE, query_params={"from": str(run_id), "owner": st.session_state.get("owner", "")})
 
 
+EDIT_ERROR = "edit_error"
+
+
 def _toggle_favorite(run_id: int) -> None:
-    common.get_gallery().set_favorite(run_id, bool(st.session_state[f"favorite-{run_id}"]))
+    _edit(auth.set_favorite, run_id, st.session_state.get(f"favorite-{run_id}") is True)
 
 
 def _save_title_tags(run_id: int) -> None:
-    common.get_gallery().set_title_tags(run_id, st.session_state[f"title-{run_id}"],
-                                        st.session_state[f"tags-{run_id}"])
+    title, tags = (st.session_state.get(f"{name}-{run_id}") for name in ("title", "tags"))
+    _edit(auth.set_title_tags, run_id, title if isinstance(title, str) else "", tags if isinstance(tags, str) else "")
+
+
+def _edit(change: Any, run_id: int, *values: Any) -> None:
+    """An edit after the owner check (the widgets are disabled for others' runs; this stops a
+    hand-made request too); a refusal is shown above the run."""
+    try:
+        change(common.get_gallery(), run_id, *values)
+    except (GalleryError, auth.NotAllowed) as exc:
+        st.session_state[EDIT_ERROR] = str(exc)
 
 
 # The dialog is (re)opened on every run while a deletion is pending, so its buttons work whether
@@ -157,9 +169,10 @@ def _facts(run: Any) -> list[tuple[str, str]]:
 
 
 def _inputs(run: Any) -> None:
-    paths = [(run.params.content, f"Content: {run.content_name}")]
-    paths += [(p, f"Style: {n}") for p, n in zip(run.params.styles, run.style_names)]
-    paths += [(m, f"Region: {n}") for m, n in zip(run.params.style_masks, run.style_names) if not is_everywhere(m)]
+    name = common.escape_md
+    paths = [(run.params.content, f"Content: {name(run.content_name)}")]
+    paths += [(p, f"Style: {name(n)}") for p, n in zip(run.params.styles, run.style_names)]
+    paths += [(m, f"Region: {name(n)}") for m, n in zip(run.params.style_masks, run.style_names) if not is_everywhere(m)]
     cols = st.columns(max(len(paths), 5))  # thumbnails, not posters
     for col, (path, caption) in zip(cols, paths):
         preview = common.input_thumbnail(path)
@@ -183,14 +196,14 @@ def _show_clip(g: Any, run: Any) -> None:
 # The two sliders below are fragments: moving one redraws it and its image alone. A whole page's
 # redraw sends every element to the browser again, the playing animation's bytes among them.
 
-@st.fragment
+@auth.fragment
 def _frame_view(frames: list[Path], run_id: int) -> None:
     """A clip's finished frames, one at a time."""
     k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run_id}")
     st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
 
 
-@st.fragment
+@auth.fragment
 def _iteration_view(frames: dict[str, Path], run_id: int) -> None:
     """A still run's saved iterations, scrubbed through."""
     labels = list(frames)
@@ -216,7 +229,9 @@ def show_detail(g: Any, run_id: int) -> None:
         return
     top = st.columns([1, 5], vertical_alignment="center")
     top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:")
-    top[1].subheader(f"#{run.id} · {common.run_label(run)}", anchor=False)
+    top[1].subheader(f"#{run.id} · {common.escape_md(common.run_label(run))}", anchor=False)
+    if st.session_state.get(EDIT_ERROR):
+        st.error(common.escape_md(st.session_state.pop(EDIT_ERROR)), icon=":material/lock:")
 
     image_col, side = st.columns([3, 2], gap="large")
     with image_col:
@@ -229,10 +244,11 @@ def show_detail(g: Any, run_id: int) -> None:
             image = next(iter(frames.values()))
             st.image(str(image), width=display_width(image))
         else:
-            st.info(f"No image: the run is {run.status}." + (f" {run.error}" if run.error else ""))
+            st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
     with side:
+        mine = auth.may_change(run.owner, auth.session_owner())
         st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
-                  args=(run_id,))
+                  args=(run_id,), disabled=not mine)
         if run.status == "done" and run.is_clip:
             _clip_downloads(run)
         if run.status == "done":
@@ -248,11 +264,11 @@ def show_detail(g: Any, run_id: int) -> None:
             rerun_with(run_id)
         st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
         with st.form(f"meta-{run_id}", border=False):
-            st.text_input("Title", value=run.title, key=f"title-{run_id}")
-            st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated")
-            st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,))
+            st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)
+            st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated", disabled=not mine)
+            st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,), disabled=not mine)
         st.button("Delete…", key="delete", icon=":material/delete:", on_click=_ask_delete, args=(run_id,),
-                  disabled=run.status == "running" or not auth.may_delete(run.owner, auth.session_owner()),
+                  disabled=run.status == "running" or not mine,
                   help="Cancel a running job first." if run.status == "running" else None)
         if st.session_state.get(PENDING_DELETE) == run_id:
             confirm_delete(run_id)
@@ -289,7 +305,7 @@ def show_compare(g: Any, ids: list[int]) -> None:
             image = common.existing(run.result_path) or common.existing(run.preview_path)
             if image:
                 st.image(str(image), width="stretch")
-            st.caption(f"#{run.id} · {common.run_label(run)}")
+            st.caption(f"#{run.id} · {common.escape_md(common.run_label(run))}")
     table, differing = compare_table(runs)
     only = st.toggle("Only differing parameters", value=False, key="compare_only_diff")
     shown = table.loc[differing] if only and differing else table

@@ -45,10 +45,10 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 @contextlib.contextmanager
 def studio_process(data_dir: Path, log_path: Path, *flags: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run streamlit_app.py` with its own data folder, its output in `log_path`, and
+    """`streamlit run server.py` (as `make run` serves the studio) with its own data folder, its output in `log_path`, and
     Streamlit's `flags` on top; yields the URL and the server's process (to kill it)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
+    cmd = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", *flags]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:

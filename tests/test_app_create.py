@@ -3,7 +3,7 @@ job panel (from what a worker writes to SQLite), cancel, reload, sweeps and re-r
 from __future__ import annotations
 
 from engine.params import PRESETS, Params, validation_errors
-from support.app import app, assert_ok, play_worker, small_params, uploader
+from support.app import app, assert_ok, play_worker, small_params, uploader, shown
 from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 from gallery import RunFilter
 
@@ -59,7 +59,7 @@ def test_upload_validates_and_shows_thumbnails(studio):
     uploader(at, "content").set_value(("notes.jpg", b"not an image", "image/jpeg"))
     at.run()
     assert_ok(at)
-    assert any("notes.jpg" in e.value for e in at.error)
+    assert any("notes.jpg" in shown(e.value) for e in at.error)
     assert not at.session_state["content_chosen"]
     upload(at, "content", CONTENT)
     upload(at, "style", STYLE, STYLE2)
@@ -207,5 +207,5 @@ def test_an_image_gone_before_generate_is_reported_not_raised(studio, monkeypatc
     photo.unlink()
     at.button(key="generate").click().run()
     assert_ok(at)
-    assert any("photo.jpg" in e.value for e in at.error)
+    assert any("photo.jpg" in shown(e.value) for e in at.error)
     assert studio.count_runs() == 0

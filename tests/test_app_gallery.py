@@ -13,7 +13,7 @@ from gallery import RunFilter
 from app_pages.results import compare_table, parse_ids, scrub_frames
 from engine.pngmeta import read_params_json
 from engine.params import Params
-from support.app import app, assert_ok, play_worker, small_params
+from support.app import app, assert_ok, play_worker, small_params, shown
 from support.paths import STYLE2
 
 GALLERY = "app_pages/gallery.py"
@@ -105,7 +105,7 @@ def test_detail_view_shows_everything_and_edits(studio):
     assert len(slider.options) == 3
     slider.set_value(slider.options[0]).run()
     assert at.image[0].captions == ["iteration 5"]
-    facts = " ".join(m.value for m in at.markdown)
+    facts = " ".join(shown(m.value) for m in at.markdown)
     assert "**Weights:** caffe (sha256 abababababab…)" in facts and "**Device:** cpu" in facts
     params = at.dataframe[0].value
     assert params.loc["size", "value"] == "64" and params.loc["style_weight", "value"] == f"{Params().style_weight:g}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from app_pages import regions
-from support.app import app, assert_ok, play_worker, small_params
+from support.app import app, assert_ok, play_worker, small_params, shown
 from support.paths import CONTENT, STYLE, STYLE2
 
 
@@ -87,7 +87,7 @@ def test_the_detail_view_shows_the_masks_beside_the_inputs(studio, tmp_path: Pat
     rid = play_worker(studio)
     at = app("app_pages/gallery.py", run=str(rid))
     assert_ok(at)
-    captions = [c for i in at.image for c in i.captions]
+    captions = [shown(c) for i in at.image for c in i.captions]
     assert f"Region: {STYLE.name}" in captions and f"Region: {STYLE2.name}" not in captions
     params = at.dataframe[0].value
     assert params.loc["style_masks", "value"] == f"{STYLE.name}: region, {STYLE2.name}: everywhere"

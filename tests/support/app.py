@@ -6,6 +6,8 @@ done, failed) quick and deterministic.
 """
 from __future__ import annotations
 
+import re
+
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import FileUploader
@@ -26,6 +28,12 @@ def app(page: str | None = None, **query: str) -> AppTest:
     if page:
         at.switch_page(page).run()
     return at
+
+
+def shown(markdown: str) -> str:
+    """What a person reads of Markdown the app wrote with common.escape_md (the escapes and the
+    invisible word joiners gone)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def assert_ok(at: AppTest) -> None:

@@ -40,7 +40,7 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bi
 
 @contextlib.contextmanager
 def studio_server(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free port with its own data folder; yields the URL."""
+    """`streamlit run server.py` on a free port with its own data folder; yields the URL."""
     with studio_process(data_dir, log_path, **env) as (url, _):
         yield url
 
