@@ -25,6 +25,8 @@ except Exception as exc:  # browsing the gallery still works without one
     st.warning(f"No worker could be started, so jobs will wait in the queue: {common.escape_md(str(exc))}")
 
 owner = common.current_owner()
+if "toast" in st.session_state:  # said by the run before, which ended in st.rerun(): "Queued run #3"
+    st.toast(common.escape_md(st.session_state.pop("toast")), icon=":material/info:")
 nav = st.navigation([
     st.Page(common.PAGE_CREATE, title="Create", icon=":material/brush:", default=True),
     st.Page(common.PAGE_QUEUE, title="Queue", icon=":material/format_list_numbered:"),

@@ -22,7 +22,8 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
 VIDEO_TYPES = ["mp4", "webm", "mov"]
 _IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
 
-OWNER_PARAM = "owner"
+# The Gallery's ticked runs (ids, in the order ticked): compared, downloaded or deleted together.
+SELECTED = "selected"
 
 PAGE_CREATE = "app_pages/create.py"
 PAGE_QUEUE = "app_pages/queue.py"
@@ -94,7 +95,9 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
     return lines
 
 
-WORKER_POLL_SECONDS = 5.0
+# As often as the Queue's table: the sidebar is the one place the workers are shown, and a line
+# that lags the page says "idle" beside a running job.
+WORKER_POLL_SECONDS = 2.0
 
 
 @auth.fragment(run_every=WORKER_POLL_SECONDS)
@@ -112,16 +115,12 @@ def worker_panel() -> None:
 # --- owner id ---------------------------------------------------------------------------------
 
 def current_owner() -> str:
-    """This browser's owner id; also written to the URL so a reload keeps it."""
-    cookie = owner.xsrf_cookie()
-    # Share mode: ids are public (the Queue lists them) and rights hang on them, so the URL's id
-    # counts for nothing and the cookie's is long enough not to be forged by brute force.
-    shared = auth.share_mode()
-    query = None if shared else st.query_params.get(OWNER_PARAM)
-    who = owner.resolve_owner(st.session_state.get("owner"), query, cookie, digits=16 if shared else 8)
+    """This browser's owner id: from the session, else a hash of the browser's XSRF cookie (the
+    same in every tab and across reloads). Never from the URL: a link someone shares must not
+    make its reader them."""
+    who = owner.resolve_owner(st.session_state.get("owner"), owner.xsrf_cookie(),
+                              digits=16 if auth.share_mode() else 8)
     st.session_state["owner"] = who
-    if st.query_params.get(OWNER_PARAM) != who:
-        st.query_params[OWNER_PARAM] = who
     return who
 
 
@@ -165,6 +164,17 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def fmt_range(low: float, high: float) -> str:
+    """"20–35 s", "2–3 min", "about 1 h 05 min" when the two ends read alike."""
+    if high < 120:
+        lo, hi = int(low), int(round(high))
+        return f"{lo}–{hi} s" if lo < hi else f"about {fmt_duration(high)}"
+    if high < 3600:
+        lo, hi = max(1, int(low // 60)), int(-(-high // 60))
+        return f"{lo}–{hi} min" if lo < hi else f"about {fmt_duration((low + high) / 2)}"
+    return f"{fmt_duration(low)} to {fmt_duration(high)}"
 
 
 def elapsed_seconds(started: Any, now: datetime | None = None) -> float | None:
@@ -213,7 +223,18 @@ def run_label(run: Any) -> str:
     return f"{Path(run.content_name or '?').stem} × {styles}"
 
 
+def download_name(run: Any, suffix: str = ".png", part: str = "") -> str:
+    """What a downloaded file is called: "tubingen-starry_night-run12-512px.png" (`part`, such
+    as "frame3" or "progress", before the suffix): findable in a downloads folder, unlike
+    style-run-12.png."""
+    stems = [Path(run.content_name or "content").stem] + [Path(n).stem for n in (run.style_names or [])[:2]]
+    words = "-".join(re.sub(r"[^0-9A-Za-z_]+", "_", stem).strip("_")[:30] or "image" for stem in stems)
+    return f"{words}-run{run.id}-{run.params.size}px{'-' + part if part else ''}{suffix}"
+
+
 PREVIEW_SIDE = 512
+# Results are shown at most this wide: the PNG itself (a print can be 8192 px) is for downloading.
+DISPLAY_SIDE = 1600
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
@@ -229,6 +250,31 @@ def _thumbnail_bytes(path: str, mtime_ns: int) -> bytes | None:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=50)
+def _display_bytes(path: str, mtime_ns: int) -> bytes | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if max(img.size) <= DISPLAY_SIDE:
+                return Path(path).read_bytes()
+            img.draft("RGB", (DISPLAY_SIDE, DISPLAY_SIDE))  # JPEG: decoded at a reduced scale
+            small = img.convert("RGB")
+    except OSError:
+        return None
+    small.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def display_image(path: Any) -> bytes | str | None:
+    """A result as the page shows it: the file itself up to DISPLAY_SIDE px, else a JPEG that
+    size (cached), so a print's page stays quick; None when the file is gone."""
+    found = existing(path)
+    return _display_bytes(str(found), found.stat().st_mtime_ns) if found else None
 
 
 def input_thumbnail(path: Any) -> bytes | None:

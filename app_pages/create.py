@@ -11,7 +11,7 @@ from app_pages import params_form as form
 from app_pages import sweep
 from engine.images import ImageError
 from engine.params import Params, ParamsError
-from gallery import GalleryError, RunFilter, estimates
+from gallery import GalleryError, RunFilter, drafts, estimates
 from gallery.paths import input_sha256
 
 NONE = "—"
@@ -35,7 +35,7 @@ def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | 
 def apply_prefill(g: Any, session: Any, run_id: int) -> None:
     """ "Re-run with these settings": the run's parameters and images into the form."""
     run = g.get(run_id)
-    form.prefill(session, run.params)
+    form.prefill(session, run.params, run.id)
     inputs.chosen(session, "content")[:] = [{"path": run.params.content, "name": run.content_name}]
     names = list(run.style_names) + [""] * len(run.params.styles)
     inputs.chosen(session, "style")[:] = [
@@ -106,15 +106,63 @@ def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], run
 
 
 def estimate_line(g: Any, variants: list[Params]) -> str:
-    """How long the runs Generate would queue should take here (not counting the queue)."""
+    """How long the runs Generate would queue should take here (not counting the queue), as a
+    range: a wrong number helps nobody."""
     speed = estimates.measured_speed(g, variants[0].device)
     if speed is None:
         return "Estimated time: unknown until a run has finished on this machine."
     aspect = estimates.aspect_of(g, input_sha256(variants[0].content))
     clip = inputs.stored_clip(g, variants[0].content)
-    seconds = sum(speed.seconds(v, aspect, clip.frames if clip else 1) for v in variants)
-    return (f"Estimated time: about {common.fmt_duration(seconds)}, from this machine's last "
-            f"{speed.runs} finished run{'s' if speed.runs > 1 else ''}.")
+    frames = clip.frames if clip else 1
+    low, high = (sum(bound) for bound in zip(*(speed.range(v, aspect, frames) for v in variants)))
+    said = f"Estimated time: {common.fmt_range(low, high)}, from this machine's last {speed.runs} " \
+           f"finished run{'s' if speed.runs > 1 else ''}."
+    if clip:
+        p = variants[0]
+        said += (f" A clip of {frames} frames: {p.iterations} iterations for the first frame at each size, "
+                 f"{p.frame_iterations} for each later one (Advanced → Frame iterations).")
+    return said
+
+
+MAX_VARIATIONS = 8
+
+
+def variation_axis(p: Params, axes: list[tuple[str, list[Any]]], errors: dict[str, str]) -> list[tuple[str, list[Any]]]:
+    """The "Variations" box beside Generate: N runs with seeds seed, seed+1, … (as a sweep of the
+    seed). Seeds change a result only from noise, so from the content image it is off."""
+    noise = p.init == "noise"
+    count = st.number_input("Variations", 1, MAX_VARIATIONS, key="variations", step=1, disabled=not noise,
+                            help="Several runs differing only in their seed" if noise else
+                            "Seeds change the result only when it starts from noise (Advanced → Start from)")
+    if not noise or not isinstance(count, int) or count <= 1:
+        return []
+    if any(name == "seed" for name, _ in axes) or len(axes) > 1:
+        errors["variations"] = "Variations and a sweep of the seed, or of two parameters, are too many at once"
+        return []
+    runs = count * (len(axes[0][1]) if axes else 1)
+    if runs > sweep.MAX_RUNS:
+        errors["variations"] = f"{runs} runs with the sweep is too many at once; at most {sweep.MAX_RUNS}"
+        return []
+    seed = p.seed if isinstance(p.seed, int) else 0
+    return [("seed", [seed + i for i in range(count)])]
+
+
+def upscale_line(g: Any, p: Params) -> str:
+    """Said when the result would be larger than the content (a 96 px clip at 128 px): the
+    missing detail is made up by stretching, and a person should know."""
+    side = inputs.longest_side(g, p.content) if p.content else None
+    if side is None or not isinstance(p.size, int) or p.size <= side:
+        return ""
+    return (f"The content is {side} px on its longest side: the {p.size} px result is stretched from it "
+            f"and will look soft. A size of {side} px keeps it sharp.")
+
+
+def blocking_line(errors: dict[str, str]) -> str:
+    """What keeps Generate disabled, in one line: the images missing, then each setting by the
+    label it has on the page ("Temporal weight must be at least 0 …")."""
+    missing = [m.capitalize() for f, m in errors.items() if f in ("content", "styles")]
+    settings = [f"{form.label(f)} {m}" for f, m in errors.items() if f not in ("content", "styles")]
+    return " · ".join(missing + settings)
 
 
 def settings_column(g: Any, owner: str) -> None:
@@ -137,8 +185,10 @@ def settings_column(g: Any, owner: str) -> None:
     form.render_preset()
     chosen_preset = st.session_state.get(form.PRESET_KEY)
     modified = form.changed_from_preset(p, chosen_preset)
-    st.caption(("Changed from the preset: " + ", ".join(modified)) if modified else
-               "Unchanged preset." if chosen_preset else "Custom settings.")
+    from_run = st.session_state.get(form.FROM_RUN_KEY)
+    st.caption(("Changed from the preset: " + ", ".join(form.label(f) for f in modified)) if modified else
+               "Unchanged preset." if chosen_preset else
+               f"The settings of run #{from_run}." if from_run else "Custom settings.")
     # Keyed expanders keep their open/closed state across reruns; errors open them.
     if settings_errors:
         st.session_state["advanced"] = True
@@ -152,18 +202,27 @@ def settings_column(g: Any, owner: str) -> None:
     p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
                                tuple(s["path"] for s in styles))
     errors = auth.validation_errors(p, need_images=True)
+    go, more = st.columns([3, 2], vertical_alignment="bottom")
+    with more:
+        axes = axes + variation_axis(p, axes, axis_errors)
     variants = sweep.expand(p, axes) if axes else [p]
     runs = len(variants)
     label = f"Generate {runs} runs" if runs > 1 else "Generate"
-    if st.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
-                 icon=":material/brush:"):
+    if go.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
+                 icon=":material/brush:", shortcut="Ctrl+Enter", help="Ctrl+Enter"):
         _queue(g, p, owner, axes, runs, masks, [s["name"] for s in styles])
+    form.field_error(axis_errors, "variations")
     if not errors and not axis_errors:
         st.caption(estimate_line(g, variants))
+    upscaled = upscale_line(g, p)
+    if upscaled:
+        st.caption(upscaled)
     if errors:
-        missing = [m for f, m in errors.items() if f in ("content", "styles")]
-        st.caption(" · ".join(m.capitalize() for m in missing) or "Fix the settings marked above.")
+        # Said here, beside the disabled button: the field's own mark may be scrolled out of view.
+        images_only = set(errors) <= {"content", "styles"}  # the page as it starts: no alarm
+        (st.caption if images_only else st.error)(common.escape_md(blocking_line(errors)))
     form.save_form(st.session_state)
+    save_draft(g, st.session_state, owner)
 
 
 def job_column(g: Any, owner: str) -> None:
@@ -178,6 +237,33 @@ def job_column(g: Any, owner: str) -> None:
         jobs.show_batch(target[1], owner)
 
 
+DRAFT_READ, DRAFT_WRITTEN = "draft_read", "draft_written"
+
+
+def draft_of(session: Any) -> dict[str, Any]:
+    """What this browser is about to generate: its chosen images and the form."""
+    return {"content": inputs.chosen(session, "content"), "styles": inputs.chosen(session, "style"),
+            "form": session.get(form.SAVED_KEY, {})}
+
+
+def restore_draft(g: Any, session: Any, draft: dict[str, Any]) -> None:
+    """A draft kept from this browser's last visit (gallery.drafts) back on the page; each image
+    only if the page may still use it, each setting only if it has the type its widget takes."""
+    for kind, key in (("content", "content"), ("style", "styles")):
+        for item in draft.get(key) or []:
+            if isinstance(item, dict) and isinstance(item.get("path"), str) and inputs.offered(g, item["path"]):
+                inputs.choose(session, kind, item["path"], str(item.get("name") or "image"))
+    saved = draft.get("form")
+    if isinstance(saved, dict):
+        session[form.SAVED_KEY] = form.typed_like_defaults(saved)
+
+
+def save_draft(g: Any, session: Any, owner: str) -> None:
+    draft = draft_of(session)
+    if draft != session.get(DRAFT_WRITTEN) and drafts.save(g.data_dir, owner, draft):
+        session[DRAFT_WRITTEN] = draft
+
+
 def page() -> None:
     g = common.get_gallery()
     owner = common.current_owner()
@@ -187,9 +273,10 @@ def page() -> None:
         except GalleryError as exc:  # NotFound: deleted meanwhile
             st.warning(f"Could not load those settings: {exc}")
         del st.query_params["from"]
+    elif not st.session_state.get(DRAFT_READ):  # a reload, a new tab: as this browser left it
+        restore_draft(g, st.session_state, drafts.load(g.data_dir, owner))
+    st.session_state[DRAFT_READ] = True
     form.init_form(st.session_state)
-    if "toast" in st.session_state:
-        st.toast(st.session_state.pop("toast"), icon=":material/schedule:")
 
     st.title("Create")
     settings, job = st.columns([3, 2], gap="large")

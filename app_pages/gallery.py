@@ -15,7 +15,7 @@ import streamlit as st
 
 from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
-from gallery import SORTS as STORE_SORTS, RunFilter
+from gallery import SORTS as STORE_SORTS, NotFound, RunFilter
 from gallery.db import STATUSES
 
 COLUMNS = 5
@@ -49,6 +49,18 @@ def filters_from_state(state: Mapping[str, Any]) -> RunFilter:
     if len(dates) == 2 and isinstance(dates[1], date):  # inclusive: until the next midnight
         f["until"] = datetime.combine(dates[1] + timedelta(days=1), time.min).astimezone(timezone.utc)
     return RunFilter(**f)
+
+
+def neighbours(g: Any, run_id: int, state: Mapping[str, Any], window: int = 1000) -> tuple[int | None, int | None]:
+    """The runs before and after `run_id` in the grid's order (its filters and sort), for the
+    detail view's arrows; None at either end, or when the run is not among the first `window`."""
+    sort = state.get("g_sort", "newest")
+    ids = [run.id for run in g.list_runs(filters_from_state(state), sort=sort if sort in SORTS else "newest",
+                                         limit=window)]
+    if run_id not in ids:
+        return None, None
+    i = ids.index(run_id)
+    return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None)
 
 
 def page_count(total: int, per_page: int) -> int:
@@ -91,19 +103,23 @@ def _sidebar(g: Any) -> None:
         st.selectbox("Per page", PAGE_SIZES, key="g_per_page", on_change=_reset_page)
 
 
-def _toggle_compare(run_id: int) -> None:
-    chosen: list[int] = st.session_state.setdefault("compare_ids", [])
-    if st.session_state.get(f"cmp-{run_id}"):
-        if run_id not in chosen:
+SELECTED = common.SELECTED
+MAX_SELECTED = 100
+
+
+def _toggle_selected(run_id: int) -> None:
+    chosen: list[int] = st.session_state.setdefault(SELECTED, [])
+    if st.session_state.get(f"sel-{run_id}") is True:
+        if run_id not in chosen and len(chosen) < MAX_SELECTED:
             chosen.append(run_id)
     elif run_id in chosen:
         chosen.remove(run_id)
 
 
-def _clear_compare() -> None:
-    for run_id in st.session_state.get("compare_ids", []):
-        st.session_state.pop(f"cmp-{run_id}", None)
-    st.session_state["compare_ids"] = []
+def _clear_selected() -> None:
+    for run_id in st.session_state.get(SELECTED, []):
+        st.session_state.pop(f"sel-{run_id}", None)
+    st.session_state[SELECTED] = []
 
 
 def _open(run_id: int) -> None:
@@ -111,25 +127,83 @@ def _open(run_id: int) -> None:
 
 
 def _compare() -> None:
-    st.query_params["compare"] = ",".join(str(i) for i in st.session_state.get("compare_ids", []))
+    st.query_params["compare"] = ",".join(str(i) for i in st.session_state.get(SELECTED, []))
 
 
-def _card(run: Any, compare_ids: list[int]) -> None:
+def selection_zip(g: Any, ids: list[int]) -> bytes:
+    """The selected finished runs as one zip (PNGs with their parameters, inputs, runs.csv), as
+    `python -m gallery export` writes it."""
+    import io
+
+    from gallery.exchange import export_zip
+
+    done = []
+    for run_id in ids:
+        try:
+            if g.get(run_id).status == "done":
+                done.append(run_id)
+        except NotFound:  # deleted since it was ticked
+            continue
+    out = io.BytesIO()
+    export_zip(g, done, out)
+    return out.getvalue()
+
+
+PENDING_BULK_DELETE = "pending_bulk_delete"
+
+
+def _ask_bulk_delete() -> None:
+    st.session_state[PENDING_BULK_DELETE] = list(st.session_state.get(SELECTED, []))
+
+
+def _drop_bulk_delete() -> None:
+    st.session_state.pop(PENDING_BULK_DELETE, None)
+
+
+@st.dialog("Delete the selected results?", on_dismiss=_drop_bulk_delete)
+def confirm_bulk_delete(ids: list[int]) -> None:
+    st.write(f"{len(ids)} run{'s' if len(ids) != 1 else ''}, with their images, previews and thumbnails, "
+             "are deleted for everyone.")
+    left, right = st.columns(2)
+    if left.button("Delete them", key="confirm_bulk_delete", type="primary", icon=":material/delete:"):
+        _drop_bulk_delete()
+        deleted, refused = results.delete_runs(common.get_gallery(), ids)
+        for run_id in deleted:
+            st.session_state.pop(f"sel-{run_id}", None)
+        st.session_state[SELECTED] = [i for i in st.session_state.get(SELECTED, []) if i not in deleted]
+        st.session_state["toast"] = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}" + \
+            (f"; kept {len(refused)}: {refused[0]}" if refused else "")
+        st.rerun()
+    if right.button("Keep them", key="keep_bulk", on_click=_drop_bulk_delete):
+        st.rerun()
+
+
+# A thumbnail opens its run: the card's Open button is laid over the picture, invisible, so a
+# click on the picture is a click on it (in this tab; an image's own link opens a new one).
+CARD_CSS = """<style>
+[class*="st-key-thumb-"] { position: relative; }
+[class*="st-key-thumb-"] [class*="st-key-open-"] { position: absolute; inset: 0; z-index: 1; margin: 0; }
+[class*="st-key-thumb-"] [class*="st-key-open-"] * { width: 100%; height: 100%; }
+[class*="st-key-thumb-"] [class*="st-key-open-"] button { opacity: 0; cursor: zoom-in; }
+</style>"""
+
+
+def _card(run: Any, selected: list[int]) -> None:
     # The container's key is the automation hook: CSS class st-key-run-<id>.
     with st.container(border=True, key=f"run-{run.id}"):
-        thumb = common.existing(run.thumb_path) or common.existing(run.preview_path)
-        if thumb:
-            st.image(str(thumb), width="stretch")
-        else:
-            st.caption(f"({run.status}, no image)")
+        with st.container(key=f"thumb-{run.id}"):
+            thumb = common.existing(run.thumb_path) or common.existing(run.preview_path)
+            if thumb:
+                st.image(str(thumb), width="stretch")
+            else:
+                st.caption(f"({run.status}, no image)")
+            st.button(f"Open #{run.id}", key=f"open-{run.id}", on_click=_open, args=(run.id,), width="stretch")
         star = "★ " if run.favorite else ""
         st.markdown(f"**{star}#{run.id}** {common.escape_md(common.run_label(run))}")
         clip = f"{common.clip_caption(run.frames)} · " if run.is_clip else ""
         st.caption(f"{clip}{run.params.size} px · {common.fmt_duration(run.duration)} · {common.fmt_when(run.created)}")
-        st.checkbox("Compare", key=f"cmp-{run.id}", value=run.id in compare_ids,
-                    on_change=_toggle_compare, args=(run.id,),
-                    disabled=run.id not in compare_ids and len(compare_ids) >= results.MAX_COMPARE)
-        st.button("Open", key=f"open-{run.id}", on_click=_open, args=(run.id,), width="stretch")
+        st.checkbox("Select", key=f"sel-{run.id}", value=run.id in selected, on_change=_toggle_selected,
+                    args=(run.id,), help="Compare, download or delete the selected runs together")
 
 
 def _pager(total: int, per_page: int) -> tuple[int, int]:
@@ -152,20 +226,30 @@ def show_grid(g: Any) -> None:
     runs = g.list_runs(filters, sort=st.session_state.get("g_sort", "newest"),
                        limit=per_page, offset=(current - 1) * per_page)
 
-    head = st.columns([3, 2, 2], vertical_alignment="center")
+    head = st.columns([2, 2, 2, 2, 1.5], vertical_alignment="center")
     head[0].caption(f"{total} result{'s' if total != 1 else ''}" + (" (filtered)" if filters != RunFilter(status="done") else ""))
-    compare_ids = st.session_state.setdefault("compare_ids", [])
-    head[1].button(f"Compare selected ({len(compare_ids)})", key="compare", on_click=_compare,
-                   disabled=not 2 <= len(compare_ids) <= results.MAX_COMPARE, icon=":material/compare:")
-    if compare_ids:
-        head[2].button("Clear selection", key="clear_compare", type="tertiary", on_click=_clear_compare)
+    selected = st.session_state.setdefault(SELECTED, [])
+    head[1].button(f"Compare ({len(selected)})", key="compare", on_click=_compare,
+                   disabled=not 2 <= len(selected) <= results.MAX_COMPARE, icon=":material/compare:",
+                   help=f"Two to {results.MAX_COMPARE} selected runs side by side")
+    head[2].download_button(f"Download ({len(selected)})", data=lambda: selection_zip(g, selected),
+                            file_name=f"style-transfer-{len(selected)}-runs.zip", mime="application/zip",
+                            key="download_selected", disabled=not selected, icon=":material/download:",
+                            help="The selected results as a zip: PNGs with their settings, the input images, a CSV")
+    head[3].button(f"Delete ({len(selected)})…", key="delete_selected", on_click=_ask_bulk_delete,
+                   disabled=not selected, icon=":material/delete:")
+    if selected:
+        head[4].button("Clear", key="clear_selected", type="tertiary", on_click=_clear_selected)
+    if st.session_state.get(PENDING_BULK_DELETE):
+        confirm_bulk_delete(st.session_state[PENDING_BULK_DELETE])
     if not runs:
-        st.info("No results match." if filters != {"status": "done"} else
+        st.info("No results match." if filters != RunFilter(status="done") else
                 "No results yet: queue one on the Create page.")
+    st.html(CARD_CSS)
     for start in range(0, len(runs), COLUMNS):
         for col, run in zip(st.columns(COLUMNS), runs[start:start + COLUMNS]):
             with col:
-                _card(run, compare_ids)
+                _card(run, selected)
     if pages > 1:
         nav = st.columns([1, 2, 1], vertical_alignment="center")
         nav[0].button("Previous", key="prev_page", disabled=current <= 1, on_click=_set_page,
@@ -181,7 +265,7 @@ def page() -> None:
     st.title("Gallery")
     run_id = st.query_params.get("run", "")
     if run_id.isdecimal():
-        results.show_detail(g, int(run_id))
+        results.show_detail(g, int(run_id), neighbours(g, int(run_id), st.session_state))
     elif st.query_params.get("compare"):
         results.show_compare(g, results.parse_ids(st.query_params["compare"]))
     else:

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages import common
-from engine.clips import LIMITS
+from engine.clips import LIMITS, clip_format
 from engine.images import ImageError
 from engine.params import MAX_STYLES
 from gallery import GalleryError
@@ -56,15 +56,54 @@ def stored_clip(g: Any, path: str) -> Any | None:
 WAITING = "Another upload's frames are being checked; yours is next."
 
 
+def tiny_size(g: Any, path: str) -> tuple[int, int] | None:
+    """(width, height) of a stored input whose shorter side is under SMALL_SIDE px; else None."""
+    sha = input_sha256(path)
+    found = g.get_input_or_none(sha) if sha else None
+    if found is None or not found.width or min(found.width, found.height) >= SMALL_SIDE:
+        return None
+    return found.width, found.height
+
+
+def longest_side(g: Any, path: str) -> int | None:
+    """The longest side of a chosen image (a clip's frames), from the gallery's record or the
+    file's header; None when it cannot be told."""
+    sha = input_sha256(path)
+    found = g.get_input_or_none(sha) if sha else None
+    if found is not None and found.width:
+        return max(found.width, found.height)
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:  # an example: the header only
+            return max(img.size)
+    except (OSError, ValueError):
+        return None
+
+
 def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
     """Stores bytes in the gallery's inputs; (path, name). Raises engine.images.ImageError
     for a file that is not a usable image. A clip waits while others are checked
     (engine.clips.decode_slot), and the person is told."""
+    if kind == "style" and (fmt := clip_format(data)):
+        raise ImageError(f"A style is a still image, and this is an animated {fmt}: save the frame you want "
+                         "as a PNG or JPEG and upload that.")
     image = g.add_input(data, name, kind=kind, waiting=lambda: st.toast(WAITING, icon=":material/hourglass_top:"))
     return str(image.path), image.name
 
 
 EXAMPLE = "example: "
+# Said under the uploader: its own hint is cut short in a narrow column (the video types hidden).
+UPLOAD_HINT = {
+    "content": "A photo, or a clip: GIF, WebP, MP4, WebM or MOV.",
+    "style": "Paintings: still images, one or more.",
+}
+# An image's name under its thumbnail on one line, cut with an ellipsis (it broke mid-word).
+NAME_CSS = """<style>
+[class*="_thumbnails"] [data-testid="stImageCaption"] { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+</style>"""
+# Below this (the shorter side), a result is mostly made up: said beside the thumbnail.
+SMALL_SIDE = 64
 
 
 def options(g: Any, kind: str) -> dict[str, str]:
@@ -102,6 +141,25 @@ def take_uploads(kind: str) -> None:
         choose(st.session_state, kind, path, name)
     st.session_state[f"{kind}_error"] = "; ".join(errors)
     st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
+
+
+def paste(g: Any, kind: str, many: bool) -> None:
+    """A box to paste an image from the clipboard into (Ctrl+V, then Enter), as image tools have
+    it: Streamlit's chat input takes pasted files, its file uploader does not."""
+    pasted = st.chat_input("Paste (Ctrl+V), then Enter", key=f"{kind}_paste",
+                           accept_file="multiple" if many else True, file_type=common.IMAGE_TYPES,
+                           max_upload_size=50)
+    files = [f for f in getattr(pasted, "files", None) or [] if hasattr(f, "getvalue")]
+    errors = []
+    for f in files:
+        try:
+            path, name = store(g, f.getvalue(), f.name or "pasted.png", kind)
+        except (ImageError, GalleryError, OSError) as exc:
+            errors.append(f"{display_name(f.name or 'pasted')}: {exc}")
+            continue
+        choose(st.session_state, kind, path, name)
+    if files:
+        st.session_state[f"{kind}_error"] = "; ".join(errors)
 
 
 def _on_pick(kind: str, labels: dict[str, str]) -> None:
@@ -143,20 +201,26 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
             accept_multiple_files=many, key=_uploader_key(kind),
             label_visibility="collapsed",
         )
+    st.caption(UPLOAD_HINT[kind])
     labels = options(g, kind)
+    pick, clipboard = st.columns([3, 1], vertical_alignment="center", gap="small")
     if labels:
-        st.selectbox(
+        pick.selectbox(
             "Or pick an earlier upload or an example", list(labels), index=None, key=f"{kind}_pick",
-            format_func=lambda p: labels.get(p, p), placeholder="Earlier uploads and examples",
+            format_func=lambda p: labels.get(p, p), placeholder="Earlier or example…",
             on_change=_on_pick, args=(kind, labels), label_visibility="collapsed",
         )
+    with clipboard.popover("Paste", icon=":material/content_paste:", help="An image from the clipboard"):
+        paste(g, kind, many)
     if st.session_state.get(f"{kind}_error"):
         st.error(common.escape_md(st.session_state[f"{kind}_error"]), icon=":material/error:")
     items = chosen(st.session_state, kind)
     if items:
-        cols = st.columns(3)
+        st.html(NAME_CSS)
+        per_row = 2 if many else 1  # the one content image as large as its column
+        cols = st.container(key=f"{kind}_thumbnails").columns(per_row)
         for i, item in enumerate(items):
-            with cols[i % 3]:
+            with cols[i % per_row]:
                 preview = common.input_thumbnail(item["path"])
                 if preview:
                     st.image(preview, caption=common.escape_md(item["name"]), width="stretch")
@@ -165,6 +229,10 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
                 clip = stored_clip(g, item["path"])
                 if clip is not None:
                     st.caption(common.clip_caption(clip.frames, clip.duration_ms), help=CLIP_HELP)
+                small = tiny_size(g, item["path"])
+                if small:
+                    st.warning(f"Only {small[0]}×{small[1]} px: there is almost nothing here to go on, and "
+                               "the result will show it.", icon=":material/photo_size_select_small:")
                 st.button("Remove", key=f"remove_{kind}_{i}", on_click=_on_remove,
                           args=(kind, item["path"]), type="tertiary", icon=":material/close:")
     return items

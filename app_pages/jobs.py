@@ -88,52 +88,56 @@ def _requeue(run_id: int) -> None:
     st.query_params["run"] = str(new_id)
 
 
-def _open_in_gallery(run_id: int) -> None:
-    st.switch_page(common.PAGE_GALLERY, query_params={"run": str(run_id), "owner": st.session_state.get("owner", "")})
-
-
-LOSSES = ("total", "content", "style", "tv")
+# Each part of the loss as it counts in the total: the engine reports them unweighted.
+WEIGHTS = {"content": "content_weight", "style": "style_weight", "tv": "tv_weight", "temporal": "temporal_weight"}
 
 
 def timing_line(view: JobView) -> str:
     return f"Elapsed {common.fmt_duration(view.elapsed)} · ETA {common.fmt_duration(view.eta)}"
 
 
-def loss_table(losses: dict[str, float], per_table: int = 4) -> str:
-    """The losses as one-row Markdown tables of at most `per_table` columns: more (a clip's
-    temporal term is a fifth) would not fit the narrow job column."""
-    names = [n for n in LOSSES if n in losses] + [n for n in losses if n not in LOSSES]
-    return "\n\n".join(
-        "| " + " | ".join(chunk) + " |\n|" + "---:|" * len(chunk) + "\n| "
-        + " | ".join(common.fmt_loss(losses[n]) for n in chunk) + " |"
-        for chunk in (names[i:i + per_table] for i in range(0, len(names), per_table)))
+def weighted_losses(losses: dict[str, float], params: Any) -> list[tuple[str, float]]:
+    """(name, value) rows: the total, then each part times its weight, so the parts add up to
+    the total (a clip's temporal term too)."""
+    rows = [("total", losses["total"])] if "total" in losses else []
+    for name, value in losses.items():
+        if name != "total" and isinstance(value, (int, float)):
+            rows.append((name, value * getattr(params, WEIGHTS.get(name, ""), 1.0)))
+    return rows
 
 
-def _draw_progress(view: JobView) -> None:
+def loss_table(losses: dict[str, float], params: Any) -> str:
+    """The weighted losses as a two-column Markdown table: one row a part, so it fits the
+    narrow job column however many parts there are."""
+    rows = weighted_losses(losses, params)
+    return "| loss | weighted |\n|:---|---:|\n" + "\n".join(f"| {name} | {common.fmt_loss(value)} |" for name, value in rows)
+
+
+def _draw_progress(view: JobView, params: Any) -> None:
     st.progress(view.fraction, text=view.progress_text())
     if view.status == "running":
         st.caption(timing_line(view))
     if view.losses:
-        st.caption("Losses")
-        st.markdown(loss_table(view.losses))
+        st.markdown(loss_table(view.losses, params))
 
 
-def _draw_job(run_id: int, owner: str, polling: bool) -> None:
+def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
+    """The job panel; `drawn`: the run's status when the page was drawn, while it polls."""
     g = common.get_gallery()
     try:
         run = g.get(run_id)
     except NotFound:  # deleted meanwhile, perhaps from another tab
         st.info(f"Run #{run_id} no longer exists.")
         return
-    if polling and run.status not in ACTIVE:
-        st.rerun()  # finished: redraw the page once, without the timer
+    if drawn is not None and run.status != drawn:
+        # Started or ended: the whole page again (the sidebar's worker line with it), and once
+        # it has ended, without the timer.
+        st.rerun()
     view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
     mine = auth.may_cancel(run.owner, owner)
     with st.container(border=True, key="job"):
         st.subheader(f"Run #{run.id} · {view.label}", anchor=False)
-        clip = f" · {common.clip_caption(run.frames)}" if run.is_clip else ""
-        st.caption(f"{common.escape_md(common.run_label(run))}{clip} · {run.params.size} px · "
-                   f"{run.params.iterations} iterations · {run.params.device}")
+        st.caption(f"{common.escape_md(common.run_label(run))} · {run_summary(run)}")
         action = st.container(horizontal=True)
         if view.active and mine:
             cancelling = run.status == "running" and run.cancel_requested
@@ -143,17 +147,22 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             action.button("Re-queue", key="requeue", icon=":material/replay:",
                           on_click=_requeue, args=(run_id,))
         elif run.status == "done":
-            if action.button("Open in gallery", key="open_result", icon=":material/photo_library:"):
-                _open_in_gallery(run_id)
+            if common.existing(run.result_path):
+                action.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
+                                       data=lambda: g.export_png(run_id), file_name=common.download_name(run),
+                                       mime="image/png", key="download_result", icon=":material/download:",
+                                       type="primary")
+            action.page_link(common.PAGE_GALLERY, label="Open in gallery", query_params={"run": str(run_id)},
+                             icon=":material/photo_library:")
         if run.status == "failed" and run.error:
             st.error(common.escape_md(run.error))
         if run.status != "done":
-            _draw_progress(view)
+            _draw_progress(view, run.params)
         caption = f"Result · {run.params.size} px · {common.fmt_duration(run.duration)} on {common.escape_md(run.ran_on)}"
         if run.status == "done" and common.existing(run.animation_path):
             common.show_animation(run.animation_path, caption=caption)
         elif run.status == "done" and common.existing(run.result_path):
-            st.image(str(run.result_path), width="content", caption=caption)
+            st.image(common.display_image(run.result_path), width="stretch", caption=caption)
         elif run.is_clip and run.status == "running" and (finished := g.frames(run.id)):
             st.image(str(finished[-1]), width="stretch", caption=f"Frame {len(finished)} of {run.frames}, finished")
         elif common.existing(run.preview_path):
@@ -161,6 +170,14 @@ def _draw_job(run_id: int, owner: str, polling: bool) -> None:
             st.image(str(run.preview_path), width="stretch", caption=f"Latest preview (iteration {view.iteration})")
         elif view.active:
             st.caption("The preview appears here after the first saved iteration.")
+
+
+def run_summary(run: Any) -> str:
+    """"512 px · 300 iterations · auto"; a clip's first frame and later frames told apart."""
+    p = run.params
+    its = (f"{p.iterations} iterations (first frame), {p.frame_iterations} a frame after · "
+           f"{common.clip_caption(run.frames)}" if run.is_clip else f"{p.iterations} iterations")
+    return f"{p.size} px · {its} · {p.device}"
 
 
 def poll_seconds(expected: float | None) -> float:
@@ -181,7 +198,7 @@ def show_job(run_id: int, owner: str) -> None:
     if active:
         speed = estimates.measured_speed(g, run.params.device)
         every = poll_seconds(estimates.run_seconds(g, run, speed) if speed else None)
-    auth.fragment(run_every=every)(_draw_job)(run_id, owner, active)
+    auth.fragment(run_every=every)(_draw_job)(run_id, owner, run.status if active else None)
 
 
 # --- sweep batches ------------------------------------------------------------------------------

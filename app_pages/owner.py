@@ -1,4 +1,4 @@
-"""Who is this browser: an owner id from the session, the URL or Streamlit's XSRF cookie."""
+"""Who is this browser: an owner id from the session or Streamlit's XSRF cookie."""
 from __future__ import annotations
 
 import binascii
@@ -48,12 +48,10 @@ def valid_owner(value: Any) -> bool:
     return isinstance(value, str) and bool(_OWNER_RE.fullmatch(value))
 
 
-def resolve_owner(session_owner: str | None, query_owner: str | None, cookie: str | None,
-                  digits: int = 8) -> str:
+def resolve_owner(session_owner: str | None, cookie: str | None, digits: int = 8) -> str:
     """Who is this browser? The session's id wins (it never changes under a running page), then
-    the URL's ?owner= (a reload, a bookmarked or shared link), then the XSRF cookie (a new tab of
-    the same browser), then a fresh random id (XSRF protection off, as in the page tests)."""
-    for candidate in (session_owner, query_owner):
-        if valid_owner(candidate):
-            return candidate  # type: ignore[return-value]
+    the XSRF cookie (a reload, a new tab of the same browser), then a fresh random id (XSRF
+    protection off, as in the page tests)."""
+    if valid_owner(session_owner):
+        return session_owner  # type: ignore[return-value]
     return owner_from_xsrf_cookie(cookie, digits) or uuid.uuid4().hex[:8]

@@ -7,6 +7,7 @@ the field (one source of truth for what is valid).
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -52,6 +53,7 @@ LABELS = {
     "seed": "Seed", "device": "Device", "pooling": "Pooling", "weights": "VGG19 weights",
     "content_layers": "Content layers", "style_layers": "Style layers",
     "frame_iterations": "Frame iterations", "temporal_weight": "Temporal weight",
+    "style_layer_weights": "Style layer weights", "style_blend": "Style blend", "style_masks": "Regions",
 }
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Output", ("size", "iterations", "preview_every")),
@@ -152,6 +154,30 @@ def init_form(session: MutableMapping[str, Any]) -> None:
             session[k] = v
 
 
+def typed_like_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The form values of `saved` (a kept draft) that have the type their widget takes; the rest
+    are left to the defaults."""
+    defaults = state_from_params(preset(DEFAULT_PRESET))
+    typed: dict[str, Any] = {}
+    for k, v in saved.items():
+        if k == PRESET_KEY:
+            if v is None or v in PRESETS:
+                typed[k] = v
+        elif k in defaults and _same_kind(v, defaults[k]):
+            typed[k] = v
+    return typed
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and value == value
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
+
+
 def save_form(session: MutableMapping[str, Any]) -> None:
     session[SAVED_KEY] = {k: session[k] for k in form_keys() if k in session}
 
@@ -163,10 +189,16 @@ def form_keys() -> list[str]:
     return keys
 
 
-def prefill(session: MutableMapping[str, Any], p: Params) -> None:
-    """Shows `p` in the form ("re-run with these settings")."""
+FROM_RUN_KEY = "settings_from_run"
+
+
+def prefill(session: MutableMapping[str, Any], p: Params, run_id: int | None = None) -> None:
+    """Shows `p` in the form ("re-run with these settings"): under its preset's name when it is
+    one unchanged (the device and seed aside, which presets leave alone), else as run #id's."""
     apply_state(session, state_from_params(p))
-    session[PRESET_KEY] = None
+    session[PRESET_KEY] = next((name for name in PRESETS
+                                if not set(changed_from_preset(p, name)) - {"device", "seed"}), None)
+    session[FROM_RUN_KEY] = run_id
     save_form(session)
 
 
@@ -190,28 +222,36 @@ def render_preset() -> None:
     )
 
 
+def _random_seed() -> None:
+    st.session_state[key("seed")] = secrets.randbelow(2**31)
+
+
 def _scalar_widget(field: str) -> None:
-    kind, k, label, help_ = SCALAR_FIELDS[field], key(field), LABELS[field], HELP.get(field)
-    if kind == "int":
-        st.number_input(label, key=k, step=1, help=help_)
+    kind, k, text, help_ = SCALAR_FIELDS[field], key(field), LABELS[field], HELP.get(field)
+    if field == "seed":
+        left, right = st.columns([4, 1], vertical_alignment="bottom", gap="small")
+        left.number_input(text, key=k, step=1, help=help_)
+        right.button("", key="random_seed", icon=":material/casino:", on_click=_random_seed, help="A random seed")
+    elif kind == "int":
+        st.number_input(text, key=k, step=1, help=help_)
     elif kind == "float":
-        st.number_input(label, key=k, step=STEPS.get(field, 0.1), format="%g", help=help_)
+        st.number_input(text, key=k, step=STEPS.get(field, 0.1), format="%g", help=help_)
     elif kind == "bool":
-        st.toggle(label, key=k, help=help_)
+        st.toggle(text, key=k, help=help_)
     elif field == "weights":
-        st.selectbox(label, CHOICES[field], key=k, accept_new_options=True, help=help_)
+        st.selectbox(text, CHOICES[field], key=k, accept_new_options=True, help=help_)
     else:
-        st.selectbox(label, CHOICES[field], key=k, help=help_)
+        st.selectbox(text, CHOICES[field], key=k, help=help_)
+
+
+def label(field: str) -> str:
+    """A field as the page names it ("Temporal weight"), for messages about it."""
+    return LABELS.get(field, field.replace("_", " ").capitalize())
 
 
 def render_advanced(errors: Mapping[str, str], style_names: list[str]) -> None:
-    """Every engine parameter, grouped; each with the engine's message if it is invalid."""
-    # A scrolling box keeps the page short, so Generate and the job panel stay in view.
-    with st.container(height=440, border=False):
-        _render_fields(errors, style_names)
-
-
-def _render_fields(errors: Mapping[str, str], style_names: list[str]) -> None:
+    """Every engine parameter, grouped; each with the engine's message if it is invalid. In the
+    page's own flow: a box that scrolled by itself hid half of them behind an invisible edge."""
     for title, group in GROUPS:
         st.markdown(f"**{title}**")
         cols = st.columns(len(group))

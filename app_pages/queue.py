@@ -15,9 +15,9 @@ from gallery.db import ACTIVE, STATUSES
 
 POLL_SECONDS = 2.0
 RECENT = 20  # finished jobs listed under the queue, for "what just happened to mine?"
-WIDTHS = [0.6, 2.6, 1.1, 0.8, 2.2, 1.0, 1.2]
-HEADER = ["Run", "Inputs", "Status", "Position", "Progress", "Owner", ""]
-
+# Run, where it stands, whose, what can be done: each cell says what it is, so a narrow window
+# that stacks the cells of a row still reads (a header row over stacked cells did not).
+WIDTHS = [3.0, 3.2, 1.3, 1.2]
 
 @dataclass
 class Row:
@@ -58,37 +58,42 @@ def _requeue(run_id: int) -> None:
 
 def _draw_row(r: Row) -> None:
     run, view = r.run, job_view(r.run, r.position)
-    cols = st.columns(WIDTHS, vertical_alignment="center")
-    cols[0].markdown(f"**#{run.id}**")
-    clip = f"{common.clip_caption(run.frames)} · " if run.is_clip else ""
-    cols[1].markdown(common.escape_md(common.run_label(run)) +
-                     f"  \n:gray[{clip}{run.params.size} px · {run.params.iterations} it · {run.params.device}]")
-    cols[2].markdown(STATUS_LABEL.get(run.status, run.status))
-    cols[3].markdown(str(r.position) if r.position else "—")
-    if run.status in ("running", "done"):
-        cols[4].progress(view.fraction, text=f"{view.short_progress()} · ETA {common.fmt_duration(view.eta)}"
-                         if run.status == "running" else f"{common.fmt_duration(run.duration)}")
+    with st.container(border=True, key=f"qrow-{run.id}"):
+        cols = st.columns(WIDTHS, vertical_alignment="center")
+        with cols[0]:
+            st.page_link(common.PAGE_GALLERY, label=f"**#{run.id}** {common.escape_md(common.run_label(run))}",
+                         query_params={"run": str(run.id)}, help="Open it in the Gallery")
+            clip = f"{common.clip_caption(run.frames)} · " if run.is_clip else ""
+            st.caption(f"{clip}{run.params.size} px · {run.params.iterations} it · {run.params.device}")
+        with cols[1]:
+            _draw_state(r, view)
+        cols[2].caption("Owner: " + (f"**{run.owner} (you)**" if r.mine else (run.owner or "—")))
+        with cols[3]:
+            if r.can_cancel:
+                st.button("Cancel", key=f"qcancel-{run.id}", on_click=_cancel, args=(run.id,),
+                          icon=":material/cancel:")
+            elif r.can_requeue:
+                st.button("Requeue", key=f"qrequeue-{run.id}", on_click=_requeue, args=(run.id,),
+                          icon=":material/replay:", help="Queue it again with the same settings")
+
+
+def _draw_state(r: Row, view: Any) -> None:
+    run, label = r.run, STATUS_LABEL.get(r.run.status, r.run.status)
+    if run.status == "running":
+        st.progress(view.fraction, text=f"{label} · {view.short_progress()} · ETA {common.fmt_duration(view.eta)}")
+    elif run.status == "done":
+        st.progress(1.0, text=f"{label} in {common.fmt_duration(run.duration)}")
     elif run.status == "queued":
-        cols[4].caption(f"Starts in about {common.fmt_duration(common.seconds_until(r.starts))}"
-                        if r.starts else "Start: unknown until a run has finished here")
+        starts = (f"starts in about {common.fmt_duration(common.seconds_until(r.starts))}" if r.starts
+                  else "start unknown until a run has finished here")
+        st.caption(f"**{label}** · position {r.position or '—'} · {starts}")
     else:
-        cols[4].caption(common.escape_md(run.error or "") if run.status == "failed" else "")
-    cols[5].markdown(f"**{run.owner} (you)**" if r.mine else (run.owner or "—"))
-    with cols[6]:
-        if r.can_cancel:
-            st.button("Cancel", key=f"qcancel-{run.id}", on_click=_cancel, args=(run.id,),
-                      icon=":material/cancel:")
-        elif r.can_requeue:
-            st.button("Re-queue", key=f"qrequeue-{run.id}", on_click=_requeue, args=(run.id,),
-                      icon=":material/replay:")
+        st.caption(f"**{label}**" + (f" · {common.escape_md(run.error)}" if run.status == "failed" and run.error else ""))
 
 
 def _draw_table(rows: list[Row], empty: str) -> None:
     if not rows:
         st.caption(empty)
-        return
-    for col, title in zip(st.columns(WIDTHS), HEADER):
-        col.caption(title)
     for r in rows:
         _draw_row(r)
 
@@ -98,8 +103,6 @@ def live_queue(owner: str) -> None:
     supervisor = common.ensure_worker()
     states = supervisor.states() if supervisor else None
     active, ended = queue_rows(common.get_gallery(), owner, len(states) if states else 1)
-    for healthy, line in common.worker_lines(states, [r.run for r in active if r.run.status == "running"]):
-        (st.caption if healthy else st.warning)(common.escape_md(line))
     running = sum(r.run.status == "running" for r in active)
     st.subheader(f"Running and waiting · {running} running, {len(active) - running} queued", anchor=False)
     _draw_table(active, "Nothing is queued.")

@@ -10,6 +10,7 @@ others leave. They are stored in the gallery only when the run is queued.
 """
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import MutableMapping
 from typing import Any
@@ -109,6 +110,16 @@ def current_masks(session: MutableMapping[str, Any], styles: list[dict[str, str]
     return []
 
 
+def swatches(styles: list[dict[str, str]]) -> str:
+    """Each brush's colour beside its style's name: the legend of the drawing and the preview."""
+    items = "".join(
+        f'<span style="margin-right:1em;white-space:nowrap"><span style="display:inline-block;width:.9em;'
+        f'height:.9em;border-radius:.2em;vertical-align:-.1em;background:{colour}"></span> '
+        f'{html.escape(_style_label(i, s["name"]))}</span>'
+        for i, (colour, s) in enumerate(zip(PALETTE, styles)))
+    return f'<div style="font-size:.85rem;color:#555">{items}</div>'
+
+
 def _style_label(i: int, name: str) -> str:
     return f"Style {i + 1}: {name}"
 
@@ -126,6 +137,7 @@ def _draw(photo: Image.Image, styles: list[dict[str, str]]) -> None:
     left, right = st.columns([3, 2])
     brush = left.radio("Brush", brushes, key="regions_brush", horizontal=True,
                        help="Paint where each style goes; colours as in the preview below.")
+    left.html(swatches(styles))
     width = right.slider("Brush size", 2, 80, 30, key="regions_brush_size")
     colour = PALETTE[brushes.index(brush)] if brush in brushes[:-1] else ERASER
     height = round(CANVAS_WIDTH * photo.height / photo.width)

@@ -101,10 +101,24 @@ def _back() -> None:
 def rerun_with(run_id: int) -> None:
     """Opens Create pre-filled with a run's settings. (Not from a widget callback: pages are
     only known to switch_page once st.navigation has run.)"""
-    st.switch_page(common.PAGE_CREATE, query_params={"from": str(run_id), "owner": st.session_state.get("owner", "")})
+    st.switch_page(common.PAGE_CREATE, query_params={"from": str(run_id)})
 
 
 EDIT_ERROR = "edit_error"
+
+
+def use_as_content(g: Any, run: Any) -> None:
+    """This result, stored as an input, as the Create page's content. (Not from a callback:
+    switch_page needs the navigation, as rerun_with.)"""
+    from app_pages import inputs
+
+    try:
+        path, name = inputs.store(g, g.export_png(run.id), common.download_name(run), "content")
+    except (GalleryError, OSError, ValueError) as exc:  # ImageError is a ValueError
+        st.error(common.escape_md(str(exc)))
+        return
+    inputs.choose(st.session_state, "content", path, name)
+    st.switch_page(common.PAGE_CREATE)
 
 
 def _toggle_favorite(run_id: int) -> None:
@@ -151,11 +165,26 @@ def confirm_delete(run_id: int) -> None:
             st.error(common.escape_md(str(exc)))
             return
         _back()
-        if run_id in st.session_state.get("compare_ids", []):
-            st.session_state["compare_ids"].remove(run_id)
+        if run_id in st.session_state.get(common.SELECTED, []):
+            st.session_state[common.SELECTED].remove(run_id)
+        st.session_state["toast"] = f"Deleted run #{run_id}"
         st.rerun()
     if right.button("Keep it", key="keep", on_click=_drop_pending_delete):
         st.rerun()
+
+
+def delete_runs(g: Any, ids: list[int]) -> tuple[list[int], list[str]]:
+    """Deletes each run this person may delete: (the ids deleted, why each other one was kept)."""
+    deleted, refused = [], []
+    for run_id in ids:
+        try:
+            auth.delete(g, run_id)
+            deleted.append(run_id)
+        except NotFound:
+            deleted.append(run_id)  # gone already
+        except (GalleryError, auth.NotAllowed) as exc:  # running, or someone else's
+            refused.append(str(exc))
+    return deleted, refused
 
 
 def _facts(run: Any) -> list[tuple[str, str]]:
@@ -190,17 +219,21 @@ def _show_clip(g: Any, run: Any) -> None:
                           common.clip_caption(run.frames, content.duration_ms if content else None))
     frames = g.frames(run.id)
     if len(frames) > 1:
-        _frame_view(frames, run.id)
+        _frame_view(frames, run)
 
 
 # The two sliders below are fragments: moving one redraws it and its image alone. A whole page's
 # redraw sends every element to the browser again, the playing animation's bytes among them.
 
 @auth.fragment
-def _frame_view(frames: list[Path], run_id: int) -> None:
-    """A clip's finished frames, one at a time."""
-    k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run_id}")
+def _frame_view(frames: list[Path], run: Any) -> None:
+    """A clip's finished frames, one at a time, each downloadable."""
+    k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run.id}")
+    k = min(max(1, k if isinstance(k, int) else 1), len(frames))
     st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
+    st.download_button(f"Download frame {k} (PNG)", data=frames[k - 1].read_bytes, mime="image/png",
+                       file_name=common.download_name(run, ".png", f"frame{k}"), key="download_frame",
+                       icon=":material/download:")
 
 
 @auth.fragment
@@ -216,20 +249,30 @@ def _clip_downloads(run: Any) -> None:
     for path, label, mime, key in ((run.animation_path, "Download animation (WebP)", "image/webp", "download_webp"),
                                    (run.gif_path, "Download GIF", "image/gif", "download_gif")):
         if common.existing(path):
-            st.download_button(label, data=path.read_bytes, file_name=f"style-run-{run.id}{path.suffix}",
+            st.download_button(label, data=path.read_bytes, file_name=common.download_name(run, path.suffix),
                                mime=mime, key=key, icon=":material/movie:")
 
 
-def show_detail(g: Any, run_id: int) -> None:
+def _go_to(run_id: int) -> None:
+    st.query_params["run"] = str(run_id)
+
+
+def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] = (None, None)) -> None:
+    """One run; `neighbours`: the runs before and after it in the grid (the arrow keys go there)."""
     try:
         run = g.get(run_id)
     except NotFound:
         st.warning(f"Run #{run_id} is not in the gallery (deleted?).")
         st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
         return
-    top = st.columns([1, 5], vertical_alignment="center")
-    top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:")
+    top = st.columns([1, 5, 1, 1], vertical_alignment="center")
+    top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:", shortcut="Esc")
     top[1].subheader(f"#{run.id} · {common.escape_md(common.run_label(run))}", anchor=False)
+    before, after = neighbours
+    top[2].button("", key="previous_run", icon=":material/chevron_left:", disabled=before is None,
+                  on_click=_go_to, args=(before,), shortcut="Left", help="The one before (←)")
+    top[3].button("", key="next_run", icon=":material/chevron_right:", disabled=after is None,
+                  on_click=_go_to, args=(after,), shortcut="Right", help="The one after (→)")
     if st.session_state.get(EDIT_ERROR):
         st.error(common.escape_md(st.session_state.pop(EDIT_ERROR)), icon=":material/lock:")
 
@@ -253,15 +296,19 @@ def show_detail(g: Any, run_id: int) -> None:
             _clip_downloads(run)
         if run.status == "done":
             st.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
-                               data=lambda: g.export_png(run_id), file_name=f"style-run-{run_id}.png",
+                               data=lambda: g.export_png(run_id), file_name=common.download_name(run),
                                mime="image/png", key="download", icon=":material/download:",
                                help="The PNG carries every parameter, so the run can be repeated.")
             st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),
-                               file_name=f"style-run-{run_id}-progress.webp", mime="image/webp",
+                               file_name=common.download_name(run, ".webp", "progress"), mime="image/webp",
                                key="download_progress", icon=":material/animation:",
                                help="The saved iterations in order, the result held at the end (animated WebP).")
-        if st.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
+        again = st.container(horizontal=True)
+        if again.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
             rerun_with(run_id)
+        if run.status == "done" and again.button("Use as content", key="use_as_content", icon=":material/input:",
+                                                 help="Style this result again: it becomes the content on Create"):
+            use_as_content(g, run)
         st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
         with st.form(f"meta-{run_id}", border=False):
             st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)
@@ -286,6 +333,43 @@ def _highlight(differing: list[str]):
     return style
 
 
+def wipe(a: Any, b: Any, at: float) -> Any:
+    """A over B: A's left `at` (0..1) of the width, B's right rest (B fitted to A's size), a thin
+    light line between them."""
+    from PIL import Image, ImageDraw
+
+    a = a.convert("RGB")
+    b = b.convert("RGB").resize(a.size, Image.Resampling.LANCZOS)
+    x = round(min(1.0, max(0.0, at)) * a.width)
+    out = b.copy()
+    out.paste(a.crop((0, 0, x, a.height)), (0, 0))
+    if 0 < x < a.width:
+        ImageDraw.Draw(out).line([(x, 0), (x, a.height)], fill=(255, 255, 255), width=max(1, a.width // 400))
+    return out
+
+
+@auth.fragment
+def _wipe_view(runs: list[Any]) -> None:
+    """Two results over each other, a slider moving the edge between them."""
+    import io
+
+    from PIL import Image
+
+    labels = {run.id: f"#{run.id} · {common.run_label(run)}" for run in runs}
+    left, right = st.columns(2)
+    a = left.selectbox("A (left)", list(labels), index=0, format_func=labels.get, key="wipe_a")
+    b = right.selectbox("B (right)", list(labels), index=1, format_func=labels.get, key="wipe_b")
+    by_id = {run.id: run for run in runs}
+    images = [common.display_image(by_id[i].result_path) if i in by_id else None for i in (a, b)]
+    if not all(images):
+        st.info("Both need a result image.")
+        return
+    at = st.slider("Wipe", 0, 100, 50, key="wipe_at", format="%d%%", label_visibility="collapsed")
+    opened = [Image.open(io.BytesIO(image)) if isinstance(image, bytes) else Image.open(image) for image in images]
+    st.image(wipe(*opened, at / 100 if isinstance(at, int) else 0.5), width="stretch",
+             caption=f"{common.escape_md(labels[a])} | {common.escape_md(labels[b])}")
+
+
 def show_compare(g: Any, ids: list[int]) -> None:
     runs = []
     for run_id in ids:
@@ -299,13 +383,17 @@ def show_compare(g: Any, ids: list[int]) -> None:
     if len(runs) < 2:
         st.info("Pick two to four results in the gallery to compare them.")
         return
-    cols = st.columns(len(runs))
-    for col, run in zip(cols, runs):
-        with col:
-            image = common.existing(run.result_path) or common.existing(run.preview_path)
-            if image:
-                st.image(str(image), width="stretch")
-            st.caption(f"#{run.id} · {common.escape_md(common.run_label(run))}")
+    side_by_side, one_over_other = st.tabs(["Side by side", "Wipe (A/B)"])
+    with side_by_side:
+        cols = st.columns(len(runs))
+        for col, run in zip(cols, runs):
+            with col:
+                image = common.display_image(run.result_path) or common.display_image(run.preview_path)
+                if image:
+                    st.image(image, width="stretch")
+                st.caption(f"#{run.id} · {common.escape_md(common.run_label(run))}")
+    with one_over_other:
+        _wipe_view(runs)
     table, differing = compare_table(runs)
     only = st.toggle("Only differing parameters", value=False, key="compare_only_diff")
     shown = table.loc[differing] if only and differing else table

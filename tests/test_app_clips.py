@@ -40,9 +40,10 @@ def test_a_gif_upload_shows_its_frames_and_an_estimate_that_counts_them(studio):
     at.number_input(key="p_iterations").set_value(10)
     at.number_input(key="p_frame_iterations").set_value(40)
     at.run()
-    # Frame 1: 10 iterations; frames 2 and 3: 40 each at the same size: 9 times the still run.
+    # The still run: 0.1 s fixed, 0.2 s optimising 10 iterations. Frames 2 and 3: 40 each at the
+    # same size, so 9 times the optimising: 1.9 s, said as a range (from one run: ±50 %).
     line = next(c.value for c in at.caption if c.value.startswith("Estimated time"))
-    assert "about 3 s" in line, line
+    assert line.startswith("Estimated time: 0–3 s") and "A clip of 3 frames" in line, line
 
 
 def test_the_job_panel_and_the_queue_say_which_frame(studio):
@@ -55,13 +56,12 @@ def test_the_job_panel_and_the_queue_say_which_frame(studio):
     assert_ok(at)
     assert any(p.proto.text == "Frame 2 of 3 · iteration 2 of 5" for p in at.get("progress"))
     assert at.image[-1].captions == ["Frame 1 of 3, finished"]  # the newest finished frame, not frame 1's preview
-    # Five losses with the temporal term: two tables, so they fit the job column.
-    assert any(m.value.startswith("| total | content | style | tv |\n") and "\n\n| temporal |\n" in m.value
-               for m in at.markdown)
+    # Five losses with the temporal term, one row each (weighted: 0.5 × the temporal weight 1e4).
+    assert any(m.value.startswith("| loss | weighted |") and m.value.endswith("| temporal | 5000 |") for m in at.markdown)
     assert any("▶ 3 frames" in c.value for c in at.caption)
     at = app("app_pages/queue.py", owner="maker001")
-    assert any(p.proto.text.startswith("frame 2/3 · 2/5 · ETA") for p in at.get("progress"))
-    assert any("▶ 3 frames · 64 px" in m.value for m in at.markdown)
+    assert any(p.proto.text.startswith("Running · frame 2/3 · 2/5 · ETA") for p in at.get("progress"))
+    assert any("▶ 3 frames · 64 px" in c.value for c in at.caption)
 
 
 def webp_in(html: str) -> Image.Image:

@@ -23,12 +23,13 @@ def test_owner_from_xsrf_cookie_is_stable_across_masks():
     assert owner.owner_from_xsrf_cookie(None) is None
 
 
-def test_resolve_owner_prefers_session_then_url_then_cookie():
-    assert owner.resolve_owner("aaaa1111", "bbbb2222", None) == "aaaa1111"
-    assert owner.resolve_owner(None, "bbbb2222", None) == "bbbb2222"
-    assert owner.resolve_owner(None, "<script>", None) != "<script>"  # invalid ids are ignored
-    fresh = owner.resolve_owner(None, None, None)
-    assert owner.valid_owner(fresh) and fresh != owner.resolve_owner(None, None, None)
+def test_resolve_owner_prefers_session_then_cookie_and_never_the_url():
+    cookie = "2|" + "00" * 4 + "|" + "ab" * 16 + "|1"
+    assert owner.resolve_owner("aaaa1111", cookie) == "aaaa1111"
+    assert owner.resolve_owner(None, cookie) == owner.owner_from_xsrf_cookie(cookie)
+    assert owner.resolve_owner("<script>", cookie) == owner.owner_from_xsrf_cookie(cookie)  # invalid ids are ignored
+    fresh = owner.resolve_owner(None, None)
+    assert owner.valid_owner(fresh) and fresh != owner.resolve_owner(None, None)
 
 
 def test_durations_and_eta():

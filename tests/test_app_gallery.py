@@ -152,13 +152,13 @@ def test_compare_highlights_differing_parameters(studio):
     assert differing == ["style_weight", "styles"]
     assert table.loc["style_weight"].tolist() == ["10", "1000"]
     at = app(GALLERY)
-    at.checkbox(key=f"cmp-{a}").check().run()
-    at.checkbox(key=f"cmp-{b}").check().run()
+    at.checkbox(key=f"sel-{a}").check().run()
+    at.checkbox(key=f"sel-{b}").check().run()
     at.button(key="compare").click().run()
     assert_ok(at)
     assert at.query_params["compare"] == f"{a},{b}"
     assert "Highlighted: style_weight, styles" in [c.value for c in at.caption]
-    assert len(at.image) == 2
+    assert len(at.image) == 3  # the two side by side, and the one wiped from them
 
 
 @pytest.mark.parametrize("text,ids", [("3,7,3", [3, 7]), ("1,2,3,4,5", [1, 2, 3, 4]), ("x,2", [2]), (None, [])])

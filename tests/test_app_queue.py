@@ -28,10 +28,11 @@ def test_queue_page_shows_all_sessions_and_cancels_only_your_own(studio):
     at = app(QUEUE, owner="alice001")
     assert_ok(at)
     assert [t.value for t in at.title] == ["Queue"]
-    text = " ".join(m.value for m in at.markdown)
-    assert "**alice001 (you)**" in text and "bob00002" in text
-    assert f"**#{theirs}**" in text
-    assert any(p.proto.text.startswith("3/10") for p in at.get("progress"))
+    text = " ".join(c.value for c in at.caption)
+    assert "Owner: **alice001 (you)**" in text and "Owner: bob00002" in text
+    links = {link.value: link.proto.query_string for link in at.get("page_link")}
+    assert links[f"**#{theirs}** tubingen × starry\\_night"] == f"run={theirs}"  # each row opens its run
+    assert any(p.proto.text.startswith("Running · 3/10") for p in at.get("progress"))
     keys = {b.key for b in at.button}
     assert {f"qcancel-{running}", f"qcancel-{mine}"} <= keys and f"qcancel-{theirs}" not in keys
     at.button(key=f"qcancel-{mine}").click().run()
@@ -41,7 +42,7 @@ def test_queue_page_shows_all_sessions_and_cancels_only_your_own(studio):
     # the cancelled job moved to "recently ended", with a re-queue button for its owner
     keys = {b.key for b in at.button}
     assert f"qrequeue-{mine}" in keys and f"qcancel-{mine}" not in keys
-    assert at.button(key=f"qrequeue-{mine}").label == "Re-queue"
+    assert at.button(key=f"qrequeue-{mine}").label == "Requeue"
 
 
 def test_interrupted_jobs_can_be_requeued_by_anyone(studio):
@@ -49,7 +50,7 @@ def test_interrupted_jobs_can_be_requeued_by_anyone(studio):
     studio.claim_next("old-worker")
     studio.mark_interrupted(rid, "Interrupted: the server restarted.")
     at = app(QUEUE, owner="someone1")
-    assert "Interrupted" in " ".join(m.value for m in at.markdown)
+    assert "**Interrupted**" in " ".join(c.value for c in at.caption)
     at.button(key=f"qrequeue-{rid}").click().run()
     assert_ok(at)
     requeued = studio.list_runs(RunFilter(status="queued"))
