@@ -1,6 +1,7 @@
 """Create: choose images and settings, queue a run (or a sweep), watch it progress."""
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -241,9 +242,10 @@ DRAFT_READ, DRAFT_WRITTEN = "draft_read", "draft_written"
 
 
 def draft_of(session: Any) -> dict[str, Any]:
-    """What this browser is about to generate: its chosen images and the form."""
-    return {"content": inputs.chosen(session, "content"), "styles": inputs.chosen(session, "style"),
-            "form": session.get(form.SAVED_KEY, {})}
+    """What this browser is about to generate: its chosen images and the form (a copy: the
+    session's own lists change in place)."""
+    return copy.deepcopy({"content": inputs.chosen(session, "content"), "styles": inputs.chosen(session, "style"),
+                          "form": session.get(form.SAVED_KEY, {})})
 
 
 def restore_draft(g: Any, session: Any, draft: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from engine.pngmeta import read_params_json
 from gallery import Gallery
-from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
+from support.browser import (owner_of, ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
                              scroll_to, small_cpu_run, studio_server, upload_photo_and_style, wait_css, wait_idle)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
@@ -29,7 +29,7 @@ def test_generate_watch_browse_download_delete(tmp_path: Path):
         driver.get(url)
         wait_css(driver, ".st-key-generate", timeout=60)
         wait_idle(driver)
-        owner = wait_for(lambda: query_param(driver.current_url, "owner"), 15, "the owner id in the URL")
+        owner = owner_of(driver)
 
         upload_photo_and_style(driver, CONTENT, STYLE)
         small_cpu_run(driver, size=64, iterations=10, preview_every=2)

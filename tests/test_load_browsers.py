@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gallery import Gallery, RunFilter
-from support.browser import (ARTIFACTS, choose_option, chromium, click, expand, go_to, needs_chromium, query_param,
+from support.browser import (owner_of, ARTIFACTS, choose_option, chromium, click, expand, go_to, needs_chromium, query_param,
                              screenshot, studio_server, wait_css, wait_idle)
 from support.paths import ROOT
 from support.runs import finished_run, tiny_params
@@ -84,7 +84,7 @@ class User:
             driver.get(f"{self.url}/?from={template}")
             wait_for(lambda: wait_css(driver, ".st-key-generate button", timeout=120).is_enabled(), 60, "Generate")
             wait_idle(driver, timeout=60)
-            return wait_for(lambda: query_param(driver.current_url, "owner"), 30, "the owner id in the URL")
+            return owner_of(driver)
         self.owner = self._timed("first page load", first_page)
 
     def _generate(self, key: str) -> None:

@@ -81,6 +81,16 @@ def wait_css(driver: Any, selector: str, timeout: float = 30, visible: bool = Tr
     return wait_for(found, timeout, selector)
 
 
+def owner_of(driver: Any, timeout: float = 30) -> str:
+    """Who the studio takes this browser for: the sidebar's "You are …"."""
+    import re
+
+    def said() -> str | None:
+        found = re.search(r"You are (\w+)", css(driver, "[data-testid='stSidebar']")[0].text)
+        return found.group(1) if found else None
+    return wait_for(said, timeout, "the sidebar's owner id")
+
+
 def click(driver: Any, selector: str, timeout: float = 30) -> None:
     def clicked() -> bool:
         element = wait_css(driver, selector, timeout=2)
