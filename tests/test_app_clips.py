@@ -106,3 +106,36 @@ def test_a_damaged_video_upload_is_refused_in_a_sentence(studio, tmp_path):
     at.run()
     assert_ok(at)
     assert "▶ 4 frames · 0.4 s" in [c.value for c in at.caption] and not at.error
+
+
+def test_a_clip_as_a_style_is_refused_and_the_header_tells_frames_apart(studio):
+    """Issue 32, finding 10: an animated GIF was taken as a style (styles are stills), and the job's
+    header said "20 iterations" while later frames ran 10."""
+    at = app()
+    uploader(at, "style").set_value([("moving.gif", gif_bytes(pan(3, DURATIONS)), "image/gif")])
+    at.run()
+    assert_ok(at)
+    assert any("A style is a still image" in shown(e.value) for e in at.error)
+    assert at.session_state["style_chosen"] == []
+    rid = studio.submit(small_params(content=stored_gif(studio), frame_iterations=5), owner="maker001")
+    at = app(owner="maker001", run=str(rid))
+    assert any("10 iterations (first frame), 5 a frame after" in c.value for c in at.caption)
+
+
+def test_each_frame_of_a_clip_can_be_downloaded(studio):
+    rid = finished_clip_run(studio)
+    at = app("app_pages/gallery.py", run=str(rid))
+    assert_ok(at)
+    at.slider(key=f"frame-{rid}").set_value(2).run()
+    download = next(d for d in at.get("download_button") if d.proto.label.startswith("Download frame"))
+    assert download.proto.label == "Download frame 2 (PNG)"
+
+
+def test_a_result_larger_than_its_content_says_so(studio):
+    """Before: a 96 px clip became a 128 px result without a word."""
+    from app_pages.create import upscale_line
+
+    small = studio.add_input(gif_bytes(pan(3, DURATIONS)), "small.gif", "content")  # 96 px wide
+    line = upscale_line(studio, small_params(content=str(small.path), size=128))
+    assert line.startswith("The content is 96 px on its longest side: the 128 px result is stretched")
+    assert upscale_line(studio, small_params(content=str(small.path), size=96)) == ""

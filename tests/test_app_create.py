@@ -211,3 +211,24 @@ def test_an_image_gone_before_generate_is_reported_not_raised(studio, monkeypatc
     assert_ok(at)
     assert any("photo.jpg" in shown(e.value) for e in at.error)
     assert studio.count_runs() == 0
+
+
+def test_variations_queue_runs_of_consecutive_seeds_from_noise_only(studio):
+    at = app()
+    at.selectbox(key="p_init").set_value("noise").run()
+    at.number_input(key="variations").set_value(3).run()
+    assert_ok(at)
+    upload(at, "content", CONTENT)
+    upload(at, "style", STYLE)
+    at.number_input(key="p_seed").set_value(7).run()
+    assert at.button(key="generate").label == "Generate 3 runs"
+    at.button(key="generate").click().run()
+    assert sorted(r.params.seed for r in studio.list_runs()) == [7, 8, 9]
+    at.selectbox(key="p_init").set_value("content").run()
+    assert at.number_input(key="variations").disabled  # the seed changes nothing from the photo
+
+
+def test_the_dice_picks_a_random_seed(studio):
+    at = app()
+    at.button(key="random_seed").click().run()
+    assert at.number_input(key="p_seed").value != 0

@@ -10,6 +10,7 @@ import pytest
 
 from app_pages.gallery import clamp_page, filters_from_state, page_count
 from gallery import RunFilter
+from gallery.paths import input_sha256
 from app_pages.results import compare_table, parse_ids, scrub_frames
 from engine.pngmeta import read_params_json
 from engine.params import Params
@@ -194,3 +195,69 @@ def test_grid_stays_quick_with_thousands_of_runs(studio):
     print(f"2000 runs: first page {first_page:.2f} s, last page {last_page:.2f} s")
     # One page of rows per run, whatever the total: generous bounds for a busy shared CPU.
     assert first_page < 10 and last_page < 10, (first_page, last_page)
+
+
+def test_an_empty_gallery_says_how_to_fill_it(studio):
+    """The grid compared its RunFilter with a dict, which is never equal: an empty gallery said
+    "No results match." instead."""
+    at = app("app_pages/gallery.py")
+    assert any("No results yet" in i.value for i in at.info)
+
+
+def test_selected_runs_are_compared_downloaded_and_deleted_together(studio):
+    import io
+    import zipfile
+
+    from app_pages.gallery import selection_zip
+
+    ids = [studio.submit(small_params(seed=i)) for i in range(3)]
+    for _ in ids:
+        play_worker(studio, until="done")
+    at = app("app_pages/gallery.py")
+    for rid in ids:
+        at.checkbox(key=f"sel-{rid}").check().run()
+    assert at.button(key="compare").disabled is False
+    with zipfile.ZipFile(io.BytesIO(selection_zip(studio, ids + [999]))) as zf:  # a vanished id is left out
+        assert {f"results/run-{rid}.png" for rid in ids} <= set(zf.namelist())
+    at.button(key="delete_selected").click().run()
+    at.button(key="confirm_bulk_delete").click().run()
+    assert_ok(at)
+    assert studio.count_runs() == 0 and at.session_state["selected"] == []
+
+
+def test_the_detail_view_steps_to_the_neighbours_in_the_grids_order(studio):
+    from app_pages.gallery import neighbours
+
+    ids = [studio.submit(small_params(seed=i)) for i in range(3)]
+    for _ in ids:
+        play_worker(studio, until="done")
+    assert neighbours(studio, ids[1], {}) == (ids[2], ids[0])  # newest first
+    assert neighbours(studio, ids[1], {"g_sort": "oldest"}) == (ids[0], ids[2])
+    at = app("app_pages/gallery.py", run=str(ids[0]))
+    assert at.button(key="next_run").disabled and not at.button(key="previous_run").disabled
+    at.button(key="previous_run").click().run()
+    assert at.query_params["run"] == str(ids[1])
+
+
+def test_a_result_becomes_the_content_in_one_click(studio):
+    rid = studio.submit(small_params())
+    play_worker(studio, until="done")
+    at = app("app_pages/gallery.py", run=str(rid))
+    at.button(key="use_as_content").click().run()
+    assert_ok(at)
+    assert [t.value for t in at.title] == ["Create"]
+    (content,) = at.session_state["content_chosen"]
+    assert content["name"] == f"tubingen-starry_night-run{rid}-64px.png"
+    assert studio.get_input(input_sha256(content["path"])).width == 64  # the result, stored as an input
+
+
+def test_the_wipe_shows_a_left_of_the_edge_and_b_right_of_it():
+    from PIL import Image
+
+    from app_pages.results import wipe
+
+    a, b = Image.new("RGB", (100, 50), "red"), Image.new("RGB", (50, 25), "blue")
+    out = wipe(a, b, 0.3)
+    assert out.size == (100, 50)
+    assert out.getpixel((10, 10)) == (255, 0, 0) and out.getpixel((90, 10)) == (0, 0, 255)
+    assert wipe(a, b, 0).getpixel((0, 0)) == (0, 0, 255) and wipe(a, b, 1).getpixel((99, 0)) == (255, 0, 0)
