@@ -242,3 +242,29 @@ def test_5_the_sidebar_says_what_the_page_says(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert g.get(rid).status == "done"
         assert disagreed < 2.0, f"the sidebar disagreed with the job panel for {disagreed:.1f} s"
+
+
+PASTE = """
+const bytes = Uint8Array.from(atob(arguments[1]), c => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], "clipboard.png", {type: "image/png"}));
+arguments[0].dispatchEvent(new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true}));
+"""
+
+
+def test_an_image_pasted_from_the_clipboard_becomes_the_content(browser: Any) -> None:
+    """Ctrl+V into the Paste box, then Enter: as A1111's and InvokeAI's image inputs take it."""
+    import base64
+    import io
+
+    from selenium.webdriver.common.keys import Keys
+
+    picture = io.BytesIO()
+    Image.open(CONTENT).resize((160, 120)).save(picture, "PNG")
+    click(browser, "[data-testid='stPopover'] button")  # the first: the content's
+    box = wait_css(browser, "[data-testid='stChatInputTextArea']")
+    browser.execute_script(PASTE, box, base64.b64encode(picture.getvalue()).decode())
+    wait_css(browser, "[data-testid='stFileChip']", timeout=15)
+    box.send_keys(Keys.ENTER)
+    wait_for(lambda: len(css(browser, "[class*='content_thumbnails'] [data-testid='stImage']")) == 1, 30,
+             "the pasted image as the content")
