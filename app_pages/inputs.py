@@ -126,21 +126,8 @@ def take_uploads(kind: str) -> None:
     uploader's callback never runs; its file would sit in the uploader, never taken. Here
     whatever an uploader holds is taken on the next run, whichever run that is."""
     held = st.session_state.get(_uploader_key(kind))
-    # Read before the widget is drawn, the value may still list files Streamlit has let go of.
-    files = [f for f in (held if isinstance(held, list) else [held]) if hasattr(f, "getvalue")]
-    if not files:
-        return
-    g = common.get_gallery()
-    errors = []
-    for f in files:
-        try:
-            path, name = store(g, f.getvalue(), f.name, kind)
-        except (ImageError, GalleryError, OSError) as exc:  # one sentence for the person; OSError: a full disk
-            errors.append(f"{display_name(f.name)}: {exc}")  # the name as stored: no bidi tricks
-            continue
-        choose(st.session_state, kind, path, name)
-    st.session_state[f"{kind}_error"] = "; ".join(errors)
-    st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
+    if _take(common.get_gallery(), kind, held if isinstance(held, list) else [held]):
+        st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
 
 
 def paste(g: Any, kind: str, many: bool) -> None:
@@ -149,17 +136,26 @@ def paste(g: Any, kind: str, many: bool) -> None:
     pasted = st.chat_input("Paste (Ctrl+V), then Enter", key=f"{kind}_paste",
                            accept_file="multiple" if many else True, file_type=common.IMAGE_TYPES,
                            max_upload_size=50)
-    files = [f for f in getattr(pasted, "files", None) or [] if hasattr(f, "getvalue")]
+    _take(g, kind, getattr(pasted, "files", None) or [])
+
+
+def _take(g: Any, kind: str, held: list[Any]) -> bool:
+    """Stores the files a widget holds and chooses them; each one's refusal in one sentence under
+    the uploader. False when it held none. (Read before its widget is drawn, a value may still
+    list files Streamlit has let go of: those are not files.)"""
+    files = [f for f in held if hasattr(f, "getvalue")]
+    if not files:
+        return False
     errors = []
     for f in files:
         try:
             path, name = store(g, f.getvalue(), f.name or "pasted.png", kind)
-        except (ImageError, GalleryError, OSError) as exc:
-            errors.append(f"{display_name(f.name or 'pasted')}: {exc}")
+        except (ImageError, GalleryError, OSError) as exc:  # one sentence for the person; OSError: a full disk
+            errors.append(f"{display_name(f.name or 'pasted')}: {exc}")  # the name as stored: no bidi tricks
             continue
         choose(st.session_state, kind, path, name)
-    if files:
-        st.session_state[f"{kind}_error"] = "; ".join(errors)
+    st.session_state[f"{kind}_error"] = "; ".join(errors)
+    return True
 
 
 def _on_pick(kind: str, labels: dict[str, str]) -> None:

@@ -265,40 +265,69 @@ def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: fl
 
 
 def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
-    """docs/screenshots/create-running.png and gallery.png, of real runs (see above)."""
+    """docs/screenshots/: Create with Advanced open and an invalid setting named beside Generate,
+    a running job's panel, the Done panel, the Gallery and the Queue at 1400 px and at 420 px;
+    all of real runs (see above)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "data"
         g = _fill_gallery(data)
-        with studio_server(data, tmp_path / "server.log") as url, \
-                chromium(tmp_path / "downloads") as driver:
-            try:
-                shots = _screenshot_tour(driver, url, g, out_dir)
-            except BaseException:
-                screenshot(driver, ARTIFACTS / "screenshots-failure.png")
-                raise
+        with studio_server(data, tmp_path / "server.log") as url:
+            with chromium(tmp_path / "downloads", width=1400, height=900) as driver:
+                try:
+                    shots = _screenshot_tour(driver, url, g, out_dir)
+                except BaseException:
+                    screenshot(driver, ARTIFACTS / "screenshots-failure.png")
+                    raise
+            with chromium(tmp_path / "narrow", width=420, height=900) as driver:
+                for page, name in (("/gallery", "gallery-420.png"), ("/queue", "queue-420.png")):
+                    driver.get(url + page)
+                    wait_css(driver, "h1", timeout=60)
+                    wait_idle(driver)
+                    time.sleep(1.5)
+                    shots.append(screenshot(driver, out_dir / name, max_kb=200))
         g.close()
     return shots
 
 
+def _shot(driver: Any, out_dir: Path, name: str) -> Path:
+    return screenshot(driver, out_dir / name, max_width=1280, max_kb=300)
+
+
 def _screenshot_tour(driver: Any, url: str, g: Any, out_dir: Path) -> list[Path]:
-    driver.get(f"{url}/?owner=screens")
+    driver.get(url)
     wait_css(driver, ".st-key-generate", timeout=60)
     upload(driver, "content_upload", _image("tubingen.jpg"))
     wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 1, 60, "the content thumbnail")
     upload(driver, "style_upload", _image("the_scream.jpg"))
     wait_for(lambda: len(css(driver, "[data-testid='stImage']")) >= 2, 60, "the style thumbnail")
     wait_idle(driver)
+    expand(driver, "Advanced")
+    set_number(driver, "p_temporal_weight", -1)
+    scroll_to(driver, ".st-key-p_frame_iterations")
+    shots = [_shot(driver, out_dir, "create-advanced.png")]
+    set_number(driver, "p_temporal_weight", 10000)
+    set_number(driver, "p_size", 256)  # small enough to finish soon on a CPU
+    set_number(driver, "p_iterations", 60)
+    expand(driver, "Advanced")
     click(driver, ".st-key-generate button")  # the "balanced" preset, computed by the server's worker
     wait_css(driver, ".st-key-job [data-testid='stImage']", timeout=300)
     time.sleep(1.5)
     scroll_to(driver, "h1")
-    shots = [screenshot(driver, out_dir / "create-running.png", max_width=1280, max_kb=300)]
+    shots.append(_shot(driver, out_dir, "create-running.png"))
+    go_to(driver, "Queue")
+    time.sleep(2)
+    shots.append(_shot(driver, out_dir, "queue.png"))
     go_to(driver, "Gallery")
     wait_for(lambda: len(css(driver, "[class*='st-key-run-'] img")) >= len(GALLERY_RUNS), 60,
              "the gallery's thumbnails")
     time.sleep(1)
-    shots.append(screenshot(driver, out_dir / "gallery.png", max_width=1280, max_kb=300))
+    shots.append(_shot(driver, out_dir, "gallery.png"))
+    go_to(driver, "Create")
+    wait_for(lambda: "Done" in wait_css(driver, ".st-key-job h3", timeout=30).text, 1800, "the job to finish", 2.0)
+    time.sleep(1.5)
+    scroll_to(driver, "h1")
+    shots.append(_shot(driver, out_dir, "create-done.png"))
     return shots
 
 
