@@ -90,7 +90,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def submit_from_args(gallery: Gallery, args: argparse.Namespace) -> int:
     """Queues the run that add_run_arguments' flags describe; returns its id."""
-    for path in [args.content, *args.styles]:
+    for path in [args.content, *args.styles, *([args.init_image] if getattr(args, "init_image", "") else [])]:
         if not Path(path).is_file():
             raise UsageError(f"no such file: {path}")
     params = params_from_args(args, args.content, args.styles)

@@ -42,7 +42,7 @@ def test_presets_are_valid_and_distinct():
     ("styles", (), "at least one style"),
     ("styles", tuple(f"s{i}" for i in range(9)), "at most 8"),
     ("size", 8, "at least 16"),
-    ("size", 100_000, "at most 4096"),
+    ("size", 100_000, "at most 16384"),
     ("size", 12.5, "whole number"),
     ("iterations", 0, "at least 1"),
     ("iterations", True, "whole number"),
