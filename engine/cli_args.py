@@ -97,9 +97,10 @@ class ProgressBar:
         """`pr`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
         frame, frames = getattr(pr, "frame", 0), getattr(pr, "frames", 1)
         pr = getattr(pr, "inner", pr)
-        # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration.
+        # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration (or tile).
         step = max(1, pr.total // 10)
-        if not self.interactive and pr.iteration % step and pr.iteration != pr.total:
+        tile = getattr(pr, "tile", 0)
+        if not self.interactive and (tile or pr.iteration % step and pr.iteration != pr.total):
             return
         done = self.params.work_done(pr.iteration, frame, frames)
         filled = round(self.width * done)
@@ -107,6 +108,8 @@ class ProgressBar:
         elapsed = time.monotonic() - self.started if frame else pr.elapsed
         eta = eta_seconds(elapsed, done) or 0.0
         where = f"frame {frame}/{frames} " if frame else ""
+        if tile:  # a tiled iteration in progress: the one after pr.iteration
+            where += f"tile {tile}/{pr.tiles} of {pr.iteration + 1} "
         line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {where}{pr.iteration}/{pr.total} "
                 f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {elapsed:.1f}s eta {eta:.0f}s")
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
