@@ -7,6 +7,7 @@ evaluation. Figures, not assertions; each section runs only when asked for.
     python -m bench.prints --combine 2048                  crop-the-gradient against count-the-core
     python -m bench.prints --history 512                   L-BFGS's loss with 20, 10 and 5 pairs
     python -m bench.prints --seams RESULT.png --tile 1024  the seams figure of a finished tiled result
+    python -m bench.prints --print-crops OUT --from 512 --print-size 2048   a print, and full-size crops
 
 --tiled: for each size one single-scale L-BFGS run from the content image, evaluated as the engine
 does by default in the memory this machine has free (or --budget): seconds per iteration (the
@@ -25,6 +26,12 @@ ways: "crop" (160 px halos) and "core" (80 px; the engine's), seconds each and p
 the network.
 --history: loss after 10, 25, 50 and 100 iterations, single scale from the content image, with
 L-BFGS keeping 20 (the engine's up to 2048 x 2048 px), 10 and 5 pairs.
+--print-crops: a print as the studio makes one: a --from px result (multi-scale), then the print
+at --print-size starting from it with multiscale_from, the style image at its own resolution
+(the engine's rule) and, to compare, stretched to the print's size first; --plain adds a run at
+the print's size from scratch. --painting-side shrinks the painting first, to see at small sizes
+what a print far beyond a painting's resolution does. Writes each result and crops.png: the
+same full-size crop of each, and of the painting as the print's fine scales see it.
 """
 from __future__ import annotations
 
@@ -255,6 +262,51 @@ def history(emit: Report, device: torch.device, pair: Pair, size: int, iteration
     emit()
 
 
+def print_crops(emit: Report, device: torch.device, pair: Pair, out: Path, small: int, size: int,
+                iterations: int, painting_side: int | None, plain: bool, budget: int | None) -> None:
+    from bench.quality import captioned, concat, save_small  # figure helpers
+
+    out.mkdir(parents=True, exist_ok=True)
+    painting = images.load_image(pair.style)
+    if painting_side:
+        painting = images.resize_longest(painting, painting_side)
+    native = out / "painting.png"
+    painting.save(native)
+    stretched = out / "painting-stretched.png"
+    images.resize_longest(painting, max(size, max(painting.size)), min_side=1).save(stretched)
+    base = base_params(small, device.type, pair, iterations=iterations).with_changes(styles=(str(native),))
+    runs: dict[str, Path] = {"start": out / f"start-{small}.png"}
+    started = time.perf_counter()
+    run(base).image.save(runs["start"])
+    emit(f"## A {size} px print grown from a {small} px result ({iterations} iterations a scale), on {device.type}")
+    emit()
+    emit(f"- {small} px result: {time.perf_counter() - started:.0f} s")
+    grown = base.with_changes(size=size, init="image", init_image=str(runs["start"]), multiscale_from=small)
+    variants = {"print": grown, "print, painting stretched": grown.with_changes(styles=(str(stretched),))}
+    if plain:
+        variants["plain run"] = base.with_changes(size=size)
+    for name, p in variants.items():
+        started = time.perf_counter()
+        result = run(p, memory_budget=budget)
+        runs[name] = out / f"{name.replace(', ', '-').replace(' ', '-')}-{size}.png"
+        result.image.save(runs[name])
+        emit(f"- {name}: scales {' → '.join(map(str, p.scale_sizes()))}, {time.perf_counter() - started:.0f} s, "
+             f"{result.evaluation or 'plain'}, loss {result.losses['total']:.4g} → {runs[name].name}")
+    side = min(256, size // 2)
+    first = Image.open(runs["print"])
+    # A crop from the middle of the image, where tubingen has houses and sky.
+    left, top = (first.width - side) // 2, (first.height - side) // 3
+    crops = [captioned(Image.open(path).convert("RGB").crop((left, top, left + side, top + side)), name)
+             for name, path in runs.items() if name != "start"]
+    shown = Image.open(native).convert("RGB")
+    crops.append(captioned(shown.crop((0, 0, min(side, shown.width), min(side, shown.height))),
+                           f"the painting, {max(shown.size)} px"))
+    figure = out / "crops.png"
+    save_small(concat(crops, horizontal=True), figure)
+    emit(f"- full-size crops ({side} px from each): {figure}")
+    emit()
+
+
 def fits(emit: Report, pair: Pair) -> None:
     free = memory.cpu_available_bytes()
     shape = images.load_image(pair.content).size
@@ -291,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history-iterations", type=int, default=100)
     ap.add_argument("--seams", type=Path, metavar="PNG", help="the seams figure of a finished tiled result")
     ap.add_argument("--tile", type=int, metavar="PX", help="with --seams: its tiles' core (from its evaluation)")
+    ap.add_argument("--print-crops", type=Path, metavar="FOLDER", help="make a print and its crops there")
+    ap.add_argument("--from", dest="small", type=int, default=512, metavar="PX", help="with --print-crops")
+    ap.add_argument("--print-size", type=int, default=2048, metavar="PX", help="with --print-crops")
+    ap.add_argument("--iterations", type=int, default=100, help="with --print-crops: at each scale")
+    ap.add_argument("--painting-side", type=int, metavar="PX", help="with --print-crops: shrink the painting first")
+    ap.add_argument("--plain", action="store_true", help="with --print-crops: a run from scratch at the print's size")
     ap.add_argument("--steps", type=int, default=2, help="iterations timed after the warm-up")
     ap.add_argument("--warmup", type=int, default=1, help="iterations before the timed ones (at least 1)")
     ap.add_argument("--budget", type=parse_bytes, help="memory the --tiled runs may use (default: what is free)")
@@ -324,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         combine(emit, device, pair, args.combine, args.combine_core)
     if args.history:
         history(emit, device, pair, args.history, args.history_iterations)
+    if args.print_crops:
+        print_crops(emit, device, pair, args.print_crops, args.small, args.print_size, args.iterations,
+                    args.painting_side, args.plain, args.budget)
     return 0
 
 
