@@ -153,7 +153,8 @@ def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
         ("duration", f"{run.duration:.1f}s" if run.duration is not None else None),
         ("progress", f"{run.iteration}/{run.total}"), ("device", run.device), ("ran on", run.ran_on or "—"),
         ("weights", run.weights_name), ("losses", json.dumps(run.losses) if run.losses else None),
-        ("error", run.error), ("requeued from", run.requeued_from),
+        ("error", run.error), ("requeued from", run.requeued_from), ("grown from", run.grown_from),
+        ("prints", ", ".join(str(r.id) for r in gallery.prints_of(run.id))),
         ("result", run.result_path), ("thumbnail", run.thumb_path),
         ("frames", run.frames if run.is_clip else None), ("animation", run.animation_path), ("gif", run.gif_path),
     ]
