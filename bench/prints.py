@@ -52,12 +52,12 @@ from PIL import Image
 from bench.__main__ import ROOT, SHARED, Pair, Report, base_params, sync
 from bench.size import MB, Peaks
 from engine import images, memory, tiles
-from engine.accel import Accel, default_accel, prepare
+from engine.accel import default_accel, prepare
 from engine.memory import estimate_bytes, format_bytes, parse_bytes, plan
 from engine.objective import style_grams
 from engine.params import Params
-from engine.tiled import TiledObjective
-from engine.transfer import Progress, _style_tensors, free_bytes, pick_device, run, to_tensor
+from engine.tiled import TiledObjective, free_bytes
+from engine.transfer import Progress, _style_tensors, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 GB = 1000**3

@@ -13,14 +13,17 @@ passes and n backward ones, against one of each for the whole image.
 
 Total variation and a clip's temporal term are computed on the whole image, as they are cheap,
 and by hand: autograd would hold several image-sized temporaries, hundreds of MB each at 8192 px.
+
+When to tile is engine.memory's plan, asked here with what the device has free (memory_plans).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from engine import memory
 from engine.accel import Accel
 from engine.gram import GuidedStyle
 from engine.layers import BY_NAME
@@ -28,6 +31,31 @@ from engine.objective import blended_targets, features
 from engine.params import Params
 from engine.tiles import Box, Tile
 from engine.vgg import FeatureNet
+
+def free_bytes(device: torch.device) -> int | None:
+    """Free bytes on `device`, or None when it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # Memory this process's caching allocator holds but does not use is free to us too.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return memory.cpu_available_bytes()
+
+
+def memory_plans(p: Params, device: torch.device, available: int | None, content: tuple[int, int],
+                 style_sides: list[int], temporal: bool) -> list[memory.Plan]:
+    """How each of p's scales is evaluated (engine.memory.plan) within `available` bytes of
+    `device`, the style images' largest side at each scale being `style_sides`."""
+    on_device = p.with_changes(device=device.type)
+    host = memory.cpu_available_bytes() if device.type == "cuda" else None
+    return [memory.plan(on_device, available, content, host_available=host, size=size, style_side=side,
+                        temporal=temporal) for size, side in zip(p.scale_sizes(), style_sides)]
+
+
+def untiled(accel: Accel) -> Accel:
+    """`accel` as a tiled evaluation takes it: a tile's pass is eager Python over many tensors,
+    which neither a CUDA graph nor torch.compile captures, so those two are left out."""
+    return replace(accel, compile=False, cuda_graph=False, graph_step=False)
+
 
 # Told after each tile (first pass and second): (tiles of the second pass done, tiles). It may
 # raise (a cancel) to stop the evaluation there.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -23,7 +23,7 @@ from engine.accel import Accel, default_accel, evaluator, precision, prepare, st
 from engine.objective import Objective, features, style_grams
 from engine.lbfgs import LBFGS
 from engine.params import MIN_SIZE, Params, ParamsError, validate
-from engine.tiled import TiledObjective, tiled_grams
+from engine.tiled import TiledObjective, free_bytes, memory_plans, tiled_grams, untiled
 from engine.vgg import FeatureNet, Weights, load_weights
 
 
@@ -129,30 +129,6 @@ def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan)
         return torch.optim.Adam([x], lr=p.learning_rate, capturable=accel.graph_step)
     return LBFGS(x, history=plan.history, bounds=(0.0, 255.0),
                  history_device=torch.device("cpu") if plan.history_on_host else None)
-
-
-def free_bytes(device: torch.device) -> int | None:
-    """Free bytes on `device`, or None when it cannot be told."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        # Memory this process's caching allocator holds but does not use is free to us too.
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return memory.cpu_available_bytes()
-
-
-def memory_plans(p: Params, device: torch.device, available: int | None, content: tuple[int, int],
-                 styles: list[Image.Image], temporal: bool) -> list[memory.Plan]:
-    """How each scale is evaluated (engine.memory.plan) within `available` bytes of `device`."""
-    on_device = p.with_changes(device=device.type)
-    host = memory.cpu_available_bytes() if device.type == "cuda" else None
-    return [memory.plan(on_device, available, content, host_available=host, size=size,
-                        style_side=_style_side(p, size, styles), temporal=temporal) for size in p.scale_sizes()]
-
-
-def untiled(accel: Accel) -> Accel:
-    """`accel` as a tiled evaluation takes it: a tile's pass is eager Python over many tensors,
-    which neither a CUDA graph nor torch.compile captures, so those two are left out."""
-    return replace(accel, compile=False, cuda_graph=False, graph_step=False)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -343,7 +319,8 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     net = reuse.network(p, weights, device, accel)
     generator = torch.Generator().manual_seed(p.seed)
     sizes = p.scale_sizes()
-    plans = memory_plans(p, device, available, content_img.size, style_imgs,
+    plans = memory_plans(p, device, available, content_img.size,
+                         [_style_side(p, size, style_imgs) for size in p.scale_sizes()],
                          start is not None and start.reliable is not None and p.temporal_weight > 0)
     total = p.total_iterations()
     setup = time.perf_counter() - t0

@@ -41,7 +41,7 @@ def available_memory(device: str) -> int | None:
         import torch
         if not torch.cuda.is_available():
             return None  # the engine says so, in its own words
-        from engine.transfer import free_bytes
+        from engine.tiled import free_bytes
 
         return free_bytes(torch.device(device))
     return memory.cpu_available_bytes()
