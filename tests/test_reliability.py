@@ -402,8 +402,8 @@ class BigResultEngine(FakeEngine):
         super().__init__()
         self.side = side
 
-    def run(self, params, on_progress=None, should_cancel=None):
-        result = super().run(params, on_progress, should_cancel)
+    def run(self, params, on_progress=None, should_cancel=None, memory_budget=None):
+        result = super().run(params, on_progress, should_cancel, memory_budget)
         result.image = Image.frombytes("RGB", (self.side, self.side), os.urandom(self.side * self.side * 3))
         return result
 

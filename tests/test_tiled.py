@@ -161,3 +161,13 @@ def test_a_cancel_lands_between_tiles() -> None:
         run(SMALL, accel=Accel(), memory_budget=TIGHT, should_cancel=after_two_tiles,
             on_progress=lambda pr: reports.append((pr.iteration, pr.tile, pr.tiles)))
     assert reports == [(0, 1, 4), (0, 2, 4)]
+
+
+def test_tiles_at_the_final_scale_of_a_multiscale_adam_run_with_original_colours() -> None:
+    p = SMALL.with_changes(size=256, iterations=2, multiscale=True, optimizer="adam", original_colors=True)
+    budget = estimate_bytes(p, images.load_image(CONTENT).size) - 1  # 128 px fits whole, 256 px does not
+    reports = []
+    result = run(p, accel=Accel(channels_last=True), memory_budget=budget,
+                 on_progress=lambda pr: reports.append((pr.size, pr.tile, pr.tiles)))
+    assert {(size, tiles) for size, _, tiles in reports} == {(128, 0), (256, 4)}
+    assert result.evaluation == "channels_last, tiled, 4 tiles of 128 px" and result.image.size == (256, 192)
