@@ -263,7 +263,7 @@ def history(emit: Report, device: torch.device, pair: Pair, size: int, iteration
 
 
 def print_crops(emit: Report, device: torch.device, pair: Pair, out: Path, small: int, size: int,
-                iterations: int, painting_side: int | None, plain: bool, budget: int | None) -> None:
+                iterations: int, painting_side: int | None, plain: bool, stretched: bool, budget: int | None) -> None:
     from bench.quality import captioned, concat, save_small  # figure helpers
 
     out.mkdir(parents=True, exist_ok=True)
@@ -272,8 +272,8 @@ def print_crops(emit: Report, device: torch.device, pair: Pair, out: Path, small
         painting = images.resize_longest(painting, painting_side)
     native = out / "painting.png"
     painting.save(native)
-    stretched = out / "painting-stretched.png"
-    images.resize_longest(painting, max(size, max(painting.size)), min_side=1).save(stretched)
+    stretched_file = out / "painting-stretched.png"
+    images.resize_longest(painting, max(size, max(painting.size)), min_side=1).save(stretched_file)
     base = base_params(small, device.type, pair, iterations=iterations).with_changes(styles=(str(native),))
     runs: dict[str, Path] = {"start": out / f"start-{small}.png"}
     started = time.perf_counter()
@@ -282,7 +282,9 @@ def print_crops(emit: Report, device: torch.device, pair: Pair, out: Path, small
     emit()
     emit(f"- {small} px result: {time.perf_counter() - started:.0f} s")
     grown = base.with_changes(size=size, init="image", init_image=str(runs["start"]), multiscale_from=small)
-    variants = {"print": grown, "print, painting stretched": grown.with_changes(styles=(str(stretched),))}
+    variants = {"print": grown}
+    if stretched:
+        variants["print, painting stretched"] = grown.with_changes(styles=(str(stretched_file),))
     if plain:
         variants["plain run"] = base.with_changes(size=size)
     for name, p in variants.items():
@@ -349,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=100, help="with --print-crops: at each scale")
     ap.add_argument("--painting-side", type=int, metavar="PX", help="with --print-crops: shrink the painting first")
     ap.add_argument("--plain", action="store_true", help="with --print-crops: a run from scratch at the print's size")
+    ap.add_argument("--stretched", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --print-crops: also the print with the painting stretched to its size")
     ap.add_argument("--steps", type=int, default=2, help="iterations timed after the warm-up")
     ap.add_argument("--warmup", type=int, default=1, help="iterations before the timed ones (at least 1)")
     ap.add_argument("--budget", type=parse_bytes, help="memory the --tiled runs may use (default: what is free)")
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         history(emit, device, pair, args.history, args.history_iterations)
     if args.print_crops:
         print_crops(emit, device, pair, args.print_crops, args.small, args.print_size, args.iterations,
-                    args.painting_side, args.plain, args.budget)
+                    args.painting_side, args.plain, args.stretched, args.budget)
     return 0
 
 
