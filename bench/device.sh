@@ -19,6 +19,9 @@
 #   profile  python -m bench.profile: the fastest variant's time by operator
 #   cpu      plain against winograd (the CPU default, chosen on two cores) on this machine's CPU
 #   compile  torch.compile against plain at 512 px: compiling takes minutes
+#   prints   python -m bench.prints on one GPU: what fits where, then 4096 and 8192 px tiled (two
+#            iterations each: time of the second, peak reserved memory against engine.memory's
+#            plan) and 2048 px tiled against whole-image (not in all: run it as its own call)
 # Everything goes to $OUT, which the device tool sends back (eight files at most): report.md
 # with every stage's report under a heading of its own, checks.txt with the GPU's name and
 # driver, the tests and every stage's stderr, best-accel.txt, variants-512.png (the accel
@@ -78,12 +81,17 @@ cpu() {
   timeout 40 $python -m bench.accel --device cpu --images $images --out /tmp/cpu-accel \
     --variants winograd --sizes 256 512 --steps 6 --full 0 --preview 0 >>"$report" 2>>"$checks"
 }
+prints() {
+  timeout 40 $python -m bench.prints --fits --images $images >>"$report" 2>>"$checks"
+  timeout 300 $python -m bench.prints --images $images --tiled 4096 8192 --steps 1 >>"$report" 2>>"$checks"
+  timeout 200 $python -m bench.prints --images $images --compare 2048 --steps 3 >>"$report" 2>>"$checks"
+}
 compile() {
   timeout 70 $python -m bench.accel --images $images --out /tmp/compile --variants compile --sizes 512 \
     --full 0 >>"$report" 2>>"$checks"
 }
 
-stages="tests workers accel hq race size quality profile cpu compile"
+stages="tests workers accel hq race size quality profile cpu compile prints"
 [ $# -gt 0 ] || set -- usage
 [ "$1" = all ] && set -- tests workers accel hq race size quality profile
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv >"$checks" 2>&1

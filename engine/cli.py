@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from engine.cli_args import OneLineParser, ProgressBar, add_param_arguments, params_from_args
+from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget, add_param_arguments, params_from_args
 from engine.params import Params, ParamsError
 
 
@@ -26,6 +26,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--show", metavar="PNG", help="print the parameters stored in a result PNG and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_param_arguments(parser)
+    add_memory_budget(parser)
     return parser
 
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(args.show)
     if len(args.images) < 2 or not args.output:
         parser.error("give CONTENT STYLE [STYLE ...] and -o OUT.png (or --show PNG)")
-    for path in args.images:
+    for path in [*args.images, *([args.init_image] if getattr(args, "init_image", "") else [])]:
         if not Path(path).is_file():
             return _fail(f"no such file: {path}")
     try:
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if is_clip(params.content):
         return _render_clip(params, Path(args.output), quiet=args.quiet)
-    return _render(params, Path(args.output), quiet=args.quiet)
+    return _render(params, Path(args.output), quiet=args.quiet, memory_budget=args.memory_budget)
 
 
 def _render_clip(params: Params, output: Path, quiet: bool) -> int:
@@ -100,7 +101,7 @@ def _render_clip(params: Params, output: Path, quiet: bool) -> int:
     return 0
 
 
-def _render(params: Params, output: Path, quiet: bool) -> int:
+def _render(params: Params, output: Path, quiet: bool, memory_budget: int | None = None) -> int:
     # Imported here so --help, --show and bad-flag errors answer without loading torch.
     from engine.images import ImageError
     from engine.pngmeta import ResultInfo, save_png
@@ -117,7 +118,7 @@ def _render(params: Params, output: Path, quiet: bool) -> int:
                      ResultInfo(params.to_json()))
 
     try:
-        result = run(params, on_progress=on_progress)
+        result = run(params, on_progress=on_progress, memory_budget=memory_budget)
     except (ImageError, WeightsError, OutOfMemory, ParamsError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:

@@ -12,12 +12,14 @@ import time
 from dataclasses import fields
 from typing import Any, Sequence, TextIO
 
+from engine.memory import BUDGET_ENV, parse_bytes
 from engine.params import HELP, PRESETS, Params, eta_seconds, preset, validate
 
 # Flags whose name differs from the field, after neural-style's.
 _FLAG_NAMES = {"preview_every": "--save-every"}
 _LIST_ITEM_TYPES = {"style_blend": float, "style_masks": str, "style_layer_weights": float, "content_layers": str, "style_layers": str}
 _POSITIONAL = ("content", "styles")
+_METAVARS = {"init_image": "PATH"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,7 +45,23 @@ def add_param_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(nargs="+", type=_LIST_ITEM_TYPES[f.name], metavar=f.name.split("_")[-1].upper())
         else:
             kwargs["type"] = type(f.default)
+            if f.name in _METAVARS:
+                kwargs["metavar"] = _METAVARS[f.name]
         parser.add_argument(flag, **kwargs)
+
+
+def _memory_amount(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_memory_budget(parser: argparse.ArgumentParser) -> None:
+    """--memory-budget: what a run may use (it is tiled to fit; engine.memory), None when not given."""
+    parser.add_argument("--memory-budget", type=_memory_amount, metavar="AMOUNT",
+                        help=f"memory a run may use, e.g. 4GB, 1.5GB or 800MB; a larger run is evaluated in "
+                             f"tiles (default: ${BUDGET_ENV}, else the device's free memory)")
 
 
 def _show_default(value: Any) -> str:
@@ -53,10 +71,13 @@ def _show_default(value: Any) -> str:
 
 
 def params_from_args(args: argparse.Namespace, content: str, styles: Sequence[str]) -> Params:
-    """Params from parsed flags: the preset (if any), then every flag given. Raises ParamsError."""
+    """Params from parsed flags: the preset (if any), then every flag given (--init-image also
+    sets init to image). Raises ParamsError."""
     given = {f.name: getattr(args, f.name) for f in fields(Params)
              if f.name not in _POSITIONAL and hasattr(args, f.name)}
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    if given.get("init_image") and "init" not in given:
+        given["init"] = "image"  # --init-image PATH says where to start, as neural-style's -init_image
     base = preset(args.preset) if getattr(args, "preset", None) else Params()
     return validate(base.with_changes(content=content, styles=tuple(styles), **given))
 
@@ -76,9 +97,10 @@ class ProgressBar:
         """`pr`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
         frame, frames = getattr(pr, "frame", 0), getattr(pr, "frames", 1)
         pr = getattr(pr, "inner", pr)
-        # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration.
+        # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration (or tile).
         step = max(1, pr.total // 10)
-        if not self.interactive and pr.iteration % step and pr.iteration != pr.total:
+        tile = getattr(pr, "tile", 0)
+        if not self.interactive and (tile or pr.iteration % step and pr.iteration != pr.total):
             return
         done = self.params.work_done(pr.iteration, frame, frames)
         filled = round(self.width * done)
@@ -86,6 +108,8 @@ class ProgressBar:
         elapsed = time.monotonic() - self.started if frame else pr.elapsed
         eta = eta_seconds(elapsed, done) or 0.0
         where = f"frame {frame}/{frames} " if frame else ""
+        if tile:  # a tiled iteration in progress: the one after pr.iteration
+            where += f"tile {tile}/{pr.tiles} of {pr.iteration + 1} "
         line = (f"{self.label}[{'#' * filled}{'.' * (self.width - filled)}] {where}{pr.iteration}/{pr.total} "
                 f"{pr.size}px loss {pr.losses.get('total', 0):.4g} {elapsed:.1f}s eta {eta:.0f}s")
         self.stream.write(("\r" + line) if self.interactive else line + "\n")

@@ -44,3 +44,17 @@ BY_NAME: dict[str, Conv] = {c.name: c for c in VGG19}
 def up_to(deepest: str) -> tuple[Conv, ...]:
     """The convolutions a forward pass runs to reach `deepest`."""
     return VGG19[: LAYERS.index(deepest) + 1]
+
+
+def reach(deepest: str) -> tuple[int, int]:
+    """How far a feature of `deepest` sees, in input pixels: position P's value (s = its
+    downscale) depends on pixels s·P − left .. s·P + right (rows alike), through VGG19's 3×3
+    convolutions and 2×2 poolings, max or average. For conv5_1 (70, 85): a receptive field of 156."""
+    left, right, scale = 0, 0, 1
+    for conv in up_to(deepest):
+        if conv.downscale != scale:  # a 2×2 pooling before this block
+            right += scale
+            scale = conv.downscale
+        left += scale
+        right += scale
+    return left, right

@@ -52,12 +52,15 @@ class LBFGS:
     """
 
     def __init__(self, x: torch.Tensor, history: int = LBFGS_HISTORY, first_step: float = FIRST_STEP,
-                 bounds: tuple[float, float] | None = None):
+                 bounds: tuple[float, float] | None = None, history_device: torch.device | None = None):
+        """`history_device`: where the pairs are kept, x's device by default; the host for a print
+        on a GPU whose memory they would not fit (each step then copies four image-sized vectors
+        across, and reads back: no CUDA graph can capture it)."""
         self.x, self.bounds = x, bounds
         m = self.m = history
         # Rows 0..m-1 hold the steps s, rows m..2m-1 the gradient changes y, by ring slot; the two
         # rows after them take the pairs that are skipped.
-        self._rows = x.new_zeros(2 * m + 2, x.numel())
+        self._rows = torch.zeros(2 * m + 2, x.numel(), dtype=x.dtype, device=history_device or x.device)
         self.pairs = self._rows[: 2 * m]
         # sᵢᵀyⱼ and yᵢᵀyⱼ by slot, in float64: the compact form solves with the first.
         self.sy = torch.zeros(m, m, dtype=torch.float64, device=x.device)
@@ -73,6 +76,10 @@ class LBFGS:
         self.prev_grad = x.new_zeros(x.numel())
         self.prev_step = x.new_zeros(x.numel())
 
+    def _kept(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` where the history is kept (itself, unless that is the host and x is on a GPU)."""
+        return t.to(self._rows.device)
+
     def _oldest_first(self) -> torch.Tensor:
         """The ring's slots oldest first; while it is not full, the empty slots come last."""
         start = torch.where(self.count >= self.m, self.count % self.m, 0)
@@ -83,12 +90,13 @@ class LBFGS:
         # the scratch rows instead of the ring, and the small matrices keep their values.
         m, keep = self.m, sy > 1e-10
         slot = (self.count % m).view(1)
-        self._rows.index_copy_(0, torch.where(keep, slot, 2 * m), step.unsqueeze(0))
-        self._rows.index_copy_(0, torch.where(keep, slot + m, 2 * m + 1), grad_change.unsqueeze(0))
+        step, grad_change = self._kept(step), self._kept(grad_change)
+        self._rows.index_copy_(0, self._kept(torch.where(keep, slot, 2 * m)), step.unsqueeze(0))
+        self._rows.index_copy_(0, self._kept(torch.where(keep, slot + m, 2 * m + 1)), grad_change.unsqueeze(0))
         # The slot's row and column of both small matrices. Matrix-vector products, not one
         # matrix product: on CUDA matrix products may run in TF32 (engine.transfer.pick_device),
         # which these inner products cannot afford.
-        products = torch.stack([self.pairs @ step, self.pairs @ grad_change], dim=1).double()
+        products = torch.stack([self.pairs @ step, self.pairs @ grad_change], dim=1).to(self.x.device).double()
         sy, yy = self.sy.clone(), self.yy.clone()
         sy.index_copy_(1, slot, products[:m, 1:])
         sy.index_copy_(0, slot, products[m:, :1].t())
@@ -106,7 +114,7 @@ class LBFGS:
         Empty slots hold zeros and come last in the order: an identity block in R keeps the
         solves regular and gives those slots zero coefficients."""
         m, order = self.m, self._oldest_first()
-        projected = (self.pairs @ grad).double()
+        projected = (self.pairs @ self._kept(grad)).to(grad.device).double()
         s_g, y_g = projected[:m][order], projected[m:][order]
         sy, yy = self.sy[order][:, order], self.yy[order][:, order]
         filled = self._positions < self.count
@@ -122,7 +130,8 @@ class LBFGS:
         coefficients = torch.zeros(2 * m, dtype=torch.float64, device=grad.device)
         coefficients[order] = w.squeeze(1)
         coefficients[m + order] = -gamma * u.squeeze(1)
-        hg = (self.pairs.t() @ coefficients.to(grad.dtype)).add_(grad * gamma.to(grad.dtype))
+        hg = (self.pairs.t() @ self._kept(coefficients.to(grad.dtype))).to(grad.device)
+        hg.addcmul_(grad, gamma.to(grad.dtype))
         return hg.neg_()
 
     def _pinned(self, grad: torch.Tensor) -> torch.Tensor | None:
@@ -138,7 +147,8 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
-        grad = self.x.grad.detach().reshape(-1).clone()
+        # In place: at a print's size each image-sized vector is hundreds of MB (engine.memory).
+        grad = self.x.grad.detach().reshape(-1)
         pinned = self._pinned(grad)
         if pinned is not None:
             grad.masked_fill_(pinned, 0.0)
@@ -146,7 +156,8 @@ class LBFGS:
         prev_value, prev_grad, prev_step = self.prev_value, self.prev_grad, self.prev_step
         grad_change = grad - prev_grad
         self._remember(prev_step, grad_change, prev_step @ grad_change)
-        moved = prev_step.abs().max().double()
+        del grad_change
+        moved = torch.linalg.vector_norm(prev_step, float("inf")).double()
         # Worse, or NaN: go back to where that step began and try a shorter one from there; the
         # pair just remembered still describes the curvature, so the next direction is better too.
         worse = ~(value <= prev_value)
@@ -160,12 +171,12 @@ class LBFGS:
             direction.masked_fill_(pinned, 0.0)
         # Steepest descent has no natural length, so it always gets the radius; a quasi-Newton
         # step is only ever shortened.
-        scale = self.radius / direction.abs().max().clamp_min(1e-12)
+        scale = self.radius / torch.linalg.vector_norm(direction, float("inf")).clamp_min(1e-12)
         step = direction.mul_(torch.where(self.count > 0, scale.clamp_max(1.0), scale))
         if self.bounds is not None:
             # Projected onto the box; the pair remembered next is the step actually taken.
             flat = self.x.view(-1)
-            step = (flat + step).clamp_(*self.bounds).sub_(flat)
+            step.add_(flat).clamp_(*self.bounds).sub_(flat)
         self.x.add_(step.view_as(self.x))
         self.prev_value.copy_(value)
         self.prev_grad.copy_(grad)

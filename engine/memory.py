@@ -8,16 +8,22 @@ the host's memory, wherever the run computes.
 """
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from engine import layers
+from engine import layers, tiles
 from engine.images import fit_within
 from engine.params import LBFGS_HISTORY, WINOGRAD_MIN_OUT_CHANNELS, Params
 
 FLOAT_BYTES = 4
-# engine.lbfgs: its step and gradient-change history, plus a handful of working vectors.
-LBFGS_VECTORS = 2 * LBFGS_HISTORY + 6
-ADAM_VECTORS = 2  # exp_avg, exp_avg_sq
+# engine.lbfgs beside its history: two scratch rows, the last point's gradient and step, and at
+# most three working vectors at once in a step (the gradient kept, its change or the direction,
+# the masks of pixels at a bound).
+LBFGS_EXTRA_VECTORS = 2 + 2 + 3
+LBFGS_ROWS_EXTRA = 2  # the scratch rows, kept with the history
+ADAM_VECTORS = 2 + 2  # exp_avg, exp_avg_sq, and the step's working vectors
 # engine.winograd, the CPU's default: a deep convolution keeps its kernels transformed for the
 # forward and the backward pass, 36 floats for every 9 of the weights in each.
 WINOGRAD_KERNEL_FLOATS = 2 * 36 // 9
@@ -27,12 +33,39 @@ OVERHEAD_BYTES = 300 * 1024**2
 # Pillow keeps an RGB image in 4 bytes a pixel.
 PIXEL_BYTES = 4
 # Sizes suggested when a run does not fit, largest first.
-NICE_SIZES = (4096, 3072, 2048, 1536, 1280, 1024, 768, 640, 512, 384, 256, 192, 128, 64, 32, 16)
+NICE_SIZES = (16384, 12288, 8192, 6144, 4096, 3072, 2048, 1536, 1280, 1024, 768, 640, 512, 384, 256, 192, 128, 64,
+              32, 16)
+# The smallest tile core tried (px), a last resort: its 80 px halos make each tile 12 times its core.
+MIN_TILE = 64
+BUDGET_ENV = "STUDIO_MEMORY_BUDGET"
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def parse_bytes(text: str) -> int:
+    """"4GB", "1.5GB", "800MB", "2GiB" or a number of bytes; ValueError for anything else."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = found and found.group(2).upper()
+    if not found or unit not in _UNITS or float(found.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an amount of memory: write e.g. 4GB, 1.5GB or 800MB")
+    return int(float(found.group(1)) * _UNITS[unit])
+
+
+def budget_from_env() -> int | None:
+    """$STUDIO_MEMORY_BUDGET in bytes, or None when unset; ValueError when it is not an amount."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    return parse_bytes(text) if text else None
+
+
+def within_budget(available: int | None, budget: int | None) -> int | None:
+    """What a run may use: the device's free memory, capped by a budget (either may be unknown)."""
+    known = [n for n in (available, budget) if n is not None]
+    return min(known) if known else None
 
 
 def _activations(convs: tuple[layers.Conv, ...], width: int, height: int) -> int:
-    """Floats held by one forward pass: each convolution's output (ReLU works in place) and
-    each pooling's output."""
+    """Floats held by one forward pass kept for the backward one: each convolution's output (ReLU
+    works in place) and each pooling's output."""
     total, last_scale = 0, 1
     for conv in convs:
         scale = conv.downscale
@@ -41,6 +74,18 @@ def _activations(convs: tuple[layers.Conv, ...], width: int, height: int) -> int
             last_scale = scale
         total += conv.out_channels * (width // scale) * (height // scale)
     return total
+
+
+def _forward_peak(convs: tuple[layers.Conv, ...], width: int, height: int, kept: set[str]) -> int:
+    """Floats held at once by a forward pass without gradients: a convolution's input and output,
+    and the outputs of the layers it returns, kept as it goes."""
+    peak, held, previous = 0, 0, 3 * width * height
+    for conv in convs:
+        out = conv.out_channels * (width // conv.downscale) * (height // conv.downscale)
+        peak = max(peak, held + previous + out)
+        held += out if conv.name in kept else 0
+        previous = out
+    return peak
 
 
 def clip_bytes(params: Params, content_shape: tuple[int, int] | None, frames: int) -> int:
@@ -54,40 +99,143 @@ def clip_bytes(params: Params, content_shape: tuple[int, int] | None, frames: in
     return frames * PIXEL_BYTES * (shape[0] * shape[1] + 2 * width * height)
 
 
-def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None, frames: int = 1) -> int:
-    """Peak bytes for `params` on its device (on "cpu", with the Winograd kernels that its default
-    accel keeps, and a clip's frames). `content_shape` is the content image's (width, height);
-    without it the result is assumed square, an upper bound."""
-    width, height = fit_within(*(content_shape or (1, 1)), params.size, min_side=1)
-    pixels = width * height
-    used = set(params.content_layers) | set(params.style_layers)
-    convs = layers.up_to(max(used, key=layers.LAYERS.index))
+@dataclass(frozen=True)
+class Plan:
+    """How a run's scale is evaluated and what it holds where: the whole image at once, or tiles
+    (engine/tiled.py); L-BFGS's history, and on a GPU whether it is kept in the host's memory.
+    Bytes include the allocator's margin (SAFETY_FACTOR) and a fixed overhead."""
+
+    width: int
+    height: int
+    tile: int  # the tiles' core side in px; 0: the whole image at once
+    tiles: int  # 1 for the whole image
+    halo: int  # px around each core (engine.tiles.halo)
+    history: int  # L-BFGS's pairs (0 for Adam)
+    history_on_host: bool  # a GPU run's history kept in the host's memory
+    device_bytes: int  # peak on the run's device (on the CPU: everything)
+    host_bytes: int  # on the host beside it while a GPU computes: the history kept there (clip_bytes: frames)
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile > 0
+
+    @property
+    def evaluation(self) -> str:
+        """"tiled, 12 tiles of 1024 px", or "" for the whole image."""
+        return tiles.describe(self.tiles, self.tile) if self.tiled else ""
+
+    def fits(self, available: int | None, host_available: int | None = None) -> bool:
+        on_device = available is None or self.device_bytes <= available
+        return on_device and (host_available is None or self.host_bytes <= host_available)
+
+
+def _weights(params: Params, convs: tuple[layers.Conv, ...]) -> int:
     weights = sum(c.in_channels * c.out_channels * 9 + c.out_channels for c in convs)
     if params.device == "cpu":
         weights += sum(c.in_channels * c.out_channels * 9 * WINOGRAD_KERNEL_FLOATS
                        for c in convs if c.out_channels >= WINOGRAD_MIN_OUT_CHANNELS)
+    return weights
 
-    # Optimisation: activations and as much again for their gradients during backward.
-    optimise = 2 * _activations(convs, width, height)
-    vectors = LBFGS_VECTORS if params.optimizer == "lbfgs" else ADAM_VECTORS
-    optimise += 3 * pixels * (vectors + 3)  # + the image, its gradient, the content image
-    grams = sum(c.out_channels ** 2 for c in convs if c.name in params.style_layers)
-    optimise += grams * max(1, len(params.styles))
 
-    # Before that, each style image passes through the network once without gradients.
-    style_side = params.style_side(params.size)
-    style = _activations(convs, style_side, style_side) + 3 * style_side * style_side
+def _bytes(floats: float) -> int:
+    return int(floats * FLOAT_BYTES * SAFETY_FACTOR)
 
-    floats = weights + max(optimise, style)
-    host = clip_bytes(params, content_shape, frames) if params.device == "cpu" else 0
-    return int(floats * FLOAT_BYTES * SAFETY_FACTOR) + OVERHEAD_BYTES + host
+
+def _plan(params: Params, width: int, height: int, tile: int, host_history: bool, frames_bytes: int,
+          style_side: int, temporal: bool) -> Plan:
+    pixels, vector = width * height, 3 * width * height
+    used = set(params.content_layers) | set(params.style_layers)
+    deepest = max(used, key=layers.LAYERS.index)
+    convs = layers.up_to(deepest)
+    margin = tiles.halo(deepest)
+    n_tiles, shape = 1, (width, height)
+    if tile:
+        cut = tiles.grid(width, height, tile, margin)
+        n_tiles = len(cut)
+        widest = max(cut, key=lambda t: t.box.width * t.box.height).box
+        shape = (widest.width, widest.height)
+    history = lbfgs_history(pixels) if params.optimizer == "lbfgs" else 0
+    optimiser = (2 * history + LBFGS_EXTRA_VECTORS) * vector if history else ADAM_VECTORS * vector
+    # On the host: the rows, and the copies of the vectors a step takes there.
+    kept = (2 * history + LBFGS_ROWS_EXTRA + 2) * vector if host_history else 0
+    on_device = optimiser - (2 * history + LBFGS_ROWS_EXTRA) * vector if host_history else optimiser
+    # The image, its gradient and the content image; the content's features at the content
+    # layers; the regions' weights, per style; a clip frame's temporal target and mask.
+    base = 3 * vector + sum(layers.BY_NAME[c].out_channels * pixels // layers.BY_NAME[c].downscale ** 2
+                            for c in params.content_layers)
+    base += (len(params.styles) if params.style_masks else 0) * pixels + (4 * pixels if temporal else 0)
+    grams = sum(c.out_channels ** 2 for c in convs if c.name in params.style_layers) * (len(params.styles) + 3)
+    # Evaluating: the activations and their gradients (one tile's) and total variation's
+    # differences (two for autograd; a tiled evaluation works them out by hand, one at a time,
+    # into the gradient it adds the tiles' into).
+    evaluate = 2 * _activations(convs, *shape) + 2 * vector
+    style = _forward_peak(convs, min(style_side, shape[0]), min(style_side, shape[1]), used)
+    floats = _weights(params, convs) + base + grams + on_device + max(evaluate, style)
+    return Plan(width, height, tile, n_tiles, margin if tile else 0, history, host_history,
+                _bytes(floats) + OVERHEAD_BYTES + (frames_bytes if params.device == "cpu" else 0),
+                _bytes(kept))
+
+
+def _cores(width: int, height: int) -> list[int]:
+    """Tile core sides to try, largest first: each one tile more along the longer side than the
+    one before (none for an image too small to cut)."""
+    longest, found = max(width, height), []
+    for n in range(2, longest // MIN_TILE + 1):
+        core = -(-longest // n // tiles.GRID) * tiles.GRID
+        if core not in found and MIN_TILE <= core < longest:
+            found.append(core)
+    return found
+
+
+def plan(params: Params, available: int | None, content_shape: tuple[int, int] | None = None, frames: int = 1,
+         host_available: int | None = None, size: int | None = None, style_side: int | None = None,
+         temporal: bool | None = None) -> Plan:
+    """How to evaluate `params` at `size` (its final size by default) within `available` bytes of
+    its device (and `host_available` of the host, for a GPU's history): the whole image when it
+    fits (or nothing is known), else the largest tiles that do; where nothing fits, the smallest
+    tiles with the history kept on the host (refusal says so). `content_shape` is the content
+    image's (width, height), square without it (an upper bound); `style_side` the style images'
+    largest side at this size (Params.style_side without it, an upper bound); `temporal`: whether
+    a clip's temporal term is held (by default, for a clip)."""
+    size = size or params.size
+    width, height = fit_within(*(content_shape or (1, 1)), size, min_side=1)
+    frames_bytes = clip_bytes(params, content_shape, frames)
+    side = style_side or params.style_side(size)
+    gpu = params.device != "cpu"
+    choices = [(0, False)] + [(core, False) for core in _cores(width, height)]
+    if gpu and params.optimizer == "lbfgs":
+        choices += [(core, True) for core, _ in choices]
+    last = None
+    for tile, host_history in choices:
+        last = _plan(params, width, height, tile, host_history, frames_bytes, side,
+                     frames > 1 if temporal is None else temporal)
+        if last.fits(available, host_available):
+            return last
+    return last
+
+
+def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None, frames: int = 1) -> int:
+    """Peak bytes for `params` on its device evaluated on the whole image at once (on "cpu", with
+    the Winograd kernels that its default accel keeps, and a clip's frames)."""
+    return plan(params, None, content_shape, frames).device_bytes
+
+
+def lbfgs_history(pixels: int) -> int:
+    """The L-BFGS pairs kept for an image of `pixels`: LBFGS_HISTORY up to 2048 × 2048, then fewer,
+    as neural-style (5 at 3620 px) and Galerne et al. (10 after the coarsest scale) did; at 8192 px
+    twenty pairs alone would take 32 GB. What it costs per iteration: docs/performance.md."""
+    if pixels <= 2048 * 2048:
+        return LBFGS_HISTORY
+    return 10 if pixels <= 4096 * 4096 else 5
 
 
 def largest_size_that_fits(params: Params, available: int, content_shape: tuple[int, int] | None = None,
-                           frames: int = 1) -> int | None:
-    """The largest of NICE_SIZES, up to params.size, whose estimate fits in `available` bytes."""
+                           frames: int = 1, host_available: int | None = None) -> int | None:
+    """The largest of NICE_SIZES, up to params.size, that fits in `available` bytes in some way
+    (in tiles if need be)."""
     for size in NICE_SIZES:
-        if size <= params.size and estimate_bytes(params.with_changes(size=size), content_shape, frames) <= available:
+        if size <= params.size and plan(params, available, content_shape, frames, host_available,
+                                        size=size).fits(available, host_available):
             return size
     return None
 
@@ -101,16 +249,24 @@ def format_bytes(n: float) -> str:
 
 
 def refusal(params: Params, available: int | None, device: str = "the device",
-            content_shape: tuple[int, int] | None = None, frames: int = 1) -> str | None:
-    """Why `params` cannot run in `available` bytes, or None when it fits (or nothing is known)."""
+            content_shape: tuple[int, int] | None = None, frames: int = 1,
+            host_available: int | None = None) -> str | None:
+    """Why `params` cannot run in `available` bytes of its device (and `host_available` of the
+    host, for a GPU run's history) even in the smallest tiles, or None when it fits in some way
+    (or nothing is known). What is left then is the image and the optimiser's state themselves."""
     if available is None:
         return None
-    need = estimate_bytes(params, content_shape, frames)
-    if need <= available:
+    found = plan(params, available, content_shape, frames, host_available)
+    if found.fits(available, host_available):
         return None
-    message = f"Not enough memory: this run needs about {format_bytes(need)}, {device} has {format_bytes(available)} free"
-    size = largest_size_that_fits(params, available, content_shape, frames)
-    advice = f"try a size of {size} or less" if size else _no_size_fits(frames)
+    if found.device_bytes > available:
+        message = (f"Not enough memory: this run needs about {format_bytes(found.device_bytes)} even in tiles, "
+                   f"{device} has {format_bytes(available)} free")
+    else:
+        message = (f"Not enough memory: this run's L-BFGS history needs about {format_bytes(found.host_bytes)} "
+                   f"of RAM, and {format_bytes(host_available or 0)} is free")
+    size = largest_size_that_fits(params, available, content_shape, frames, host_available)
+    advice = f"the largest size that would fit is {size} px" if size else _no_size_fits(frames)
     return f"{message}; {advice}."
 
 

@@ -18,14 +18,16 @@ LBFGS_HISTORY = 20
 # Convolutions with this many output channels or more run by Winograd's algorithm on the CPU
 # (engine.winograd; engine.memory counts their transformed kernels).
 WINOGRAD_MIN_OUT_CHANNELS = 256
-INITS = ("content", "noise")
+INITS = ("content", "noise", "image")
 POOLINGS = ("max", "avg")
 DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU of several (is_device)
 _ONE_GPU = re.compile(r"cuda:\d{1,2}")
 # Named weights; anything else is taken as a path to a weights file.
 BUILTIN_WEIGHTS = ("caffe", "torchvision")
 
-MIN_SIZE, MAX_SIZE = 16, 4096
+# Prints: larger runs are evaluated in tiles (engine/tiled.py) and refused only when the image and
+# the optimiser's state do not fit in the host's memory (engine.memory).
+MIN_SIZE, MAX_SIZE = 16, 16384
 MAX_ITERATIONS = 10_000
 MAX_STYLES = 8
 MAX_WEIGHT = 1e9
@@ -54,6 +56,7 @@ class Params:
     # Per-style-layer weights, one per style layer; empty means equal weights.
     style_layer_weights: tuple[float, ...] = ()
     init: str = "content"
+    init_image: str = ""  # the image a run starts from when init is "image" (resized to the first scale)
     seed: int = 0
     style_scale: float = 1.0  # the style image's longest side relative to the result's
     original_colors: bool = False
@@ -66,6 +69,9 @@ class Params:
     temporal_weight: float = 1e4
     frame_iterations: int = 100
     multiscale: bool = True
+    # Multi-scale runs only the sizes above this one: a print grown from a 512 px result at 2048 px
+    # runs 1024 and 2048 px. 0: from MULTISCALE_MIN_SIZE up, as a run from scratch.
+    multiscale_from: int = 0
     weights: str = "caffe"
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,9 +113,14 @@ class Params:
     def layer_weights(self) -> tuple[float, ...]:
         return self.style_layer_weights or (1.0,) * len(self.style_layers)
 
-    def style_side(self, size: int) -> int:
-        """The style images' longest side when the result's is `size`."""
-        return max(MIN_SIZE, round(size * self.style_scale))
+    def style_side(self, size: int, native: int | None = None) -> int:
+        """The longest side a style image is made when the result's is `size`: style_scale times
+        it, but a painting whose own longest side is `native` is never enlarged past style_scale
+        times that. A 1000 px painting stretched to a print's 8192 px would make its fine layers'
+        Gram targets the statistics of interpolation blur; at its own resolution it keeps its
+        brush texture at the fine scales while the coarse scales set the large strokes
+        (docs/quality.md, "Prints")."""
+        return max(MIN_SIZE, round(min(size, native or size) * self.style_scale))
 
     def scale_sizes(self) -> list[int]:
         """Sizes optimised in turn, coarse to fine; the last one is `size`. Every scale gets the
@@ -119,7 +130,7 @@ class Params:
         scale's, so this adds about a third to a single-scale run's time."""
         sizes = [self.size]
         if self.multiscale:
-            while sizes[0] // 2 >= MULTISCALE_MIN_SIZE:
+            while sizes[0] // 2 >= MULTISCALE_MIN_SIZE and sizes[0] // 2 > self.multiscale_from:
                 sizes.insert(0, sizes[0] // 2)
         return sizes
 
@@ -168,7 +179,8 @@ HELP: dict[str, str] = {
     "content_layers": "VGG19 layers whose features the content loss matches",
     "style_layers": "VGG19 layers whose Gram matrices the style loss matches",
     "style_layer_weights": "weight of each style layer (one per style layer)",
-    "init": "start from the content image or from noise",
+    "init": "start from the content image, from noise, or from init_image (e.g. a smaller result, to make a print)",
+    "init_image": "the image to start from (sets init to image); resized to the first scale's size",
     "seed": "random seed (noise init); the same seed repeats a result on CPU",
     "style_scale": "size of the style images relative to the result (2 = bigger brush strokes)",
     "original_colors": "keep the photo's colours, take only the painting's texture",
@@ -179,6 +191,8 @@ HELP: dict[str, str] = {
                        "(0 = frames independent; flicker)",
     "frame_iterations": "clips: iterations for each frame after the first (which gets the full run)",
     "multiscale": "optimise coarse to fine so a small preview predicts the large result",
+    "multiscale_from": ("multi-scale runs only the sizes above this one (a print grown from a 512 px result: 512); "
+                        "0 = every size from 128 px"),
     "weights": "caffe (embedded original VGG19), torchvision, or a path to a weights file",
 }
 
@@ -269,6 +283,15 @@ def _check_masks(errors: dict[str, str], p: Params, need_images: bool) -> None:
                                  "give one per style ('all' for a style that applies everywhere)")
 
 
+def _check_init_image(errors: dict[str, str], p: Params, need_images: bool) -> None:
+    if not isinstance(p.init_image, str):
+        errors["init_image"] = "must be an image path"
+    elif p.init == "image" and need_images and not p.init_image:
+        errors["init_image"] = "choose the image to start from (init is image)"
+    elif p.init_image and p.init != "image":
+        errors["init_image"] = f"is used only when init is image, not {p.init!r}"
+
+
 def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     """One message per bad field; empty when the params are valid. `need_images=False` checks
     settings alone (as the UI does before anything is uploaded)."""
@@ -296,6 +319,8 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if "style_layers" not in errors and isinstance(p.style_layer_weights, tuple):
         _check_weight_list(errors, "style_layer_weights", p.style_layer_weights, len(p.style_layers), "style layers")
     _check_choice(errors, "init", p.init, INITS)
+    _check_init_image(errors, p, need_images)
+    _check_number(errors, "multiscale_from", p.multiscale_from, 0, MAX_SIZE, integer=True)
     _check_number(errors, "seed", p.seed, 0, 2**63 - 1, integer=True)
     _check_number(errors, "style_scale", p.style_scale, 0.05, 8.0)
     if not isinstance(p.original_colors, bool):

@@ -1,9 +1,7 @@
 """Gatys et al. style transfer: optimise an image so its VGG19 features match the content
-image's (conv4_2) and its Gram matrices match the style images' (conv1_1 .. conv5_1).
-
-Loss scales follow jcjohnson/neural-style, so its well-known weights carry over: content is the
-mean squared feature error, style the mean squared error of Grams normalised by C·H·W, total
-variation the sum of squared neighbour differences. The image lives in RGB 0..255 units.
+image's (conv4_2) and its Gram matrices match the style images' (conv1_1 .. conv5_1), coarse to
+fine. The loss is engine/objective.py's, evaluated on the whole image or, where that would not
+fit, tile by tile (engine/tiled.py).
 """
 from __future__ import annotations
 
@@ -18,11 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from PIL import Image
 
-from engine import images, masks
-from engine.gram import GramMSE, GuidedStyle, gram, region_weights
-from engine.accel import Accel, autocast, default_accel, evaluator, network_input, precision, prepare, stepper
+from engine import images, masks, memory, tiles
+# GramMSE, gram, Objective and features are also the engine's API from here (bench, tests).
+from engine.gram import GramMSE, gram, region_weights
+from engine.accel import Accel, default_accel, evaluator, precision, prepare, stepper
+from engine.objective import Objective, features, style_grams
 from engine.lbfgs import LBFGS
-from engine.params import Params, ParamsError, validate
+from engine.params import MIN_SIZE, Params, ParamsError, validate
+from engine.tiled import TiledObjective, free_bytes, memory_plans, tiled_grams, untiled
 from engine.vgg import FeatureNet, Weights, load_weights
 
 
@@ -42,6 +43,11 @@ class Progress:
     losses: dict[str, float]
     elapsed: float
     preview: Image.Image | None = None
+    # A tiled scale (engine/tiled.py) also reports each tile: `tile` of `tiles` done in the
+    # iteration after `iteration` (which is in progress; losses are the last iteration's). An
+    # iteration's own report has tile 0; tiles is 0 where the whole image is evaluated at once.
+    tile: int = 0
+    tiles: int = 0
 
 
 @dataclass
@@ -104,85 +110,25 @@ def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
-def features(net: FeatureNet, x: torch.Tensor, accel: Accel) -> dict[str, torch.Tensor]:
-    """The network's outputs in float32, whatever precision the network ran in."""
-    with autocast(x.device, accel):
-        feats = net(network_input(x, accel))
-    return {layer: f.float() for layer, f in feats.items()}
-
-
-def style_grams(p: Params, net: FeatureNet, styles: list[torch.Tensor], accel: Accel) -> list[dict[str, torch.Tensor]]:
-    """Each style image's Gram matrix at every style layer."""
-    with torch.no_grad():
-        feats = [features(net, s, accel) for s in styles]
-        return [{layer: gram(f[layer]) for layer in p.style_layers} for f in feats]
-
-
-class Objective:
-    """The weighted loss at one scale, with content and style targets computed once."""
-
-    def __init__(self, p: Params, net: FeatureNet, content: torch.Tensor, styles: list[torch.Tensor],
-                 accel: Accel = Accel(), regions: torch.Tensor | None = None,
-                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 grams: list[dict[str, torch.Tensor]] | None = None):
-        """`regions`: per-pixel style weights at the content's size (engine.gram.region_weights),
-        or None for no masks. `temporal`: a clip frame's (previous result warped, reliability
-        mask), which the result keeps to with `p.temporal_weight` (Ruder et al. 2016). `grams`:
-        the style images' Grams computed before (Reuse); then `styles` is not looked at."""
-        self.p, self.net, self.accel, self.temporal = p, net, accel, temporal
-        self.style_targets: dict[str, torch.Tensor] = {}
-        self.guided: dict[str, GuidedStyle] = {}
-        with torch.no_grad():
-            feats = self.features(content)
-            self.content_targets = {layer: feats[layer] for layer in p.content_layers}
-            layer_sizes = {layer: tuple(feats[layer].shape[-2:]) for layer in p.style_layers}
-            if grams is None:
-                grams = style_grams(p, net, styles, accel)
-            for layer in p.style_layers:
-                if regions is None:
-                    # Blended styles share one target Gram per layer (as neural-style does).
-                    self.style_targets[layer] = sum(w * g[layer] for w, g in zip(p.blend_weights(), grams))
-                else:
-                    self.guided[layer] = GuidedStyle(regions, layer_sizes[layer], [g[layer] for g in grams])
-        self.layer_weights = dict(zip(p.style_layers, p.layer_weights()))
-
-    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return features(self.net, x, self.accel)
-
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        p = self.p
-        feats = self.features(x)
-        content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
-        if self.guided:
-            style = sum(self.layer_weights[layer] * loss(feats[layer]) for layer, loss in self.guided.items())
-        else:
-            style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
-                        for layer, target in self.style_targets.items())
-        tv = ((x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()) / 2
-        total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
-        parts = {"content": content, "style": style, "tv": tv}
-        if self.temporal is not None:
-            target, mask = self.temporal
-            # Per pixel, as Ruder et al.: the squared change where the motion is reliable.
-            parts["temporal"] = ((x - target).pow(2) * mask).sum() / mask[0, 0].numel()
-            total = total + p.temporal_weight * parts["temporal"]
-        return total, parts
-
-
 def _load_inputs(p: Params) -> tuple[Image.Image, list[Image.Image]]:
     return images.load_image(p.content), [images.load_image(s) for s in p.styles]
 
 
+def _style_side(p: Params, size: int, styles: list[Image.Image]) -> int:
+    """The largest side any of the style images is made at `size` (Params.style_side)."""
+    return max((p.style_side(size, max(s.size)) for s in styles), default=MIN_SIZE)
+
+
 def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torch.device) -> list[torch.Tensor]:
-    longest = p.style_side(size)
-    return [to_tensor(images.resize_longest(s, longest), device) for s in styles]
+    return [to_tensor(images.resize_longest(s, p.style_side(size, max(s.size))), device) for s in styles]
 
 
-def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel) -> torch.optim.Optimizer | LBFGS:
+def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan) -> torch.optim.Optimizer | LBFGS:
     if p.optimizer == "adam":
         # capturable: Adam's step count stays on the device, where a CUDA graph can update it
         return torch.optim.Adam([x], lr=p.learning_rate, capturable=accel.graph_step)
-    return LBFGS(x, bounds=(0.0, 255.0))
+    return LBFGS(x, history=plan.history, bounds=(0.0, 255.0),
+                 history_device=torch.device("cpu") if plan.history_on_host else None)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -212,10 +158,17 @@ class Reuse:
         return self._nets[key]
 
     def grams(self, p: Params, size: int, device: torch.device, accel: Accel, net: FeatureNet,
-              styles: list[Image.Image]) -> list[dict[str, torch.Tensor]]:
-        key = (p.styles, p.style_side(size), p.style_layers, p.pooling, p.weights, str(device), accel)
+              styles: list[Image.Image], plan: memory.Plan | None = None) -> list[dict[str, torch.Tensor]]:
+        """The style images' Grams at `size`; in `plan`'s tiles where it tiles (the same Grams)."""
+        key = (p.styles, _style_side(p, size, styles), p.style_layers, p.pooling, p.weights, str(device), accel)
         if key not in self._grams:
-            self._grams[key] = style_grams(p, net, _style_tensors(styles, size, p, device), accel)
+            tensors = _style_tensors(styles, size, p, device)
+            if plan is not None and plan.tiled:
+                self._grams[key] = [tiled_grams(net, t, p.style_layers, untiled(accel),
+                                                tiles.grid(t.shape[-1], t.shape[-2], plan.tile, plan.halo))
+                                    for t in tensors]
+            else:
+                self._grams[key] = style_grams(p, net, tensors, accel)
             self.computed += 1
         return self._grams[key]
 
@@ -231,19 +184,23 @@ class FrameStart:
 
 def run(p: Params, on_progress: ProgressFn | None = None,
         should_cancel: Callable[[], bool] | None = None, accel: Accel | None = None,
-        start: FrameStart | None = None, reuse: Reuse | None = None) -> Result:
+        start: FrameStart | None = None, reuse: Reuse | None = None, memory_budget: int | None = None) -> Result:
     """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
     the loss is evaluated (engine.accel); by default, what was measured best on the device.
     `start`: a clip's later frame (engine/animate.py) starts there, single scale. `reuse`: the
-    network and style Grams kept from earlier runs (a clip's frames), and for later ones."""
+    network and style Grams kept from earlier runs (a clip's frames), and for later ones.
+    `memory_budget`: bytes the run may use ($STUDIO_MEMORY_BUDGET without it), within what the
+    device has free; a scale that would not fit is evaluated in tiles (engine.memory.plan)."""
     validate(p)
     device = pick_device(p.device)
     accel = default_accel(device) if accel is None else accel
     if accel.problem(device):
         raise ValueError(f"accel {accel.label()}: {accel.problem(device)}")
+    budget = memory.budget_from_env() if memory_budget is None else memory_budget
+    available = memory.within_budget(free_bytes(device), budget)
     try:
         with precision(accel):
-            return _run(p, device, accel, on_progress, should_cancel, start, reuse or Reuse())
+            return _run(p, device, accel, on_progress, should_cancel, start, reuse or Reuse(), available)
     except (Cancelled, images.ImageError):
         raise
     except (RuntimeError, MemoryError) as e:
@@ -323,8 +280,30 @@ def asked_between_layers(net: FeatureNet, ask: Callable[[], None] | None, every:
             handle.remove()
 
 
+def _initial(p: Params, content: torch.Tensor, generator: torch.Generator, start: FrameStart | None,
+             init_image: Image.Image | None) -> torch.Tensor:
+    """The first scale's starting image, at the content's size."""
+    h, w = content.shape[-2:]
+    if start is not None:
+        return to_tensor(start.image.resize((w, h)), content.device)
+    if init_image is not None:
+        return to_tensor(init_image.resize((w, h), Image.LANCZOS), content.device)
+    if p.init == "content":
+        return content.clone()
+    # Mid-grey with mild noise: an unbiased start whose details the style fills in.
+    noise = torch.randn(content.shape, generator=generator).to(content.device)
+    return (127.5 + 8.0 * noise).clamp(0, 255)
+
+
+def _evaluation(accel: Accel, plan: memory.Plan) -> str:
+    """How the final scale was evaluated, when not plain: "winograd", "winograd, tiled, 4 tiles of
+    1024 px". bfloat16 changes the arithmetic; tiling does not, but says why it took longer."""
+    return ", ".join(label for label in ("" if accel == Accel() else accel.label(), plan.evaluation) if label)
+
+
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
-         should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse) -> Result:
+         should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse,
+         available: int | None) -> Result:
     t0 = time.perf_counter()
 
     def check_cancel() -> None:
@@ -334,11 +313,15 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
             raise Cancelled()
 
     content_img, style_imgs = _load_inputs(p)
+    init_img = images.load_image(p.init_image) if p.init == "image" and start is None else None
     mask_imgs = masks.load_masks(p)
     weights: Weights = load_weights(p.weights, device)
     net = reuse.network(p, weights, device, accel)
     generator = torch.Generator().manual_seed(p.seed)
     sizes = p.scale_sizes()
+    plans = memory_plans(p, device, available, content_img.size,
+                         [_style_side(p, size, style_imgs) for size in p.scale_sizes()],
+                         start is not None and start.reliable is not None and p.temporal_weight > 0)
     total = p.total_iterations()
     setup = time.perf_counter() - t0
     t_opt = time.perf_counter()
@@ -347,11 +330,11 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     previews: list[tuple[int, Image.Image]] = []
     done = 0
     losses: dict[str, float] = {}
-    lag = progress_lag(device)
+    used = accel
     # On the CPU an iteration at a large size takes minutes: a cancel lands within a layer.
     asking = device.type == "cpu" and not accel.compile
     with asked_between_layers(net, check_cancel if asking else None, ASK_WITHIN_ITERATION_S):
-        for scale_index, size in enumerate(sizes):
+        for scale_index, (size, plan) in enumerate(zip(sizes, plans)):
             w, h = images.fit_within(content_img.width, content_img.height, size)
             content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
             regions = None if not mask_imgs else region_weights(
@@ -361,23 +344,28 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                 mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
                 temporal = (to_tensor(start.image.resize((w, h)), device), mask)
             check_cancel()
-            grams = reuse.grams(p, size, device, accel, net, style_imgs)
+            grams = reuse.grams(p, size, device, accel, net, style_imgs, plan)
             check_cancel()
-            objective = Objective(p, net, content, [], accel, regions, temporal, grams=grams)
-            if x is None and start is not None:
-                x = to_tensor(start.image.resize((w, h)), device)
-            elif x is None:
-                if p.init == "content":
-                    x = content.clone()
-                else:
-                    # Mid-grey with mild noise: an unbiased start whose details the style fills in.
-                    noise = torch.randn(content.shape, generator=generator).to(device)
-                    x = (127.5 + 8.0 * noise).clamp(0, 255)
+            used = untiled(accel) if plan.tiled or plan.history_on_host else accel
+
+            def on_tile(tile: int, tiles: int, size: int = size) -> None:
+                check_cancel()
+                if tile and on_progress is not None:
+                    on_progress(Progress(done, total, size, losses, time.perf_counter() - t0, None, tile, tiles))
+
+            if plan.tiled:
+                objective = TiledObjective(p, net, content, grams, tiles.grid(w, h, plan.tile, plan.halo), used,
+                                           regions, temporal, on_tile=on_tile)
+            else:
+                objective = Objective(p, net, content, [], used, regions, temporal, grams=grams)
+            if x is None:
+                x = _initial(p, content, generator, start, init_img)
             else:
                 x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+            del content  # the objective keeps what it needs of it: at a print's size, every vector counts
             x = x.contiguous().requires_grad_(True)
-            optimizer = _make_optimizer(p, x, accel)
-            evaluate = evaluator(objective, x, accel)
+            optimizer = _make_optimizer(p, x, used, plan)
+            evaluate = evaluator(objective, x, used)
             parts: dict[str, torch.Tensor] = {}
 
             def closure() -> torch.Tensor:
@@ -392,7 +380,9 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                     with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
                         x.clamp_(0, 255)
 
-            step_once = stepper(one_step, accel)
+            step_once = stepper(one_step, used)
+            # A tiled step reports its tiles as it goes: its iteration's report may not wait.
+            lag = 0 if plan.tiled else progress_lag(device)
             waiting: list[_Step] = []
             for i in range(1, p.iterations + 1):
                 check_cancel()
@@ -412,7 +402,7 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
                     losses = step.losses.read()
                     if on_progress is not None:
                         on_progress(Progress(step.iteration, total, step.size, losses, time.perf_counter() - t0,
-                                             step.preview))
+                                             step.preview, 0, plan.tiles if plan.tiled else 0))
     image = to_image(x)
     if p.original_colors:
         image = keep_colors(image, content_img)
@@ -420,5 +410,4 @@ def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn 
     return Result(image=image, losses=losses,
                   timings={"setup": setup, "optimize": optimize, "total": time.perf_counter() - t0},
                   previews=previews, weights_name=weights.name, weights_sha256=weights.sha256,
-                  # How it was evaluated, when not plain: bfloat16 changes the arithmetic.
-                  device=str(device), evaluation="" if accel == Accel() else accel.label())
+                  device=str(device), evaluation=_evaluation(used, plans[-1]))

@@ -93,7 +93,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def submit_from_args(gallery: Gallery, args: argparse.Namespace) -> int:
     """Queues the run that add_run_arguments' flags describe; returns its id."""
-    for path in [args.content, *args.styles]:
+    for path in [args.content, *args.styles, *([args.init_image] if getattr(args, "init_image", "") else [])]:
         if not Path(path).is_file():
             raise UsageError(f"no such file: {path}")
     params = params_from_args(args, args.content, args.styles)
@@ -156,7 +156,8 @@ def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
         ("duration", f"{run.duration:.1f}s" if run.duration is not None else None),
         ("progress", f"{run.iteration}/{run.total}"), ("device", run.device), ("ran on", run.ran_on or "—"),
         ("weights", run.weights_name), ("losses", json.dumps(run.losses) if run.losses else None),
-        ("error", run.error), ("requeued from", run.requeued_from),
+        ("error", run.error), ("requeued from", run.requeued_from), ("grown from", run.grown_from),
+        ("prints", ", ".join(str(r.id) for r in gallery.prints_of(run.id))),
         ("result", run.result_path), ("thumbnail", run.thumb_path),
         ("frames", run.frames if run.is_clip else None), ("animation", run.animation_path), ("gif", run.gif_path),
     ]

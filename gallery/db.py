@@ -154,7 +154,18 @@ def _clips_v3(db: Database) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2, _clips_v3]
+def _prints_v4(db: Database) -> None:
+    """Prints: the run a print grew from (its result the print's starting image; the link goes
+    when that run is deleted), and a tiled run's progress within an iteration, tile of tiles."""
+    db.executescript("""
+        ALTER TABLE runs ADD COLUMN grown_from INTEGER REFERENCES runs(id) ON DELETE SET NULL;
+        ALTER TABLE runs ADD COLUMN tile INTEGER NOT NULL DEFAULT 0;    -- tiles done in the iteration after `iteration`
+        ALTER TABLE runs ADD COLUMN tiles INTEGER NOT NULL DEFAULT 0;   -- 0: the whole image at once
+    """)
+    db["runs"].create_index(["grown_from"])
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2, _clips_v3, _prints_v4]
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 A zip holds results/run-<id>.png (parameters embedded by engine.pngmeta; a clip's first
 frame, with its animation beside it as results/run-<id>.webp and .gif), the input images
-under inputs/<sha256>.<ext> (so imported runs can be run again) and runs.csv, one row per run
-with its parameters, for people and spreadsheets. Import trusts nothing in the zip: members
+under inputs/<sha256>.<ext> (so imported runs can be run again; a print's starting image too)
+and runs.csv, one row per run with its parameters, for people and spreadsheets; a print's row
+names the run it grew from, and the link is kept when both come in the same zip. Import trusts nothing in the zip: members
 are read into memory with size bounds, checked, and written under names of our own making.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ CSV_COLUMNS = (
     "content_name", "content_sha256", "style_names", "style_sha256s", "size", "iterations", "optimizer",
     "content_weight", "style_weight", "tv_weight", "seed", "device", "device_used", "evaluation", "weights_name",
     "weights_sha256", "losses_json", "params_json", "mask_sha256s", "mask_names", "frames", "animation", "gif",
+    "grown_from",
 )
 MAX_MEMBERS = 100_000
 MAX_CSV_BYTES = 64 * 1024 * 1024
@@ -96,7 +98,7 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
                 for column, path in (("animation", run.animation_path), ("gif", run.gif_path)):
                     animation[column] = f"results/run-{run.id}{path.suffix}"
                     zf.write(path, animation[column])
-            for sha in [run.content_sha256, *run.style_sha256s, *run.mask_sha256s]:
+            for sha in [run.content_sha256, *run.style_sha256s, *run.mask_sha256s, run.init_sha256]:
                 found = sha and gallery.get_input_or_none(sha)
                 if found:
                     inputs[sha] = found.path
@@ -124,6 +126,7 @@ def _csv_row(run: Run, member: str, data_dir: Path) -> dict[str, Any]:
         "device_used": run.device_used or "", "evaluation": run.evaluation,
         "weights_name": run.weights_name or "", "weights_sha256": run.weights_sha256 or "",
         "losses_json": json.dumps(run.losses), "params_json": relative_params(p, data_dir).to_json(),
+        "grown_from": run.grown_from or "",
     }
 
 
@@ -147,7 +150,7 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO, owner: st
             raise GalleryError(f"Cannot import {label}: it has {len(members)} files, more than {MAX_MEMBERS}.")
         table = _read_table(zf)
         _import_inputs(gallery, zf, members, table)
-        new_ids = []
+        new_ids, renamed = [], {}
         for info in members:
             if info.is_dir() or stored_input(info.filename) or not info.filename.lower().endswith(".png"):
                 continue
@@ -155,7 +158,17 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO, owner: st
             rid = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row), owner, keep_weights)
             if rid is not None:
                 new_ids.append(rid)
+                renamed[row.get("id")] = rid
+        _link_prints(gallery, table, renamed)
     return new_ids
+
+
+def _link_prints(gallery: Gallery, table: dict[str, dict[str, str]], renamed: dict[Any, int]) -> None:
+    """A print keeps the link to the run it grew from when both came in (ids differ here)."""
+    for row in table.values():
+        source, rid = renamed.get(row.get("grown_from")), renamed.get(row.get("id"))
+        if source is not None and rid is not None:
+            gallery.set_grown_from(rid, source)
 
 
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -274,7 +287,8 @@ def _import_result(gallery: Gallery, data: bytes, row: dict[str, str],
     # A mask whose input did not come along keeps its inputs/<sha256> name, so a re-run says it is
     # missing (an empty entry would mean "everywhere"); any other path is never kept.
     style_masks = tuple(m if is_everywhere(m) or stored_input(m) else "" for m in params.style_masks)
-    params = params.with_changes(content=content, styles=tuple(path for path, _ in styles), style_masks=style_masks)
+    params = params.with_changes(content=content, styles=tuple(path for path, _ in styles), style_masks=style_masks,
+                                 init_image=params.init_image if stored_input(params.init_image) else "")
     if params.weights not in BUILTIN_WEIGHTS and not keep_weights:
         params = params.with_changes(weights=Params.weights)
     style_names = [n for n in _json_list(row.get("style_names")) if isinstance(n, str)] or list(info.style_names)

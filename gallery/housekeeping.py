@@ -26,6 +26,12 @@ class Housekeeping(Queue):
     def set_title_tags(self, rid: int, title: str, tags: str | list[str]) -> None:
         self._update(rid, title=clean_text(title, MAX_TITLE), tags=clean_tags(tags))
 
+    def set_grown_from(self, rid: int, source: int | None) -> None:
+        """Records that run `rid` is a print grown from run `source`'s result (None: from none)."""
+        if source is not None:
+            self._status(run_id(source))  # NotFound for a run that is not here
+        self._update(rid, grown_from=None if source is None else run_id(source))
+
     def _update(self, rid: int, **values: Any) -> None:
         rid = run_id(rid)
         with self._write():

@@ -76,6 +76,9 @@ class Run:
     frame: int = 0  # the frame in progress (1-based) while a clip runs; iteration is within it
     animation_path: Path | None = None  # a finished clip's animated WebP
     gif_path: Path | None = None  # and GIF
+    grown_from: int | None = None  # the run whose result this print started from (Gallery.prints_of: back)
+    tile: int = 0  # a tiled run's tiles done in the iteration after `iteration`
+    tiles: int = 0  # its tiles per iteration (0: the whole image at once)
 
     @property
     def is_clip(self) -> bool:
@@ -91,6 +94,11 @@ class Run:
         if not self.device_used:
             return ""
         return f"{self.device_used} ({self.evaluation})" if self.evaluation else self.device_used
+
+    @property
+    def init_sha256(self) -> str | None:
+        """The stored input the run starts from (init image), if any."""
+        return input_sha256(self.params.init_image) if self.params.init_image else None
 
     @property
     def mask_sha256s(self) -> list[str | None]:
@@ -131,7 +139,8 @@ def absolute_params(params_json: str, data_dir: Path) -> Params:
 def _map_paths(p: Params, fn) -> Params:
     """`p` with `fn` applied to every image path (masks' `all` keyword left alone)."""
     return p.with_changes(content=fn(p.content), styles=tuple(fn(s) for s in p.styles),
-                          style_masks=tuple(m if is_everywhere(m) else fn(m) for m in p.style_masks))
+                          style_masks=tuple(m if is_everywhere(m) else fn(m) for m in p.style_masks),
+                          init_image=p.init_image and fn(p.init_image))
 
 
 def relative_params(params: Params, data_dir: Path) -> Params:
@@ -161,4 +170,5 @@ def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data
         cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], requeued_from=row["requeued_from"],
         device_used=row["device_used"], evaluation=row["evaluation"] or "",
         frames=row["frames"], frame=row["frame"], animation_path=path("animation_file"), gif_path=path("gif_file"),
+        grown_from=row["grown_from"], tile=row["tile"], tiles=row["tiles"],
     )

@@ -35,7 +35,8 @@ class RunFilter:
 
     `style`: a style image's name or sha256; `search`: words in the title, tags, content or
     style names (prefixes match); `tag`: words in the tags; `since`/`until`: when created
-    (a datetime, or ISO text; without a zone, local time)."""
+    (a datetime, or ISO text; without a zone, local time); `grown_from`: the prints made from
+    that run's result."""
 
     status: str | tuple[str, ...] | None = None
     style: str | None = None
@@ -48,6 +49,7 @@ class RunFilter:
     max_size: int | None = None
     since: datetime | str | None = None
     until: datetime | str | None = None
+    grown_from: int | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition on `runs` (with its leading WHERE, or "") and its arguments."""
@@ -68,7 +70,8 @@ class RunFilter:
             args.append(int(bool(self.favorite)))
         compared = (("runs.owner = ?", self.owner, str), ("runs.batch = ?", self.batch, str),
                     ("runs.size >= ?", self.min_size, int), ("runs.size <= ?", self.max_size, int),
-                    ("runs.created >= ?", self.since, _created), ("runs.created < ?", self.until, _created))
+                    ("runs.created >= ?", self.since, _created), ("runs.created < ?", self.until, _created),
+                    ("runs.grown_from = ?", self.grown_from, run_id))
         for clause, value, convert in compared:
             if value is not None:
                 clauses.append(clause)
@@ -115,6 +118,10 @@ class Queries(GalleryCore):
         rows = self._rows(f"SELECT * FROM runs{sql} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
                           [*args, check_limit(limit), offset])
         return self._runs(rows)
+
+    def prints_of(self, rid: int) -> list[Run]:
+        """The runs grown from run `rid`'s result (Gallery.submit's grown_from), oldest first."""
+        return self.list_runs(RunFilter(grown_from=run_id(rid)), sort="oldest", limit=1000)
 
     def count_runs(self, where: RunFilter | None = None) -> int:
         sql, args = (where or RunFilter()).where()

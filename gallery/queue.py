@@ -37,8 +37,9 @@ _DONE_COLUMNS = {"created", "finished", "duration", "favorite", "losses_json", "
 
 class Queue(Inputs):
     def submit(self, params: Params, owner: str = "", batch: str | None = None,
-               title: str = "", tags: str = "") -> int:
-        """Queues a run; returns its id. Raises ParamsError (also for unreadable images)."""
+               title: str = "", tags: str = "", grown_from: int | None = None) -> int:
+        """Queues a run; returns its id. Raises ParamsError (also for unreadable images).
+        `grown_from`: the run whose result this one starts from (a print; Gallery.prints_of)."""
         validate(params)
         content = self._ingest(params.content, "content", "content")
         styles = [self._ingest(s, "styles", "style") for s in params.styles]
@@ -46,10 +47,14 @@ class Queue(Inputs):
         if videos:
             raise ParamsError({"styles": f"{videos[0]} is a video; a style is a still image"})
         mask_entries = [m if masks.is_everywhere(m) else self._relative_mask(m) for m in params.style_masks]
+        init = self._ingest(params.init_image, "init_image", None) if params.init_image else None
         stored = params.with_changes(content=relative_to(content.path, self.data_dir),
                                      styles=tuple(relative_to(s.path, self.data_dir) for s in styles),
-                                     style_masks=tuple(mask_entries))
+                                     style_masks=tuple(mask_entries),
+                                     init_image=relative_to(init.path, self.data_dir) if init else "")
         with self._write():
+            if grown_from is not None:
+                self._status(grown_from)  # NotFound for a run that is not (or no longer) here
             now = now_iso()
             self._touch_input(content.sha256, (1, 0), now)
             for style in styles:
@@ -57,7 +62,7 @@ class Queue(Inputs):
             return self._insert_run(
                 stored, content_name=content.name, content_sha256=content.sha256,
                 styles=[(s.sha256, s.name) for s in styles], owner=owner, batch=batch, title=title, tags=tags,
-                frames=content.frames)
+                frames=content.frames, grown_from=None if grown_from is None else run_id(grown_from))
 
     def _insert_run(self, params: Params, *, content_name: str, content_sha256: str | None,
                     styles: list[tuple[str | None, str]], owner: str = "", batch: str | None = None,
@@ -174,20 +179,23 @@ class Queue(Inputs):
                             [clean_text(worker, 200), run_id(rid)])
 
     def record_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
-                        previews: Iterable[tuple[int, Image.Image]] = (), frame: int = 0) -> bool:
+                        previews: Iterable[tuple[int, Image.Image]] = (), frame: int = 0,
+                        tile: int = 0, tiles: int = 0) -> bool:
         """Records how far a running job is, with any new intermediate images; returns whether
         the run was still running. A clip's `frame` is the one in progress (1-based), and
-        `iteration` of `total` count within it. How often to call it is the caller's policy
-        (the worker throttles: worker/progress.py)."""
+        `iteration` of `total` count within it; a tiled run's `tile` of `tiles` are done in the
+        iteration after `iteration` (engine.transfer.Progress). How often to call it is the
+        caller's policy (the worker throttles: worker/progress.py)."""
         rid = run_id(rid)
         staged = files.StagedFiles()
         try:
             stored = self._stage_previews(rid, list(previews), staged)
             with self._write():
                 changed = self.db.execute(
-                    "UPDATE runs SET iteration = ?, total = ?, frame = ?, losses_json = ?, heartbeat = ? "
-                    "WHERE id = ? AND status = 'running'",
-                    [int(iteration), int(total), int(frame), json.dumps(floats(losses)), now_iso(), rid]).rowcount
+                    "UPDATE runs SET iteration = ?, total = ?, frame = ?, tile = ?, tiles = ?, losses_json = ?, "
+                    "heartbeat = ? WHERE id = ? AND status = 'running'",
+                    [int(iteration), int(total), int(frame), int(tile), int(tiles), json.dumps(floats(losses)),
+                     now_iso(), rid]).rowcount
                 if changed and stored:
                     self._record_previews(rid, stored, staged)
                 else:
@@ -293,7 +301,7 @@ class Queue(Inputs):
                     "UPDATE runs SET status = 'done', finished = ?, duration = ?, error = NULL, "
                     "iteration = total, losses_json = ?, timings_json = ?, device_used = ?, evaluation = ?, "
                     "weights_name = ?, weights_sha256 = ?, result_file = ?, result_sha256 = ?, thumb_file = ?, "
-                    "animation_file = ?, gif_file = ?, frame = 0, cancel_requested = 0 WHERE id = ?",
+                    "animation_file = ?, gif_file = ?, frame = 0, tile = 0, cancel_requested = 0 WHERE id = ?",
                     [now_iso(), _duration(result, row), json.dumps(floats(result.losses)),
                      json.dumps(floats(result.timings)), str(result.device), getattr(result, "evaluation", ""),
                      result.weights_name, result.weights_sha256, result_rel, hashlib.sha256(png).hexdigest(),
@@ -368,14 +376,16 @@ class Queue(Inputs):
             styles = self._styles([rid])[rid]
             params = absolute_params(row["params_json"], self.data_dir)
             mask_shas = [input_sha256(m) or "" for m in params.style_masks if not masks.is_everywhere(m)]
-            missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles), *mask_shas]
+            init_shas = [input_sha256(params.init_image) or ""] if params.init_image else []
+            missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles), *mask_shas, *init_shas]
                        if not sha or self.get_input_or_none(sha) is None]
             if missing:
                 raise GalleryError(f"Run {rid}'s input images are not in this gallery, so it cannot run again.")
             return self._insert_run(
                 Params.from_json(row["params_json"]), content_name=row["content_name"],
                 content_sha256=row["content_sha256"], styles=styles, owner=row["owner"], batch=row["batch"],
-                title=row["title"], tags=row["tags"], requeued_from=rid, frames=row["frames"])
+                title=row["title"], tags=row["tags"], requeued_from=rid, frames=row["frames"],
+                grown_from=row["grown_from"])
 
 
 def _duration(result: Any, row: dict[str, Any]) -> float:

@@ -13,8 +13,8 @@ from gallery import RunFilter
 from gallery.paths import input_sha256
 from app_pages.results import compare_table, parse_ids, scrub_frames
 from engine.pngmeta import read_params_json
-from engine.params import Params
-from support.app import app, assert_ok, play_worker, small_params, shown
+from engine.params import MAX_SIZE, Params
+from support.app import app, assert_ok, play_worker, shown, small_params
 from support.paths import STYLE2
 
 GALLERY = "app_pages/gallery.py"
@@ -34,7 +34,7 @@ def card_ids(at) -> list[int]:
 
 def test_filters_from_state():
     assert filters_from_state({}) == RunFilter(status="done")
-    f = filters_from_state({"g_status": "any", "g_favorites": True, "g_search": " starry ", "g_size": (64, 4096),
+    f = filters_from_state({"g_status": "any", "g_favorites": True, "g_search": " starry ", "g_size": (64, MAX_SIZE),
                             "g_dates": (date(2026, 1, 1), date(2026, 1, 31)), "g_style": "abc"})
     assert f.favorite is True and f.search == "starry" and f.min_size == 64 and f.max_size is None
     assert f.status is None and f.style == "abc"

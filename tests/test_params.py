@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from engine.params import LAYERS, PRESETS, Params, ParamsError, eta_seconds, preset, validate, validation_errors
+from engine.params import HELP, LAYERS, PRESETS, Params, ParamsError, eta_seconds, preset, validate, validation_errors
 
 GOOD = Params(content="c.jpg", styles=("s.jpg",))
 
@@ -42,7 +42,7 @@ def test_presets_are_valid_and_distinct():
     ("styles", (), "at least one style"),
     ("styles", tuple(f"s{i}" for i in range(9)), "at most 8"),
     ("size", 8, "at least 16"),
-    ("size", 100_000, "at most 4096"),
+    ("size", 100_000, "at most 16384"),
     ("size", 12.5, "whole number"),
     ("iterations", 0, "at least 1"),
     ("iterations", True, "whole number"),
@@ -87,6 +87,36 @@ def test_multiscale_schedule_is_coarse_to_fine():
     assert (p.scale_sizes(), p.total_iterations()) == ([128, 256, 512, 1024], 1600)
     assert GOOD.with_changes(size=1024, multiscale=False).scale_sizes() == [1024]
     assert GOOD.with_changes(size=64).scale_sizes() == [64]
+
+
+def test_a_print_runs_only_the_scales_above_the_result_it_grows_from():
+    p = GOOD.with_changes(size=2048, iterations=100, multiscale_from=512)
+    assert (p.scale_sizes(), p.total_iterations()) == ([1024, 2048], 200)
+    assert p.with_changes(multiscale_from=0).scale_sizes() == [128, 256, 512, 1024, 2048]
+    assert p.with_changes(multiscale_from=600).scale_sizes() == [1024, 2048]
+    assert p.with_changes(multiscale_from=2048).scale_sizes() == [2048]
+    assert p.with_changes(multiscale_from=512, multiscale=False).scale_sizes() == [2048]
+    # The work (and so progress and ETA) is only the new, larger scales'.
+    assert p.work() == (1024**2 + 2048**2) * 100
+
+
+def test_starting_from_an_image():
+    assert validation_errors(GOOD.with_changes(init="image", init_image="/tmp/small.png")) == {}
+    assert "choose the image" in validation_errors(GOOD.with_changes(init="image"))["init_image"]
+    assert validation_errors(GOOD.with_changes(init="image"), need_images=False) == {}  # the UI, before the upload
+    assert "only when init is image" in validation_errors(GOOD.with_changes(init_image="/tmp/small.png"))["init_image"]
+    assert list(validation_errors(GOOD.with_changes(multiscale_from=-1))) == ["multiscale_from"]
+    back = Params.from_json(GOOD.with_changes(init="image", init_image="x.png", multiscale_from=512).to_json())
+    assert (back.init, back.init_image, back.multiscale_from) == ("image", "x.png", 512)
+    assert "init_image" in HELP and "multiscale_from" in HELP
+
+
+def test_a_style_image_is_never_enlarged_past_its_own_size():
+    p = GOOD.with_changes(style_scale=1.0)
+    assert [p.style_side(size, 1000) for size in (512, 1000, 2048, 8192)] == [512, 1000, 1000, 1000]
+    assert p.style_side(8192) == 8192  # its size unknown: as asked
+    assert p.with_changes(style_scale=2.0).style_side(8192, 1000) == 2000  # bigger strokes, as asked
+    assert p.with_changes(style_scale=0.5).style_side(512, 1000) == 256
 
 
 def test_layers_are_vgg19s():

@@ -291,7 +291,7 @@ def test_hand_edited_parameters_get_the_validation_message(studio):
     at = app(**{"from": str(rid)})
     assert_ok(at)
     shown = " ".join(shown_errors(at))
-    for phrase in ("at most 4096, got 99999", "at least 1 and at most 10000, got 0", "at least 0",
+    for phrase in ("at most 16384, got 99999", "at least 1 and at most 10000, got 0", "at least 0",
                    "must be one of lbfgs, adam, got 'sgd'"):
         assert phrase in shown, (phrase, shown)
     assert at.button(key="generate").disabled
@@ -300,10 +300,10 @@ def test_hand_edited_parameters_get_the_validation_message(studio):
 
 @pytest.mark.parametrize("argv, phrases", [
     (["-m", "engine", str(CONTENT), str(STYLE), "--size", "99999", "--iterations", "0", "-o", "{out}"],
-     ["size: must be at least 16 and at most 4096, got 99999", "iterations: must be at least 1"]),
+     ["size: must be at least 16 and at most 16384, got 99999", "iterations: must be at least 1"]),
     (["-m", "engine", str(CONTENT), str(STYLE), "--style-weight", "nan", "-o", "{out}"], ["style_weight: must be a number"]),
     (["-m", "worker", "--data", "{data}", "run", str(CONTENT), str(STYLE), "--size", "8", "--device", "tpu"],
-     ["size: must be at least 16 and at most 4096, got 8", "device: must be one of auto, cpu, cuda or cuda:N (one GPU of several), got 'tpu'"]),
+     ["size: must be at least 16 and at most 16384, got 8", "device: must be one of auto, cpu, cuda or cuda:N (one GPU of several), got 'tpu'"]),
     (["-m", "gallery", "--data", "{data}", "show", "../1"], ["A run id is a whole number"]),
 ])
 def test_out_of_range_parameters_on_the_command_lines(tmp_path: Path, argv: list[str], phrases: list[str]):
@@ -402,8 +402,8 @@ class BigResultEngine(FakeEngine):
         super().__init__()
         self.side = side
 
-    def run(self, params, on_progress=None, should_cancel=None):
-        result = super().run(params, on_progress, should_cancel)
+    def run(self, params, on_progress=None, should_cancel=None, memory_budget=None):
+        result = super().run(params, on_progress, should_cancel, memory_budget)
         result.image = Image.frombytes("RGB", (self.side, self.side), os.urandom(self.side * self.side * 3))
         return result
 

@@ -41,9 +41,9 @@ def available_memory(device: str) -> int | None:
         import torch
         if not torch.cuda.is_available():
             return None  # the engine says so, in its own words
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        # Memory this process's caching allocator holds but does not use is free to us too.
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        from engine.tiled import free_bytes
+
+        return free_bytes(torch.device(device))
     return memory.cpu_available_bytes()
 
 
@@ -54,32 +54,36 @@ def content_shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
 
 
 def params_on_device(params: Params, device: str, shape: tuple[int, int] | None, frames: int = 1,
-                     memory_probe: Callable[[str], int | None] = available_memory) -> Params:
+                     memory_probe: Callable[[str], int | None] = available_memory,
+                     memory_budget: int | None = None) -> Params:
     """`params` on a concrete device ("auto" becomes what this machine has), after checking the
-    job fits in its free memory, and a clip of `frames` in the host's (MemoryRefused says what
-    would)."""
+    job fits in its free memory (within `memory_budget`), in tiles if need be, and a GPU run's
+    L-BFGS history and a clip of `frames` in the host's (MemoryRefused says what would)."""
     if device == "auto":
         from engine.transfer import device_name  # torch: only now, in the worker
         device = device_name(device)
     params = params.with_changes(device=device)
-    reason = memory.refusal(params, memory_probe(device), device, shape, frames)
+    host = memory_probe("cpu") if device != "cpu" else None
+    reason = memory.refusal(params, memory.within_budget(memory_probe(device), memory_budget), device, shape,
+                            frames, host_available=host)
     if not reason and device != "cpu":
-        reason = memory.clip_refusal(params, memory_probe("cpu"), shape, frames)
+        reason = memory.clip_refusal(params, host, shape, frames)
     if reason:
         raise MemoryRefused(reason)
     return params
 
 
 def run_engine(engine: Any, frames: Any, run: Run, params: Params, on_progress: ProgressHook,
-               should_cancel: Callable[[], bool]) -> tuple[Any, Any]:
+               should_cancel: Callable[[], bool], memory_budget: int | None = None) -> tuple[Any, Any]:
     """The engine on a claimed run, with `params` on a device: (its Result, the styled Clip or
     None for a still). A clip is styled frame by frame (worker/clip_job.py), each finished frame
-    kept by `frames` (the gallery, or on a cluster's node what sends them to the head)."""
+    kept by `frames` (the gallery, or on a cluster's node what sends them to the head).
+    `memory_budget`: bytes the engine may use ($STUDIO_MEMORY_BUDGET without it)."""
     if run.is_clip:
         from worker.clip_job import style_clip_run  # torch, like the engine
 
         return style_clip_run(frames, run, params, on_progress, should_cancel)
-    return engine.run(params, on_progress=on_progress, should_cancel=should_cancel), None
+    return engine.run(params, on_progress=on_progress, should_cancel=should_cancel, memory_budget=memory_budget), None
 
 
 class Worker:
@@ -90,7 +94,7 @@ class Worker:
     def __init__(self, data_dir: str | os.PathLike | None = None, device: str = "auto", *,
                  engine: ModuleType | Any = None,
                  memory_probe: Callable[[str], int | None] = available_memory,
-                 poll_interval: float = POLL_INTERVAL_S):
+                 poll_interval: float = POLL_INTERVAL_S, memory_budget: int | None = None):
         if not is_device(device):
             raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, not {device!r}")
         self.data_dir: Path = resolve_data_dir(data_dir)
@@ -100,6 +104,8 @@ class Worker:
         # pass a stand-in); None imports engine.transfer when the first job starts.
         self._engine = engine
         self._memory_probe = memory_probe
+        # What a job may use, within its device's free memory: larger ones run in tiles.
+        self.memory_budget = memory.budget_from_env() if memory_budget is None else memory_budget
         self._poll_interval = poll_interval
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -181,7 +187,8 @@ class Worker:
 
     def _params_for(self, gallery: Gallery, run: Run) -> Params:
         device = self.device if self.device != "auto" else run.params.device
-        return params_on_device(run.params, device, content_shape(gallery, run), run.frames, self._memory_probe)
+        return params_on_device(run.params, device, content_shape(gallery, run), run.frames, self._memory_probe,
+                                self.memory_budget)
 
     def run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None = None) -> str:
         """Runs a claimed job to its end and records it; returns the final status. A failing
@@ -215,7 +222,7 @@ class Worker:
 
         try:
             result, clip = run_engine(self._engine_module(), gallery, run, self._params_for(gallery, run),
-                                      progress, should_cancel)
+                                      progress, should_cancel, self.memory_budget)
         except Exception as e:
             writer.flush()  # where it stopped, not where the last throttled write was
             return self._record_failure(gallery, run, e)

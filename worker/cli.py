@@ -1,9 +1,10 @@
 """`python -m worker`: process the queue, or queue a run and process it now.
 
     python -m worker [--data DIR] work [--device auto|cpu|cuda|cuda:N] [--threads N] [--parent-pid PID]
+                                       [--memory-budget 4GB]
     python -m worker [--data DIR] work --ray ADDRESS|auto      (or $STUDIO_RAY: jobs go to a Ray cluster)
     python -m worker devices
-    python -m worker [--data DIR] run CONTENT STYLE... [engine flags]
+    python -m worker [--data DIR] run CONTENT STYLE... [engine flags] [--memory-budget 4GB]
 
 The worker sits above the gallery, so these live here rather than in `python -m gallery`
 (which has `submit` to queue a run for whichever worker takes it). Bad input exits with
@@ -18,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from engine.cli_args import OneLineParser, ProgressBar
+from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget
 from engine.images import ImageError
 from engine.params import DEVICES, ParamsError, is_device
 from gallery import Gallery, GalleryError
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("devices", help="list the devices this machine can run jobs on, one a line")
     run = commands.add_parser("run", help="queue a run and process it now, in this process")
     add_run_arguments(run)
+    for command in (work, run):
+        add_memory_budget(command)
     return parser
 
 
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
     rid = submit_from_args(gallery, args)
     print(f"run {rid} queued", flush=True)
-    worker = Worker(gallery.data_dir, gallery.get(rid).params.device)
+    worker = Worker(gallery.data_dir, gallery.get(rid).params.device, memory_budget=args.memory_budget)
     gallery.recover_interrupted()
     gallery.remove_orphans()
     run = gallery.claim(rid, worker.name)
@@ -97,7 +100,7 @@ def cmd_work(gallery: Gallery, args: argparse.Namespace) -> int:
         where = f"the Ray cluster at {args.ray}"
     else:
         _prepare_torch(args.device, args.threads)
-        worker = Worker(gallery.data_dir, args.device).start()
+        worker = Worker(gallery.data_dir, args.device, memory_budget=args.memory_budget).start()
         where = args.device
     print(f"processing the queue of {gallery.data_dir} on {where}; Ctrl-C stops", flush=True)
     # Ctrl-C and SIGTERM (from the app, or the kernel when the app dies) end the current job as

@@ -142,8 +142,8 @@ class _Outbox:
         self._done_frames = done_frames
 
     def record_progress(self, run_id: int, iteration: int, total: int, losses: dict[str, float],
-                        previews: list, frame: int = 0) -> bool:
-        self._messages.put(("progress", iteration, total, losses, previews, frame))
+                        previews: list, frame: int = 0, tile: int = 0, tiles: int = 0) -> bool:
+        self._messages.put(("progress", iteration, total, losses, previews, {"frame": frame, "tile": tile, "tiles": tiles}))
         return True
 
     def record_frame(self, run_id: int, position: int, image: Any) -> bool:
@@ -327,8 +327,8 @@ class ClusterWorker(Worker):
         if kind == "node":
             gallery.record_worker(run.id, f"{self.name} on {body[0]}")
         elif kind == "progress":
-            iteration, total, losses, previews, frame = body
-            gallery.record_progress(run.id, iteration, total, losses, previews, frame=frame)
+            iteration, total, losses, previews, where = body
+            gallery.record_progress(run.id, iteration, total, losses, previews, **where)
         elif kind == "frame":
             gallery.record_frame(run.id, *body)
         else:

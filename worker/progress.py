@@ -23,15 +23,16 @@ class ProgressWriter:
         self._run_id = run_id
         self._interval = interval
         self._last_write: float | None = None
-        self._unsaved: tuple[int, int, dict[str, float], int] | None = None
+        self._unsaved: tuple[int, int, dict[str, float], dict[str, int]] | None = None
         self._previews: list[tuple[int, Image.Image]] = []
 
     def report(self, iteration: int, total: int, losses: dict[str, float],
-               preview: Image.Image | None = None, frame: int = 0) -> bool:
-        """Notes an iteration (of a clip's `frame`, 1-based); returns whether it was written now."""
+               preview: Image.Image | None = None, frame: int = 0, tile: int = 0, tiles: int = 0) -> bool:
+        """Notes an iteration (of a clip's `frame`, 1-based; or a tiled run's `tile` of `tiles` in
+        the next one); returns whether it was written now."""
         if preview is not None:
             self._previews = [(iteration, preview)]  # only the newest is worth a file
-        self._unsaved = (iteration, total, losses, frame)
+        self._unsaved = (iteration, total, losses, {"frame": frame, "tile": tile, "tiles": tiles})
         now = time.monotonic()
         if self._last_write is not None and now - self._last_write < self._interval and iteration < total:
             return False
@@ -42,12 +43,13 @@ class ProgressWriter:
         """report() of an engine's Progress, or of a clip's (engine.animate.FrameProgress: the
         engine's within frame k)."""
         inner = getattr(p, "inner", p)
-        return self.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0))
+        return self.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0),
+                           tile=getattr(inner, "tile", 0), tiles=getattr(inner, "tiles", 0))
 
     def flush(self) -> bool:
         """Writes what has not been written yet (call when the run stops); whether it wrote."""
         if self._unsaved is None:
             return False
-        iteration, total, losses, frame = self._unsaved
+        iteration, total, losses, where = self._unsaved
         previews, self._unsaved, self._previews = self._previews, None, []
-        return self._gallery.record_progress(self._run_id, iteration, total, losses, previews, frame=frame)
+        return self._gallery.record_progress(self._run_id, iteration, total, losses, previews, **where)

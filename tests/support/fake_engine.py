@@ -32,7 +32,7 @@ class FakeEngine:
         self.resume = threading.Event()
         self.lock = threading.Lock()
 
-    def run(self, params, on_progress=None, should_cancel=None):
+    def run(self, params, on_progress=None, should_cancel=None, memory_budget=None):
         with self.lock:
             self.calls.append((threading.get_ident(), params.seed))
         if params.seed in self.fail_seeds:
