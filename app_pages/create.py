@@ -86,7 +86,8 @@ def render_sweep(errors: dict[str, str]) -> None:
 
 def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
            masks: list[Any], style_names: list[str]) -> None:
-    foreign = [path for path in (p.content, *p.styles) if not inputs.offered(g, path)]
+    foreign = [path for path in (p.content, *p.styles, *([p.init_image] if p.init_image else []))
+               if not inputs.offered(g, path)]
     if foreign:  # the choices are made on the server; this holds should one slip through
         st.error("Only uploaded images and the examples can be used here.", icon=":material/error:")
         return
@@ -257,7 +258,10 @@ def restore_draft(g: Any, session: Any, draft: dict[str, Any]) -> None:
                 inputs.choose(session, kind, item["path"], str(item.get("name") or "image"))
     saved = draft.get("form")
     if isinstance(saved, dict):
-        session[form.SAVED_KEY] = form.typed_like_defaults(saved)
+        typed = form.typed_like_defaults(saved)
+        if typed.get(form.INIT_IMAGE_KEY) and not inputs.offered(g, typed[form.INIT_IMAGE_KEY]):
+            typed[form.INIT_IMAGE_KEY] = ""
+        session[form.SAVED_KEY] = typed
 
 
 def save_draft(g: Any, session: Any, owner: str) -> None:

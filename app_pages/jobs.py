@@ -42,6 +42,8 @@ class JobView:
     losses: dict[str, float] = field(default_factory=dict)
     frame: int = 0  # a running clip's frame (1-based); iteration and total count within it
     frames: int = 1
+    tile: int = 0  # a tiled run's tiles done of the iteration in progress (iteration + 1)
+    tiles: int = 0
 
     @property
     def active(self) -> bool:
@@ -50,6 +52,9 @@ class JobView:
     def progress_text(self) -> str:
         if self.status == "queued":
             return f"Queued — position {self.position} in the queue" if self.position else "Queued"
+        if self.status == "running" and self.tiles and self.iteration < self.total:
+            # A print's iteration takes minutes: it is counted in tiles as it goes.
+            return f"Iteration {self.iteration + 1} of {self.total} · tile {self.tile} of {self.tiles}"
         if self.status == "running" and not self.iteration:
             return "Starting (loading the network)…"
         if self.frame and self.status != "done":
@@ -74,7 +79,8 @@ def job_view(run: Any, position: int | None, now: datetime | None = None) -> Job
     eta = eta_seconds(elapsed, fraction) if run.status == "running" else None
     return JobView(run.status, STATUS_LABEL.get(run.status, run.status), fraction, iteration,
                    total, position if run.status == "queued" else None, elapsed, eta,
-                   dict(run.losses or {}), run.frame if run.status == "running" else 0, run.frames)
+                   dict(run.losses or {}), run.frame if run.status == "running" else 0, run.frames,
+                   run.tile, run.tiles)
 
 
 def _cancel(run_ids: list[int]) -> None:

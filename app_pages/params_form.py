@@ -33,7 +33,7 @@ SCALAR_FIELDS: dict[str, str] = {
     "style_scale": "float", "original_colors": "bool",
     "optimizer": "choice", "learning_rate": "float", "init": "choice", "seed": "int",
     "device": "choice", "pooling": "choice", "weights": "choice",
-    "frame_iterations": "int", "temporal_weight": "float",
+    "frame_iterations": "int", "temporal_weight": "float", "multiscale_from": "int",
 }
 # With several GPUs, each can be asked for by name too.
 _GPUS = gpu_count()
@@ -54,11 +54,12 @@ LABELS = {
     "content_layers": "Content layers", "style_layers": "Style layers",
     "frame_iterations": "Frame iterations", "temporal_weight": "Temporal weight",
     "style_layer_weights": "Style layer weights", "style_blend": "Style blend", "style_masks": "Regions",
+    "multiscale_from": "Multiscale from (px)", "init_image": "Initial image",
 }
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Output", ("size", "iterations", "preview_every")),
     ("Loss weights", ("content_weight", "style_weight", "tv_weight")),
-    ("Style and schedule", ("style_scale", "original_colors", "multiscale")),
+    ("Style and schedule", ("style_scale", "original_colors", "multiscale", "multiscale_from")),
     ("Optimisation", ("optimizer", "learning_rate", "init", "seed")),
     ("Compute", ("device", "pooling", "weights")),
     ("Clips (a GIF, WebP or video as content)", ("frame_iterations", "temporal_weight")),
@@ -79,9 +80,14 @@ def blend_key(index: int) -> str:
 
 # --- pure state <-> Params ----------------------------------------------------------------
 
+# The starting image's path (init "image"): set by the server only, from an upload or a run.
+INIT_IMAGE_KEY = "init_image_path"
+
+
 def state_from_params(p: Params) -> dict[str, Any]:
     """Widget values showing `p` (explicit per-layer/per-style weights; 1.0 where unset)."""
     state: dict[str, Any] = {key(f): getattr(p, f) for f in SCALAR_FIELDS}
+    state[INIT_IMAGE_KEY] = p.init_image
     state[key("content_layers")] = list(p.content_layers)
     state[key("style_layers")] = list(p.style_layers)
     weights = dict(zip(p.style_layers, p.layer_weights()))
@@ -117,8 +123,10 @@ def params_from_state(state: Mapping[str, Any], content: str = "", styles: tuple
     style_layers = _ordered_layers(state.get(key("style_layers"), Params.style_layers))
     layer_weights = [state.get(layer_weight_key(l), 1.0) for l in style_layers]
     blend = [state.get(blend_key(i), 1.0) for i in range(len(styles))]
+    init_image = state.get(INIT_IMAGE_KEY) or ""
     return Params(
         content=content, styles=tuple(styles), style_blend=_weights_or_default(blend),
+        init_image=init_image if values.get("init") == "image" else "",
         content_layers=content_layers, style_layers=style_layers,
         style_layer_weights=_weights_or_default(layer_weights), **values,
     )
@@ -183,7 +191,7 @@ def save_form(session: MutableMapping[str, Any]) -> None:
 
 
 def form_keys() -> list[str]:
-    keys = [PRESET_KEY, key("content_layers"), key("style_layers")]
+    keys = [PRESET_KEY, key("content_layers"), key("style_layers"), INIT_IMAGE_KEY]
     keys += [key(f) for f in SCALAR_FIELDS]
     keys += [layer_weight_key(l) for l in LAYERS] + [blend_key(i) for i in range(MAX_STYLES)]
     return keys
@@ -249,6 +257,32 @@ def label(field: str) -> str:
     return LABELS.get(field, field.replace("_", " ").capitalize())
 
 
+def _init_image() -> None:
+    """The image a run starts from ("Start from: image", neural-style's -init_image): uploaded
+    here, or a result's ("Make a print" in the Gallery)."""
+    from app_pages import inputs  # the Create page's own: the same checks as its other images
+    from app_pages.common import get_gallery, input_thumbnail
+
+    g = get_gallery()
+    version = st.session_state.get("init_upload_version", 0)
+    held = st.session_state.get(f"init_file_{version}")
+    if held is not None and hasattr(held, "getvalue"):
+        try:
+            st.session_state[INIT_IMAGE_KEY] = str(g.add_input(held.getvalue(), held.name).path)
+        except (ValueError, OSError) as exc:  # ImageError, GalleryError: one sentence
+            st.session_state["init_error"] = str(exc)
+        st.session_state["init_upload_version"] = version + 1
+    left, right = st.columns([2, 1])
+    left.file_uploader(LABELS["init_image"], type=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
+                       key=f"init_file_{st.session_state.get('init_upload_version', 0)}", help=HELP["init_image"])
+    path = st.session_state.get(INIT_IMAGE_KEY) or ""
+    preview = input_thumbnail(path) if path and inputs.offered(g, path) else None
+    if preview:
+        right.image(preview, caption="Starts from this", width="stretch")
+    if st.session_state.get("init_error"):
+        st.error(escape_md(st.session_state.pop("init_error")), icon=":material/error:")
+
+
 def render_advanced(errors: Mapping[str, str], style_names: list[str]) -> None:
     """Every engine parameter, grouped; each with the engine's message if it is invalid. In the
     page's own flow: a box that scrolled by itself hid half of them behind an invisible edge."""
@@ -259,6 +293,9 @@ def render_advanced(errors: Mapping[str, str], style_names: list[str]) -> None:
             with col:
                 _scalar_widget(field)
                 field_error(errors, field)
+        if title == "Optimisation" and st.session_state.get(key("init")) == "image":
+            _init_image()
+            field_error(errors, "init_image")
     st.markdown("**Layers**")
     left, right = st.columns(2)
     with left:

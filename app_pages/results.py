@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import auth, common
+from app_pages.params_form import label as form_label
 from app_pages.sweep import differing_fields
 from engine.masks import is_everywhere
 from engine.params import Params
@@ -105,6 +106,99 @@ def rerun_with(run_id: int) -> None:
 
 
 EDIT_ERROR = "edit_error"
+
+
+PRINT_DPI = 300
+PRINT_CHOICES = ("2×", "4×", "Size in px", "Inches at 300 dpi")
+
+
+def print_size(run: Any, choice: str, amount: float) -> int:
+    """The longest side of a print of `run`: twice or four times its size, a size in px, or a
+    length in inches at PRINT_DPI."""
+    if choice == "2×":
+        return 2 * run.params.size
+    if choice == "4×":
+        return 4 * run.params.size
+    if choice == "Inches at 300 dpi":
+        return round(amount * PRINT_DPI)
+    return int(amount)
+
+
+def print_params(run: Any, size: int, iterations: int) -> Params:
+    """The same settings at `size`, starting from the run's result and running only the scales
+    above its size (the result is those scales' work already done)."""
+    return run.params.with_changes(size=size, iterations=iterations, init="image", init_image=str(run.result_path),
+                                   multiscale_from=run.params.size)
+
+
+def make_print(g: Any, run: Any, size: int, iterations: int) -> int:
+    """Queues a print of `run` (engine.params validates the size); its id. The new run records
+    the one it grew from (Gallery.prints_of goes back)."""
+    return g.submit(print_params(run, size, iterations), owner=auth.session_owner(), grown_from=run.id,
+                    title=f"Print of #{run.id}" + (f": {run.title}" if run.title else ""))
+
+
+def print_plan_line(params: Params, shape: tuple[int, int] | None) -> str:
+    """How a print would be computed on this machine's CPU, from engine.memory: "the whole image
+    at once" or "tiled, 12 tiles of 1024 px", or why it would not fit."""
+    from engine import memory
+
+    cpu = params.with_changes(device="cpu")
+    available = memory.within_budget(memory.cpu_available_bytes(), memory.budget_from_env())
+    refused = memory.refusal(cpu, available, "this machine", shape)
+    if refused:
+        return refused
+    found = memory.plan(cpu, available, shape)
+    return f"On this machine's CPU: {found.evaluation or 'the whole image at once'}."
+
+
+def _print_form(g: Any, run: Any) -> None:
+    """The popover of "Make a print": how large, how many iterations a scale, what it takes."""
+    from engine.params import MAX_SIZE
+
+    choice = st.radio("Size", PRINT_CHOICES, key="print_choice", horizontal=True)
+    choice = choice if choice in PRINT_CHOICES else PRINT_CHOICES[0]
+    amount: float = 0
+    if choice == "Size in px":
+        amount = st.number_input("Longest side (px)", run.params.size + 16, MAX_SIZE, 2 * run.params.size, step=256,
+                                 key="print_px")
+    elif choice == "Inches at 300 dpi":
+        amount = st.number_input("Longest side (inches)", 1.0, MAX_SIZE / PRINT_DPI, 10.0, step=1.0, key="print_in")
+    size = print_size(run, choice, amount or 0)
+    iterations = st.number_input("Iterations at each new size", 1, 10_000, min(run.params.iterations, 200),
+                                 key="print_iterations")
+    params = print_params(run, size, int(iterations) if isinstance(iterations, (int, float)) else 200)
+    problems = auth.validation_errors(params, need_images=False)
+    scales = " and ".join(f"{s} px" for s in params.scale_sizes())
+    st.caption(f"{size} px ({size / PRINT_DPI:.1f} in at {PRINT_DPI} dpi), from this {run.params.size} px result: "
+               f"{scales}. " + print_plan_line(params, _shape(g, run)))
+    for field, message in problems.items():
+        st.error(f"{form_label(field)} {message}")
+    if st.button("Make the print", key="make_print", type="primary", icon=":material/print:",
+                 disabled=bool(problems) or size <= run.params.size):
+        try:
+            rid = make_print(g, run, size, params.iterations)
+        except (GalleryError, ValueError) as exc:  # ParamsError is a ValueError
+            st.error(common.escape_md(str(exc)))
+            return
+        st.session_state["toast"] = f"Queued print #{rid} of run #{run.id}"
+        st.switch_page(common.PAGE_CREATE, query_params={"run": str(rid)})
+
+
+def _shape(g: Any, run: Any) -> tuple[int, int] | None:
+    found = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
+    return (found.width, found.height) if found and found.width else None
+
+
+def _lineage(g: Any, run: Any) -> None:
+    """The run a print grew from, and the prints grown from this one: links both ways."""
+    # Buttons, not page links: a link to the page it is on changes the page but not its URL.
+    if run.grown_from:
+        st.button(f"Grown from #{run.grown_from}", key="grown_from", icon=":material/north_west:", type="tertiary",
+                  on_click=_go_to, args=(run.grown_from,))
+    for made in g.prints_of(run.id):
+        st.button(f"Print #{made.id} · {made.params.size} px · {made.status}", key=f"print-{made.id}",
+                  icon=":material/print:", type="tertiary", on_click=_go_to, args=(made.id,))
 
 
 def use_as_content(g: Any, run: Any) -> None:
@@ -241,8 +335,10 @@ def _iteration_view(frames: dict[str, Path], run_id: int) -> None:
     """A still run's saved iterations, scrubbed through."""
     labels = list(frames)
     choice = st.select_slider("Iterations", options=labels, value=labels[-1], key=f"scrub-{run_id}")
-    # Native size up to the column's width: small results are not blown up into mush.
-    st.image(str(frames[choice]), width=display_width(frames[choice]), caption=choice)
+    choice = choice if choice in frames else labels[-1]
+    # Native size up to the column's width: small results are not blown up into mush; a print
+    # is shown from a copy at most common.DISPLAY_SIDE px wide (the download is the whole PNG).
+    st.image(common.display_image(frames[choice]), width=display_width(frames[choice]), caption=choice)
 
 
 def _clip_downloads(run: Any) -> None:
@@ -285,7 +381,7 @@ def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] =
             _iteration_view(frames, run_id)
         elif frames:
             image = next(iter(frames.values()))
-            st.image(str(image), width=display_width(image))
+            st.image(common.display_image(image), width=display_width(image))
         else:
             st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
     with side:
@@ -309,6 +405,11 @@ def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] =
         if run.status == "done" and again.button("Use as content", key="use_as_content", icon=":material/input:",
                                                  help="Style this result again: it becomes the content on Create"):
             use_as_content(g, run)
+        if run.status == "done" and not run.is_clip and common.existing(run.result_path):
+            with st.popover("Make a print", icon=":material/print:",
+                            help="The same settings at a larger size, starting from this result"):
+                _print_form(g, run)
+        _lineage(g, run)
         st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
         with st.form(f"meta-{run_id}", border=False):
             st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)

@@ -261,3 +261,42 @@ def test_the_wipe_shows_a_left_of_the_edge_and_b_right_of_it():
     assert out.size == (100, 50)
     assert out.getpixel((10, 10)) == (255, 0, 0) and out.getpixel((90, 10)) == (0, 0, 255)
     assert wipe(a, b, 0).getpixel((0, 0)) == (0, 0, 255) and wipe(a, b, 1).getpixel((99, 0)) == (255, 0, 0)
+
+
+def test_make_a_print_grows_a_larger_run_from_a_result_and_links_both(studio):
+    from app_pages.results import print_size
+
+    source = studio.submit(small_params(size=64, iterations=10))
+    play_worker(studio, until="done")
+    at = app(GALLERY, run=str(source))
+    assert_ok(at)
+    assert any("On this machine's CPU: the whole image at once" in c.value for c in at.caption)
+    at.number_input(key="print_iterations").set_value(5)
+    at.button(key="make_print").click().run()
+    assert_ok(at)
+    (made,) = studio.prints_of(source)
+    assert made.grown_from == source and made.params.size == 128 and made.params.iterations == 5
+    assert made.params.init == "image" and made.params.multiscale_from == 64
+    assert made.params.scale_sizes() == [128]  # only the new, larger scale: the result is the 64 px one
+    assert made.init_sha256 and studio.get_input(made.init_sha256).width == 64  # the result, stored as an input
+    assert [t.value for t in at.title] == ["Create"] and at.query_params["run"] == str(made.id)
+    at = app(GALLERY, run=str(source))
+    assert at.button(key=f"print-{made.id}").label == f"Print #{made.id} · 128 px · queued"
+    at.button(key=f"print-{made.id}").click().run()
+    assert at.query_params["run"] == str(made.id)
+    at.button(key="grown_from").click().run()
+    assert at.query_params["run"] == str(source)
+    run = studio.get(source)
+    assert [print_size(run, c, a) for c, a in (("2×", 0), ("4×", 0), ("Size in px", 1000), ("Inches at 300 dpi", 12))] \
+        == [128, 256, 1000, 3600]
+
+
+def test_a_print_too_large_for_this_machine_is_said_before_it_is_queued(studio, monkeypatch):
+    from app_pages.results import print_params, print_plan_line
+
+    monkeypatch.setenv("STUDIO_MEMORY_BUDGET", "8GB")
+    source = studio.submit(small_params(size=64, iterations=10))
+    play_worker(studio, until="done")
+    run = studio.get(source)
+    assert print_plan_line(print_params(run, 2048, 10), None).startswith("On this machine's CPU: tiled, ")
+    assert "Not enough memory" in print_plan_line(print_params(run, 16384, 10), None)
