@@ -312,7 +312,8 @@ def validation_errors(p: Any, need_images: bool = True) -> dict[str, str]:
     """engine.params.validation_errors, plus share mode's rule: weights are the built-in ones
     unless you are the admin. A weights path names a file on the server: anyone could probe
     which files exist there, and the engine keeps every weights file it read in memory."""
-    from engine.params import BUILTIN_WEIGHTS, validation_errors as engine_errors
+    from engine.params import BUILTIN_WEIGHTS
+    from engine.params import validation_errors as engine_errors
 
     errors = engine_errors(p, need_images)
     if share_mode() and not is_admin() and "weights" not in errors and p.weights not in BUILTIN_WEIGHTS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,14 +181,14 @@ def elapsed_seconds(started: Any, now: datetime | None = None) -> float | None:
     start = to_utc(started)
     if start is None:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return max(0.0, (now - start).total_seconds())
 
 
 def seconds_until(when: datetime | None, now: datetime | None = None) -> float | None:
     if when is None:
         return None
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def fmt_loss(value: Any) -> str:

@@ -7,9 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import auth, common, inputs, jobs, regions
+from app_pages import auth, common, inputs, jobs, regions, sweep
 from app_pages import params_form as form
-from app_pages import sweep
 from engine.images import ImageError
 from engine.params import Params, ParamsError
 from gallery import GalleryError, RunFilter, drafts, estimates

@@ -8,14 +8,15 @@ stays quick with thousands of results.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import streamlit as st
 
 from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
-from gallery import SORTS as STORE_SORTS, NotFound, RunFilter
+from gallery import SORTS as STORE_SORTS
+from gallery import NotFound, RunFilter
 from gallery.db import STATUSES
 
 COLUMNS = 5
@@ -45,9 +46,9 @@ def filters_from_state(state: Mapping[str, Any]) -> RunFilter:
         f["max_size"] = high
     dates = tuple(state.get("g_dates") or ())
     if len(dates) >= 1 and isinstance(dates[0], date):
-        f["since"] = datetime.combine(dates[0], time.min).astimezone(timezone.utc)
+        f["since"] = datetime.combine(dates[0], time.min).astimezone(UTC)
     if len(dates) == 2 and isinstance(dates[1], date):  # inclusive: until the next midnight
-        f["until"] = datetime.combine(dates[1] + timedelta(days=1), time.min).astimezone(timezone.utc)
+        f["until"] = datetime.combine(dates[1] + timedelta(days=1), time.min).astimezone(UTC)
     return RunFilter(**f)
 
 

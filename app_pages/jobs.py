@@ -15,8 +15,8 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.sweep import grid
-from gallery import NotFound, RunFilter, estimates
 from engine.params import eta_seconds
+from gallery import NotFound, RunFilter, estimates
 from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0

@@ -14,11 +14,20 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import escape_md
-from worker.supervisor import gpu_count
 from engine.params import (
-    BUILTIN_WEIGHTS, DEVICES, HELP, INITS, LAYERS, MAX_STYLES, OPTIMIZERS, POOLINGS, PRESETS,
-    Params, preset,
+    BUILTIN_WEIGHTS,
+    DEVICES,
+    HELP,
+    INITS,
+    LAYERS,
+    MAX_STYLES,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESETS,
+    Params,
+    preset,
 )
+from worker.supervisor import gpu_count
 
 DEFAULT_PRESET = "balanced"
 PRESET_KEY = "preset"
@@ -102,7 +111,7 @@ def state_from_params(p: Params) -> dict[str, Any]:
 def _ordered_layers(selected: Any) -> tuple[str, ...]:
     # Multiselect keeps click order; network order makes equal settings compare equal.
     chosen = list(selected or ())
-    return tuple(sorted(chosen, key=lambda l: LAYERS.index(l) if l in LAYERS else len(LAYERS)))
+    return tuple(sorted(chosen, key=lambda layer: LAYERS.index(layer) if layer in LAYERS else len(LAYERS)))
 
 
 def _weights_or_default(values: list[Any]) -> tuple[Any, ...]:
@@ -121,7 +130,7 @@ def params_from_state(state: Mapping[str, Any], content: str = "", styles: tuple
             values[f] = int(values[f])
     content_layers = _ordered_layers(state.get(key("content_layers"), Params.content_layers))
     style_layers = _ordered_layers(state.get(key("style_layers"), Params.style_layers))
-    layer_weights = [state.get(layer_weight_key(l), 1.0) for l in style_layers]
+    layer_weights = [state.get(layer_weight_key(layer), 1.0) for layer in style_layers]
     blend = [state.get(blend_key(i), 1.0) for i in range(len(styles))]
     init_image = state.get(INIT_IMAGE_KEY) or ""
     return Params(
@@ -193,7 +202,7 @@ def save_form(session: MutableMapping[str, Any]) -> None:
 def form_keys() -> list[str]:
     keys = [PRESET_KEY, key("content_layers"), key("style_layers"), INIT_IMAGE_KEY]
     keys += [key(f) for f in SCALAR_FIELDS]
-    keys += [layer_weight_key(l) for l in LAYERS] + [blend_key(i) for i in range(MAX_STYLES)]
+    keys += [layer_weight_key(layer) for layer in LAYERS] + [blend_key(i) for i in range(MAX_STYLES)]
     return keys
 
 

@@ -361,7 +361,7 @@ def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] =
         st.warning(f"Run #{run_id} is not in the gallery (deleted?).")
         st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
         return
-    top = st.columns([1, 5, 1, 1], vertical_alignment="center")
+    top = st.columns([1.6, 5, 0.9, 0.9], vertical_alignment="center")
     top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:", shortcut="Esc")
     top[1].subheader(f"#{run.id} · {common.escape_md(common.run_label(run))}", anchor=False)
     before, after = neighbours

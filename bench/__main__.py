@@ -30,8 +30,9 @@ from bench.child import PEAK_FILE_ENV
 from engine import images
 from engine.accel import ACCEL_ENV, Accel, Parts, default_accel, evaluator, precision, prepare
 from engine.layers import BY_NAME, VGG19
+from engine.objective import Objective, features
 from engine.params import Params
-from engine.transfer import Objective, Progress, Result, features, pick_device, run, to_tensor
+from engine.transfer import Progress, Result, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent

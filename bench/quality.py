@@ -16,16 +16,18 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from engine import images
+from engine.gram import gram
 from engine.params import Params
-from engine.transfer import gram, pick_device, run, to_tensor
+from engine.transfer import pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,8 @@ channels-last tensors, bfloat16 convolutions, full float32 (no TF32), Winograd c
 torch.compile and a CUDA graph (of the loss and gradient, or of the whole optimisation step).
 
 None of these changes the objective being optimised. bfloat16, fp32 and winograd change the
-arithmetic (winograd by about 1e-5 of each layer's largest value; with bfloat16 the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets
+arithmetic (winograd by about 1e-5 of each layer's largest value; with bfloat16 the Gram matrices and losses
+stay in float32; on CUDA the engine otherwise lets
 cuDNN and cuBLAS use TF32 for the convolutions and Grams); the others change only how the same
 arithmetic is scheduled.
 `python -m bench.accel` measures each on the device at hand; `default_accel` holds what those
@@ -13,9 +14,10 @@ measurements chose, and the environment variable STUDIO_ACCEL overrides it (a la
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -27,7 +29,7 @@ ACCEL_ENV = "STUDIO_ACCEL"
 
 
 class LossFunction(Protocol):
-    """What an Accel evaluates: the image to its loss and loss parts (engine.transfer.Objective)."""
+    """What an Accel evaluates: the image to its loss and loss parts (engine.objective.Objective)."""
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]: ...
 

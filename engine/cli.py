@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget, add_param_arguments, params_from_args
 from engine.params import Params, ParamsError
@@ -32,7 +32,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _show(path: str) -> int:
     from engine.images import ImageError
-    from engine.pngmeta import read_metadata, PARAMS_KEY
+    from engine.pngmeta import PARAMS_KEY, read_metadata
 
     try:
         meta = read_metadata(path)

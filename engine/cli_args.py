@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from engine.memory import BUDGET_ENV, parse_bytes
 from engine.params import HELP, PRESETS, Params, eta_seconds, preset, validate
 
 # Flags whose name differs from the field, after neural-style's.
 _FLAG_NAMES = {"preview_every": "--save-every"}
-_LIST_ITEM_TYPES = {"style_blend": float, "style_masks": str, "style_layer_weights": float, "content_layers": str, "style_layers": str}
+_LIST_ITEM_TYPES = {"style_blend": float, "style_masks": str, "style_layer_weights": float, "content_layers": str,
+                    "style_layers": str}
 _POSITIONAL = ("content", "styles")
 _METAVARS = {"init_image": "PATH"}
 

@@ -82,7 +82,7 @@ class Params:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Params":
+    def from_dict(cls, data: dict[str, Any]) -> Params:
         """Builds params from a dict, ignoring unknown keys (written by newer releases)."""
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -95,13 +95,13 @@ class Params:
         return cls(**kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> "Params":
+    def from_json(cls, text: str) -> Params:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ParamsError({"params": "expected a JSON object"})
         return cls.from_dict(data)
 
-    def with_changes(self, **changes: Any) -> "Params":
+    def with_changes(self, **changes: Any) -> Params:
         return replace(self, **changes)
 
     def blend_weights(self) -> tuple[float, ...]:

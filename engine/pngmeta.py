@@ -152,7 +152,7 @@ class ResultInfo:
     tags: str = ""
 
     @classmethod
-    def of_result(cls, result: Any, params_json: str, **labels: Any) -> "ResultInfo":
+    def of_result(cls, result: Any, params_json: str, **labels: Any) -> ResultInfo:
         """From an engine.transfer.Result (any object with its attributes) and the params it ran with."""
         return cls(params_json=params_json, weights_name=result.weights_name or "",
                    weights_sha256=result.weights_sha256 or "", device=str(result.device),
@@ -173,7 +173,7 @@ class ResultInfo:
         return texts
 
     @classmethod
-    def from_texts(cls, texts: dict[str, str]) -> "ResultInfo | None":
+    def from_texts(cls, texts: dict[str, str]) -> ResultInfo | None:
         """None when the chunks hold no params (not one of ours); bad side values are dropped."""
         if PARAMS_KEY not in texts:
             return None

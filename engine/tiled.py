@@ -32,6 +32,7 @@ from engine.params import Params
 from engine.tiles import Box, Tile
 from engine.vgg import FeatureNet
 
+
 def free_bytes(device: torch.device) -> int | None:
     """Free bytes on `device`, or None when it cannot be told."""
     if device.type == "cuda":

@@ -55,7 +55,7 @@ class Box:
     def height(self) -> int:
         return self.y1 - self.y0
 
-    def at(self, scale: int) -> "Box":
+    def at(self, scale: int) -> Box:
         """The positions of a layer of `scale` (its downscale) this box's pixels make, in the
         whole image's layer; floors as the poolings do at the image's edge."""
         return Box(self.x0 // scale, self.y0 // scale, self.x1 // scale, self.y1 // scale)

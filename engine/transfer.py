@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from PIL import Image
+from torch import nn
 
 from engine import images, masks, memory, tiles
-# GramMSE, gram, Objective and features are also the engine's API from here (bench, tests).
-from engine.gram import GramMSE, gram, region_weights
-from engine.accel import Accel, default_accel, evaluator, precision, prepare, stepper
-from engine.objective import Objective, features, style_grams
+from engine.accel import Accel, LossFunction, default_accel, evaluator, precision, prepare, stepper
+from engine.gram import region_weights
 from engine.lbfgs import LBFGS
+from engine.objective import Objective, style_grams
 from engine.params import MIN_SIZE, Params, ParamsError, validate
 from engine.tiled import TiledObjective, free_bytes, memory_plans, tiled_grams, untiled
 from engine.vgg import FeatureNet, Weights, load_weights
@@ -304,110 +303,142 @@ def _evaluation(accel: Accel, plan: memory.Plan) -> str:
 def _run(p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
          should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse,
          available: int | None) -> Result:
-    t0 = time.perf_counter()
+    return _Optimisation(p, device, accel, on_progress, should_cancel, start, reuse, available).run()
 
-    def check_cancel() -> None:
+
+class _Optimisation:
+    """One run, coarse to fine: what the scales share (inputs, the network, the image, progress)
+    and, per scale, its set-up (_objective), its steps (_optimise) and the progress they report,
+    read a step behind on CUDA (_report)."""
+
+    def __init__(self, p: Params, device: torch.device, accel: Accel, on_progress: ProgressFn | None,
+                 should_cancel: Callable[[], bool] | None, start: FrameStart | None, reuse: Reuse,
+                 available: int | None):
+        self.t0 = time.perf_counter()
+        self.p, self.device, self.accel, self.used = p, device, accel, accel
+        self.on_progress, self.should_cancel, self.start = on_progress, should_cancel, start
+        self.content_img, self.style_imgs = _load_inputs(p)
+        self.init_img = images.load_image(p.init_image) if p.init == "image" and start is None else None
+        self.mask_imgs = masks.load_masks(p)
+        self.weights: Weights = load_weights(p.weights, device)
+        self.reuse = reuse
+        self.net = reuse.network(p, self.weights, device, accel)
+        self.generator = torch.Generator().manual_seed(p.seed)
+        self.temporal = start is not None and start.reliable is not None and p.temporal_weight > 0
+        self.plans = memory_plans(p, device, available, self.content_img.size,
+                                  [_style_side(p, size, self.style_imgs) for size in p.scale_sizes()], self.temporal)
+        self.total = p.total_iterations()
+        self.x: torch.Tensor | None = None
+        self.previews: list[tuple[int, Image.Image]] = []
+        self.done = 0
+        self.losses: dict[str, float] = {}
+
+    def check_cancel(self) -> None:
         # Between iterations, and between the set-up's forward passes: at a large size each of
         # those takes as long as an iteration.
-        if should_cancel is not None and should_cancel():
+        if self.should_cancel is not None and self.should_cancel():
             raise Cancelled()
 
-    content_img, style_imgs = _load_inputs(p)
-    init_img = images.load_image(p.init_image) if p.init == "image" and start is None else None
-    mask_imgs = masks.load_masks(p)
-    weights: Weights = load_weights(p.weights, device)
-    net = reuse.network(p, weights, device, accel)
-    generator = torch.Generator().manual_seed(p.seed)
-    sizes = p.scale_sizes()
-    plans = memory_plans(p, device, available, content_img.size,
-                         [_style_side(p, size, style_imgs) for size in p.scale_sizes()],
-                         start is not None and start.reliable is not None and p.temporal_weight > 0)
-    total = p.total_iterations()
-    setup = time.perf_counter() - t0
-    t_opt = time.perf_counter()
+    def run(self) -> Result:
+        setup = time.perf_counter() - self.t0
+        t_opt = time.perf_counter()
+        sizes = self.p.scale_sizes()
+        # On the CPU an iteration at a large size takes minutes: a cancel lands within a layer.
+        asking = self.device.type == "cpu" and not self.accel.compile
+        with asked_between_layers(self.net, self.check_cancel if asking else None, ASK_WITHIN_ITERATION_S):
+            for scale_index, (size, plan) in enumerate(zip(sizes, self.plans)):
+                objective, x = self._objective(size, plan)
+                self._optimise(x, objective, size, plan, last_scale=scale_index == len(sizes) - 1)
+        assert self.x is not None
+        image = to_image(self.x)
+        if self.p.original_colors:
+            image = keep_colors(image, self.content_img)
+        return Result(image=image, losses=self.losses,
+                      timings={"setup": setup, "optimize": time.perf_counter() - t_opt,
+                               "total": time.perf_counter() - self.t0},
+                      previews=self.previews, weights_name=self.weights.name, weights_sha256=self.weights.sha256,
+                      device=str(self.device), evaluation=_evaluation(self.used, self.plans[-1]))
 
-    x: torch.Tensor | None = None
-    previews: list[tuple[int, Image.Image]] = []
-    done = 0
-    losses: dict[str, float] = {}
-    used = accel
-    # On the CPU an iteration at a large size takes minutes: a cancel lands within a layer.
-    asking = device.type == "cpu" and not accel.compile
-    with asked_between_layers(net, check_cancel if asking else None, ASK_WITHIN_ITERATION_S):
-        for scale_index, (size, plan) in enumerate(zip(sizes, plans)):
-            w, h = images.fit_within(content_img.width, content_img.height, size)
-            content = to_tensor(content_img.resize((w, h), Image.LANCZOS), device)
-            regions = None if not mask_imgs else region_weights(
-                [None if m is None else masks.fit(m, (w, h)) for m in mask_imgs], (w, h), p.blend_weights(), device)
-            temporal = None
-            if start is not None and start.reliable is not None and p.temporal_weight > 0:
-                mask = torch.from_numpy(start.reliable.astype("float32"))[None, None].to(device)
-                temporal = (to_tensor(start.image.resize((w, h)), device), mask)
-            check_cancel()
-            grams = reuse.grams(p, size, device, accel, net, style_imgs, plan)
-            check_cancel()
-            used = untiled(accel) if plan.tiled or plan.history_on_host else accel
+    def _objective(self, size: int, plan: memory.Plan) -> tuple[LossFunction, torch.Tensor]:
+        """The scale's objective (whole or tiled) and the image it starts from, ready to optimise."""
+        p, device = self.p, self.device
+        w, h = images.fit_within(self.content_img.width, self.content_img.height, size)
+        content = to_tensor(self.content_img.resize((w, h), Image.LANCZOS), device)
+        regions = None if not self.mask_imgs else region_weights(
+            [None if m is None else masks.fit(m, (w, h)) for m in self.mask_imgs], (w, h), p.blend_weights(), device)
+        temporal = None
+        if self.temporal:
+            assert self.start is not None
+            mask = torch.from_numpy(self.start.reliable.astype("float32"))[None, None].to(device)
+            temporal = (to_tensor(self.start.image.resize((w, h)), device), mask)
+        self.check_cancel()
+        grams = self.reuse.grams(p, size, device, self.accel, self.net, self.style_imgs, plan)
+        self.check_cancel()
+        self.used = untiled(self.accel) if plan.tiled or plan.history_on_host else self.accel
+        objective: LossFunction
+        if plan.tiled:
+            objective = TiledObjective(p, self.net, content, grams, tiles.grid(w, h, plan.tile, plan.halo), self.used,
+                                       regions, temporal, on_tile=lambda tile, count: self._tile_done(size, tile, count))
+        else:
+            objective = Objective(p, self.net, content, [], self.used, regions, temporal, grams=grams)
+        if self.x is None:
+            x = _initial(p, content, self.generator, self.start, self.init_img)
+        else:
+            x = F.interpolate(self.x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+        del content  # the objective keeps what it needs of it: at a print's size, every vector counts
+        self.x = x.contiguous().requires_grad_(True)
+        return objective, self.x
 
-            def on_tile(tile: int, tiles: int, size: int = size) -> None:
-                check_cancel()
-                if tile and on_progress is not None:
-                    on_progress(Progress(done, total, size, losses, time.perf_counter() - t0, None, tile, tiles))
+    def _tile_done(self, size: int, tile: int, tiles: int) -> None:
+        """A tiled step's progress within it: a cancel lands between tiles."""
+        self.check_cancel()
+        if tile and self.on_progress is not None:
+            self.on_progress(Progress(self.done, self.total, size, self.losses, time.perf_counter() - self.t0, None,
+                                      tile, tiles))
 
-            if plan.tiled:
-                objective = TiledObjective(p, net, content, grams, tiles.grid(w, h, plan.tile, plan.halo), used,
-                                           regions, temporal, on_tile=on_tile)
-            else:
-                objective = Objective(p, net, content, [], used, regions, temporal, grams=grams)
-            if x is None:
-                x = _initial(p, content, generator, start, init_img)
-            else:
-                x = F.interpolate(x.detach(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
-            del content  # the objective keeps what it needs of it: at a print's size, every vector counts
-            x = x.contiguous().requires_grad_(True)
-            optimizer = _make_optimizer(p, x, used, plan)
-            evaluate = evaluator(objective, x, used)
-            parts: dict[str, torch.Tensor] = {}
+    def _optimise(self, x: torch.Tensor, objective: LossFunction, size: int, plan: memory.Plan, last_scale: bool) -> None:
+        """The scale's iterations; a preview every preview_every and at the end of a coarse scale."""
+        p = self.p
+        optimizer = _make_optimizer(p, x, self.used, plan)
+        evaluate = evaluator(objective, x, self.used)
+        parts: dict[str, torch.Tensor] = {}
 
-            def closure() -> torch.Tensor:
-                loss, found = evaluate()
-                parts.clear()
-                parts.update(found, total=loss)
-                return loss
+        def closure() -> torch.Tensor:
+            loss, found = evaluate()
+            parts.clear()
+            parts.update(found, total=loss)
+            return loss
 
-            def one_step() -> None:
-                optimizer.step(closure)
-                if p.optimizer == "adam":
-                    with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
-                        x.clamp_(0, 255)
+        def one_step() -> None:
+            optimizer.step(closure)
+            if p.optimizer == "adam":
+                with torch.no_grad():  # as L-BFGS's box: the result is what gets saved, 0..255
+                    x.clamp_(0, 255)
 
-            step_once = stepper(one_step, used)
-            # A tiled step reports its tiles as it goes: its iteration's report may not wait.
-            lag = 0 if plan.tiled else progress_lag(device)
-            waiting: list[_Step] = []
-            for i in range(1, p.iterations + 1):
-                check_cancel()
-                step_once()
-                done += 1
-                last_of_scale = i == p.iterations
-                preview = None
-                if (p.preview_every and done % p.preview_every == 0) or (last_of_scale and scale_index < len(sizes) - 1):
-                    preview = to_image(x)
-                    if p.original_colors:
-                        preview = keep_colors(preview, content_img)
-                    previews.append((done, preview))
-                waiting.append(_Step(done, size, LossReading(parts), preview))
-                # The newest step's losses are read once the step after it is queued (progress_lag).
-                while len(waiting) > (0 if last_of_scale else lag):
-                    step = waiting.pop(0)
-                    losses = step.losses.read()
-                    if on_progress is not None:
-                        on_progress(Progress(step.iteration, total, step.size, losses, time.perf_counter() - t0,
-                                             step.preview, 0, plan.tiles if plan.tiled else 0))
-    image = to_image(x)
-    if p.original_colors:
-        image = keep_colors(image, content_img)
-    optimize = time.perf_counter() - t_opt
-    return Result(image=image, losses=losses,
-                  timings={"setup": setup, "optimize": optimize, "total": time.perf_counter() - t0},
-                  previews=previews, weights_name=weights.name, weights_sha256=weights.sha256,
-                  device=str(device), evaluation=_evaluation(used, plans[-1]))
+        step_once = stepper(one_step, self.used)
+        # A tiled step reports its tiles as it goes: its iteration's report may not wait.
+        lag = 0 if plan.tiled else progress_lag(self.device)
+        waiting: list[_Step] = []
+        for i in range(1, p.iterations + 1):
+            self.check_cancel()
+            step_once()
+            self.done += 1
+            last_of_scale = i == p.iterations
+            preview = None
+            if (p.preview_every and self.done % p.preview_every == 0) or (last_of_scale and not last_scale):
+                preview = to_image(x)
+                if p.original_colors:
+                    preview = keep_colors(preview, self.content_img)
+                self.previews.append((self.done, preview))
+            waiting.append(_Step(self.done, size, LossReading(parts), preview))
+            self._report(waiting, 0 if last_of_scale else lag, plan.tiles if plan.tiled else 0)
+
+    def _report(self, waiting: list[_Step], lag: int, tiles: int) -> None:
+        """Reports the waiting steps but the newest `lag`: a step's losses are read once the step
+        after it is queued (progress_lag)."""
+        while len(waiting) > lag:
+            step = waiting.pop(0)
+            self.losses = step.losses.read()
+            if self.on_progress is not None:
+                self.on_progress(Progress(step.iteration, self.total, step.size, self.losses,
+                                          time.perf_counter() - self.t0, step.preview, 0, tiles))

@@ -14,7 +14,7 @@ convolution, with the kernel transposed and flipped, so the backward pass uses t
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ _G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
 _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tile_transforms(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Input (36×36) and output (16×36) transforms of a row-major flattened tile, as Kronecker
     products: vec(Bᵀ d B) = (Bᵀ ⊗ Bᵀ) vec(d), vec(Aᵀ m A) = (Aᵀ ⊗ Aᵀ) vec(m)."""

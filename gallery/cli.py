@@ -2,7 +2,8 @@
 
     python -m gallery [--data DIR] submit CONTENT STYLE... [engine flags]   (prints the new id)
     python -m gallery list [--status S] [--style NAME] [--favorite] [--search TEXT] [--json] [--limit N]
-    python -m gallery show ID | export ID DEST(.png|.webp|.gif) | export ID --progress OUT.webp | export --all DEST | import ZIP | rm ID... | requeue ID
+    python -m gallery show ID | export ID DEST(.png|.webp|.gif) | export ID --progress OUT.webp
+    python -m gallery export --all DEST | import ZIP | rm ID... | requeue ID
     python -m gallery cancel ID
 
 Processing the queue is the worker's job: `python -m worker work`, or `python -m worker run`.

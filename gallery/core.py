@@ -30,7 +30,7 @@ class GalleryCore:
         with self._lock:
             self.db.conn.close()
 
-    def __enter__(self) -> "GalleryCore":
+    def __enter__(self) -> GalleryCore:
         return self
 
     def __exit__(self, *exc: object) -> None:

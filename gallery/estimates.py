@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.params import Params, eta_seconds
@@ -131,7 +131,7 @@ def run_seconds(g: Any, run: Any, speed: Speed) -> float:
 def seconds_left(g: Any, run: Any, speed: Speed, now: datetime | None = None) -> float:
     """How long a running run still needs: its own ETA from its progress (what its row shows),
     else the model's time less what has passed."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     started = to_utc(run.started)
     elapsed = (now - started).total_seconds() if started else None
     own = eta_seconds(elapsed, run.work_done())
@@ -147,7 +147,7 @@ def expected_starts(g: Any, running: list[Any], queued: list[Any], workers: int 
     and the queued runs ahead, shared among `workers`; None without a measured speed. A worker
     that runs several jobs at once (a Ray cluster's claims as many as the cluster has room for)
     counts as the jobs it runs: with runs still queued, that is its room."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     speed = measured_speed(g)
     if speed is None:
         return {run.id: None for run in queued}

@@ -15,8 +15,8 @@ import io
 import json
 import os
 import zipfile
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine import pngmeta

@@ -7,9 +7,9 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -352,7 +352,7 @@ class Queue(Inputs):
         """Running rows whose worker process is gone become interrupted; returns their ids.
         Workers on this host are checked by pid (and start time); those of other hosts by how
         long ago they were last heard of (FOREIGN_STALE_S)."""
-        stale_before = datetime.fromtimestamp(time.time() - FOREIGN_STALE_S, timezone.utc)
+        stale_before = datetime.fromtimestamp(time.time() - FOREIGN_STALE_S, UTC)
         dead = []
         for row in self._rows("SELECT id, worker_host, worker_pid, worker_started, heartbeat "
                               "FROM runs WHERE status = 'running'"):
@@ -392,8 +392,8 @@ def _duration(result: Any, row: dict[str, Any]) -> float:
     total = (getattr(result, "timings", None) or {}).get("total")
     if total is not None:
         return float(total)
-    started = to_utc(row["started"]) or datetime.now(timezone.utc)
-    return (datetime.now(timezone.utc) - started).total_seconds()
+    started = to_utc(row["started"]) or datetime.now(UTC)
+    return (datetime.now(UTC) - started).total_seconds()
 
 
 def _result_info(result: Any, row: dict[str, Any]) -> pngmeta.ResultInfo:

@@ -23,5 +23,5 @@ from gallery.housekeeping import Housekeeping
 class Gallery(Housekeeping):
     """One data folder: its images, runs and queue (the API in docs/architecture.md)."""
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Gallery:
         return self

@@ -2,16 +2,16 @@
 so that text order is time order in SQL; everything else gets aware datetimes."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def iso(value: datetime) -> str:
     """`value` (aware) as the database writes it."""
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def now_iso() -> str:
-    return iso(datetime.now(timezone.utc))
+    return iso(datetime.now(UTC))
 
 
 def to_utc(value: datetime | str | None, naive: str = "utc") -> datetime | None:
@@ -26,5 +26,5 @@ def to_utc(value: datetime | str | None, naive: str = "utc") -> datetime | None:
         except ValueError:
             return None
     if value.tzinfo is None:
-        value = value.astimezone() if naive == "local" else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.astimezone() if naive == "local" else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -10,8 +10,9 @@ import torch
 from engine import images
 from engine.accel import ACCEL_ENV, Accel, default_accel, evaluator, precision, prepare, stepper
 from engine.lbfgs import LBFGS
+from engine.objective import Objective
 from engine.params import Params
-from engine.transfer import Objective, _style_tensors, run, to_tensor
+from engine.transfer import _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 from support.paths import CONTENT, STYLE
 

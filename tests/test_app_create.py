@@ -3,9 +3,9 @@ job panel (from what a worker writes to SQLite), cancel, reload, sweeps and re-r
 from __future__ import annotations
 
 from engine.params import PRESETS, Params, validation_errors
-from support.app import app, assert_ok, play_worker, small_params, uploader, shown
-from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 from gallery import RunFilter
+from support.app import app, assert_ok, play_worker, shown, small_params, uploader
+from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 
 
 def upload(at, kind: str, *paths) -> None:

@@ -1,7 +1,7 @@
 """The UI's plain functions: owners, durations, examples, the form's state, sweeps."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,7 +37,7 @@ def test_durations_and_eta():
     assert common.fmt_duration(5.4) == "5 s"
     assert common.fmt_duration(125) == "2 min 05 s"
     assert common.fmt_duration(3 * 3600 + 60) == "3 h 01 min"
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     assert common.elapsed_seconds(start, start + timedelta(seconds=42)) == 42
 
 
@@ -45,7 +45,8 @@ def test_examples_split_by_subfolder(tmp_path: Path):
     for rel in ("content/a.jpg", "style/b.png", "loose.webp", "reference/r.png", "notes.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    names = lambda kind: [p.name for p in common.list_examples(tmp_path, kind)]
+    def names(kind: str) -> list[str]:
+        return [p.name for p in common.list_examples(tmp_path, kind)]
     assert names("content") == ["a.jpg", "loose.webp"]
     assert names("style") == ["loose.webp", "b.png"]
     assert common.list_examples(None, "style") == []

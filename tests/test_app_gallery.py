@@ -9,11 +9,11 @@ from datetime import date
 import pytest
 
 from app_pages.gallery import clamp_page, filters_from_state, page_count
+from app_pages.results import compare_table, parse_ids, scrub_frames
+from engine.params import MAX_SIZE, Params
+from engine.pngmeta import read_params_json
 from gallery import RunFilter
 from gallery.paths import input_sha256
-from app_pages.results import compare_table, parse_ids, scrub_frames
-from engine.pngmeta import read_params_json
-from engine.params import MAX_SIZE, Params
 from support.app import app, assert_ok, play_worker, shown, small_params
 from support.paths import STYLE2
 

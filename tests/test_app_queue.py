@@ -3,8 +3,8 @@ cancel their own; interrupted jobs can be re-queued by anyone."""
 from __future__ import annotations
 
 from app_pages.queue import queue_rows
-from support.app import app, assert_ok, play_worker, small_params
 from gallery import RunFilter
+from support.app import app, assert_ok, play_worker, small_params
 
 QUEUE = "app_pages/queue.py"
 

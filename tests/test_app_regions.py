@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from app_pages import regions
-from support.app import app, assert_ok, play_worker, small_params, shown
+from support.app import app, assert_ok, play_worker, shown, small_params
 from support.paths import CONTENT, STYLE, STYLE2
 
 

@@ -20,9 +20,9 @@ from PIL import Image
 from bench.ray_cluster import LocalCluster, local_cluster
 from bench.studio import free_port
 from gallery import Gallery, Run
-from worker.cluster import STOP_ENV
 from support.runs import tiny_params
 from support.waiting import wait_for
+from worker.cluster import STOP_ENV
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,23 @@ import pytest
 
 from engine.pngmeta import read_params_json
 from gallery import Gallery
-from support.browser import (owner_of, ARTIFACTS, chromium, click, css, go_to, needs_chromium, query_param, screenshot,
-                             scroll_to, small_cpu_run, studio_server, upload_photo_and_style, wait_css, wait_idle)
+from support.browser import (
+    ARTIFACTS,
+    chromium,
+    click,
+    css,
+    go_to,
+    needs_chromium,
+    owner_of,
+    query_param,
+    screenshot,
+    scroll_to,
+    small_cpu_run,
+    studio_server,
+    upload_photo_and_style,
+    wait_css,
+    wait_idle,
+)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 
@@ -53,7 +68,8 @@ def test_generate_watch_browse_download_delete(tmp_path: Path):
         screenshot(driver, ARTIFACTS / "create-done.png")
 
         go_to(driver, "Queue")
-        wait_for(lambda: f"#{run_id}" in driver.find_element("css selector", "[data-testid='stMain']").text, 30, "the run in the queue")
+        wait_for(lambda: f"#{run_id}" in driver.find_element("css selector", "[data-testid='stMain']").text, 30,
+                 "the run in the queue")
         screenshot(driver, ARTIFACTS / "queue.png")
 
         go_to(driver, "Gallery")

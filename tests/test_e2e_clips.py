@@ -14,8 +14,21 @@ from selenium.webdriver.common.keys import Keys
 
 from engine.clips import read_clip, write_gif
 from gallery import Gallery
-from support.browser import (ARTIFACTS, chromium, click, css, go_to, needs_chromium, screenshot,
-                             studio_server, upload, wait_css, wait_idle, small_cpu_run, generated_run)
+from support.browser import (
+    ARTIFACTS,
+    chromium,
+    click,
+    css,
+    generated_run,
+    go_to,
+    needs_chromium,
+    screenshot,
+    small_cpu_run,
+    studio_server,
+    upload,
+    wait_css,
+    wait_idle,
+)
 from support.images import pan
 from support.paths import STYLE
 from support.waiting import wait_for

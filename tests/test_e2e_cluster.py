@@ -9,8 +9,22 @@ import pytest
 
 from bench.ray_cluster import local_cluster
 from gallery import Gallery
-from support.browser import (ARTIFACTS, chromium, click, go_to, needs_chromium, query_param, screenshot, scroll_to,
-                             set_number, small_cpu_run, studio_server, upload_photo_and_style, wait_css, wait_idle)
+from support.browser import (
+    ARTIFACTS,
+    chromium,
+    click,
+    go_to,
+    needs_chromium,
+    query_param,
+    screenshot,
+    scroll_to,
+    set_number,
+    small_cpu_run,
+    studio_server,
+    upload_photo_and_style,
+    wait_css,
+    wait_idle,
+)
 from support.paths import CONTENT, STYLE
 from support.waiting import wait_for
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,23 @@ from PIL import Image
 from gallery import Gallery
 from gallery.times import iso
 from support.app import small_params
-from support.browser import (ARTIFACTS, chromium, click, css, expand, needs_chromium, owner_of, query_param,
-                             screenshot, set_number, studio_process, studio_server, upload_photo_and_style, wait_css,
-                             wait_idle)
+from support.browser import (
+    ARTIFACTS,
+    chromium,
+    click,
+    css,
+    expand,
+    needs_chromium,
+    owner_of,
+    query_param,
+    screenshot,
+    set_number,
+    studio_process,
+    studio_server,
+    upload_photo_and_style,
+    wait_css,
+    wait_idle,
+)
 from support.paths import CONTENT, STYLE
 from support.runs import fake_result
 from support.waiting import wait_for
@@ -100,7 +114,7 @@ def test_3_a_waiting_job_starts_no_sooner_than_the_running_one_ends(studio: tupl
     running = g.submit(small_params(multiscale=False), owner="someone1")
     g.claim(running, "cpu@test:1")
     g.db.execute("UPDATE runs SET started = ? WHERE id = ?",
-                 [iso(datetime.now(timezone.utc) - timedelta(seconds=78)), running])
+                 [iso(datetime.now(UTC) - timedelta(seconds=78)), running])
     g.record_progress(running, 5, 10, {"total": 1.0})  # half done in 78 s: about 78 s to go
     waiting = g.submit(small_params(), owner="someone1")
     try:

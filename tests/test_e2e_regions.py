@@ -12,9 +12,23 @@ import pytest
 from PIL import Image
 
 from gallery import Gallery
-from support.browser import (ARTIFACTS, chromium, click, css, expand, go_to, needs_chromium, screenshot,
-                             scroll_to, studio_server, upload, wait_css, wait_idle, small_cpu_run,
-                             generated_run)
+from support.browser import (
+    ARTIFACTS,
+    chromium,
+    click,
+    css,
+    expand,
+    generated_run,
+    go_to,
+    needs_chromium,
+    screenshot,
+    scroll_to,
+    small_cpu_run,
+    studio_server,
+    upload,
+    wait_css,
+    wait_idle,
+)
 from support.paths import CONTENT, STYLE, STYLE2
 from support.waiting import wait_for
 
@@ -22,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 
 def pick_radio(driver: Any, key: str, label: str) -> None:
-    wait_for(lambda: [l for l in css(driver, f".st-key-{key} label") if l.text.strip() == label], 15,
+    wait_for(lambda: [e for e in css(driver, f".st-key-{key} label") if e.text.strip() == label], 15,
              f"{label!r} in {key}")[0].click()
     wait_idle(driver)
 

@@ -6,8 +6,10 @@ import torch
 from PIL import Image
 
 from engine import images, transfer
+from engine.gram import gram
+from engine.objective import Objective
 from engine.params import Params
-from engine.transfer import Cancelled, Objective, Reuse, gram, run, to_image, to_tensor
+from engine.transfer import Cancelled, Reuse, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
 from support.paths import CONTENT, STYLE, STYLE2
 
@@ -178,7 +180,7 @@ def test_bad_image_raises_image_error(tmp_path):
 
 
 def test_fused_gram_loss_matches_autograd():
-    from engine.transfer import GramMSE
+    from engine.gram import GramMSE
     f = torch.randn(1, 4, 5, 3, dtype=torch.float64, requires_grad=True)
     a = torch.randn(4, 4, dtype=torch.float64)
     a = a + a.t()  # targets are Grams, hence symmetric

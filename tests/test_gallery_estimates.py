@@ -3,7 +3,7 @@ duration as a fixed part plus per-step and per-pixel rates, a queued run's start
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from gallery import Gallery, estimates
 from gallery.times import iso
 from support.runs import finished_run, tiny_params
 
-NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def set_times(g: Gallery, rid: int, wall: float, optimize: float | None = None) -> None:
@@ -53,7 +53,8 @@ def test_a_fixed_part_and_two_rates_from_runs_of_two_sizes(data_dir) -> None:
         expected = 8 + 0.05 * estimates.steps_of(third) + 2e-5 * third.work(aspect)
         assert speed.seconds(third, aspect) == pytest.approx(expected, rel=1e-3)
         low, high = speed.range(third, aspect)
-        assert low == pytest.approx(expected * 0.85, rel=1e-3) and high == pytest.approx(expected * 1.15, rel=1e-3)  # the floor: ±15 %
+        # the floor: ±15 %
+        assert low == pytest.approx(expected * 0.85, rel=1e-3) and high == pytest.approx(expected * 1.15, rel=1e-3)
         assert estimates.measured_speed(g, "cuda") is None
 
 
@@ -62,7 +63,8 @@ def test_one_run_gives_a_wide_range_and_runs_without_timings_count_whole(data_di
         p = tiny_params(size=64, iterations=10)
         set_times(g, finished_run(g, params=p), 20.0)  # an import: no engine timings
         speed = estimates.measured_speed(g)
-        assert speed.fixed == 0 and speed.seconds(p, estimates.aspect_of(g, g.get(1).content_sha256)) == pytest.approx(20, rel=1e-3)
+        aspect = estimates.aspect_of(g, g.get(1).content_sha256)
+        assert speed.fixed == 0 and speed.seconds(p, aspect) == pytest.approx(20, rel=1e-3)
         assert speed.spread == estimates.ONE_RUN_SPREAD
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from PIL import Image
 from engine import pngmeta
 from engine.images import ImageError
 from engine.params import ParamsError
-from gallery import Gallery, GalleryError, NotFound, db as gallery_db, RunFilter
+from gallery import Gallery, GalleryError, NotFound, RunFilter
+from gallery import db as gallery_db
 from gallery.names import display_name
 from support.paths import CONTENT, STYLE, STYLE2
 from support.runs import dead_pid, fake_result, files_under, finished_run, named_files, tiny_params
@@ -347,7 +348,7 @@ def test_recover_interrupted(data_dir: Path) -> None:
         mine, dead, foreign_old, foreign_new = (g.submit(tiny_params(seed=i)) for i in range(4))
         for rid in (mine, dead, foreign_old, foreign_new):
             g.claim(rid, "t")
-        old = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat(timespec="milliseconds")
+        old = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="milliseconds")
         g.db.execute("UPDATE runs SET worker_pid = ? WHERE id = ?", [dead_pid(), dead])
         g.db.execute("UPDATE runs SET worker_host = 'other-host', heartbeat = ? WHERE id = ?", [old, foreign_old])
         g.db.execute("UPDATE runs SET worker_host = 'other-host' WHERE id = ?", [foreign_new])
@@ -425,7 +426,7 @@ def test_filters(filled: Gallery) -> None:
     assert ids(g.list_runs(RunFilter(max_size=40))) == [5, 4, 1]
     assert ids(g.list_runs(limit=2, offset=1)) == [4, 3]
     assert ids(g.list_runs(RunFilter(status="done"), sort="title")) == [3, 2, 1, 4]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert len(g.list_runs(RunFilter(since=now - timedelta(minutes=5)))) == 5
     assert g.list_runs(RunFilter(until=now - timedelta(minutes=5))) == []
     assert g.list_runs(RunFilter(since=datetime.now() + timedelta(hours=1))) == []  # naive means local time

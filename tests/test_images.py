@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
-from engine.images import (MAX_PIXELS, ImageError, fit_within, load_image, resize_longest, sniff,
-                           to_rgb)
+from engine.images import MAX_PIXELS, ImageError, fit_within, load_image, resize_longest, sniff, to_rgb
 from support.images import encode, noisy, png_with_header, with_orientation
 from support.paths import ROOT, SHARED_IMAGES
 

@@ -6,8 +6,9 @@ from torch.overrides import TorchFunctionMode
 
 from engine import images
 from engine.lbfgs import LBFGS
+from engine.objective import Objective
 from engine.params import Params
-from engine.transfer import Objective, _style_tensors, to_tensor
+from engine.transfer import _style_tensors, to_tensor
 from engine.vgg import FeatureNet, load_weights
 from support.paths import CONTENT, STYLE
 

@@ -1,6 +1,7 @@
 """Many users at once: 8 headless Chromium browsers (separate profiles, so 8 owners) against one
 real `streamlit run`, each queueing 3 tiny real jobs through the Create page (one Generate, then
-a 2-run seed sweep; the form filled by "Re-run with these settings" of a tiny run). All 24 finish, each exactly once, each browser sees its own, and the pages
+a 2-run seed sweep; the form filled by "Re-run with these settings" of a tiny run). All 24 finish,
+each exactly once, each browser sees its own, and the pages
 stay responsive while the queue is full; the slowest responses go to
 test-artifacts/reliability-load.json (docs/reliability.md quotes them)."""
 from __future__ import annotations
@@ -17,8 +18,21 @@ from typing import Any
 import pytest
 
 from gallery import Gallery, RunFilter
-from support.browser import (owner_of, ARTIFACTS, choose_option, chromium, click, expand, go_to, needs_chromium, query_param,
-                             screenshot, studio_server, wait_css, wait_idle)
+from support.browser import (
+    ARTIFACTS,
+    choose_option,
+    chromium,
+    click,
+    expand,
+    go_to,
+    needs_chromium,
+    owner_of,
+    query_param,
+    screenshot,
+    studio_server,
+    wait_css,
+    wait_idle,
+)
 from support.paths import ROOT
 from support.runs import finished_run, tiny_params
 from support.waiting import wait_for
@@ -145,7 +159,7 @@ class HealthProbe:
             if took > self.worst[0]:
                 self.worst = (took, self.g.count_runs(RunFilter(status=["queued", "running"])))
 
-    def __enter__(self) -> "HealthProbe":
+    def __enter__(self) -> HealthProbe:
         self._thread.start()
         return self
 

@@ -4,7 +4,7 @@ Distances are bench.quality's relative Gram distances, measured on a strip of th
 against each whole painting at the same scale."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,10 @@ from engine import images, masks
 from engine.accel import Accel, evaluator, prepare
 from engine.cli import main as engine_main
 from engine.gram import region_weights
+from engine.objective import Objective
 from engine.params import Params, ParamsError
 from engine.pngmeta import read_result_info
-from engine.transfer import Objective, _style_tensors, pick_device, run, to_tensor
+from engine.transfer import _style_tensors, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
 from support.paths import CONTENT, STYLE, STYLE2
 
@@ -43,7 +44,7 @@ def mask_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("masks")
 
 
-@lru_cache(maxsize=None)
+@cache
 def painting(path: str) -> Image.Image:
     return images.resize_longest(images.load_image(path), SIZE)
 

@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from engine.memory import (budget_from_env, clip_bytes, clip_refusal, cpu_available_bytes, estimate_bytes,
-                           format_bytes, largest_size_that_fits, lbfgs_history, parse_bytes, plan, refusal,
-                           within_budget)
+from engine.memory import (
+    budget_from_env,
+    clip_bytes,
+    clip_refusal,
+    cpu_available_bytes,
+    estimate_bytes,
+    format_bytes,
+    largest_size_that_fits,
+    lbfgs_history,
+    parse_bytes,
+    plan,
+    refusal,
+    within_budget,
+)
 from engine.params import Params
 
 GB = 1000**3

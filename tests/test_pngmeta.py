@@ -12,8 +12,17 @@ from PIL import Image, PngImagePlugin
 
 from engine.images import ImageError, load_image
 from engine.params import Params
-from engine.pngmeta import (A1111_KEY, PARAMS_KEY, ResultInfo, png_bytes, read_metadata, read_params_json,
-                            read_result_info, result_png, save_png)
+from engine.pngmeta import (
+    A1111_KEY,
+    PARAMS_KEY,
+    ResultInfo,
+    png_bytes,
+    read_metadata,
+    read_params_json,
+    read_result_info,
+    result_png,
+    save_png,
+)
 
 
 def image() -> Image.Image:
@@ -113,7 +122,7 @@ def test_bad_keys_refused() -> None:
     b"",
     b"not a png at all",
     b"\xff\xd8\xff\xe0 a jpeg header",
-    "<svg xmlns='http://www.w3.org/2000/svg'/>".encode(),
+    b"<svg xmlns='http://www.w3.org/2000/svg'/>",
 ])
 def test_not_png_raises(data: bytes) -> None:
     with pytest.raises(ImageError):

@@ -5,7 +5,7 @@ Distances are bench.quality's, the ones the quality figures report.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pytest
@@ -24,12 +24,12 @@ BASE = Params(content=str(CONTENT), styles=(str(STYLE),), size=SIZE, iterations=
               multiscale=False, init="content", seed=0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def result(**changes: Any) -> Image.Image:
     return run(BASE.with_changes(**changes)).image
 
 
-@lru_cache(maxsize=None)
+@cache
 def picture(path: str, longest: int) -> Image.Image:
     return images.resize_longest(images.load_image(path), longest)
 

@@ -32,7 +32,7 @@ from streamlit.testing.v1 import AppTest
 
 import worker as worker_module
 from engine.images import MAX_BYTES
-from gallery import Gallery, files, RunFilter
+from gallery import Gallery, RunFilter, files
 from support.app import APP, app, assert_ok, uploader
 from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_process, studio_server, wait_css
 from support.fake_engine import FakeEngine
@@ -303,7 +303,8 @@ def test_hand_edited_parameters_get_the_validation_message(studio):
      ["size: must be at least 16 and at most 16384, got 99999", "iterations: must be at least 1"]),
     (["-m", "engine", str(CONTENT), str(STYLE), "--style-weight", "nan", "-o", "{out}"], ["style_weight: must be a number"]),
     (["-m", "worker", "--data", "{data}", "run", str(CONTENT), str(STYLE), "--size", "8", "--device", "tpu"],
-     ["size: must be at least 16 and at most 16384, got 8", "device: must be one of auto, cpu, cuda or cuda:N (one GPU of several), got 'tpu'"]),
+     ["size: must be at least 16 and at most 16384, got 8",
+      "device: must be one of auto, cpu, cuda or cuda:N (one GPU of several), got 'tpu'"]),
     (["-m", "gallery", "--data", "{data}", "show", "../1"], ["A run id is a whole number"]),
 ])
 def test_out_of_range_parameters_on_the_command_lines(tmp_path: Path, argv: list[str], phrases: list[str]):
@@ -532,9 +533,9 @@ def test_disk_really_full_on_a_small_tmpfs(small_disk: Path, monkeypatch):
 def test_out_of_memory_fails_that_job_and_the_next_runs(data_dir: Path, monkeypatch):
     """The real engine on the CPU; the first optimisation step allocates "too much" the way
     PyTorch's CPU allocator reports it."""
-    from engine import transfer
+    from engine import objective
 
-    real_call = transfer.Objective.__call__
+    real_call = objective.Objective.__call__
     calls = {"n": 0}
 
     def allocation_fails_once(self, x):
@@ -544,7 +545,7 @@ def test_out_of_memory_fails_that_job_and_the_next_runs(data_dir: Path, monkeypa
                                "memory: you tried to allocate 274877906944 bytes. Error code 12 (Cannot allocate memory)")
         return real_call(self, x)
 
-    monkeypatch.setattr(transfer.Objective, "__call__", allocation_fails_once)
+    monkeypatch.setattr(objective.Objective, "__call__", allocation_fails_once)
     with Gallery(data_dir) as g:
         big = g.submit(tiny_params(seed=1, size=48))
         after = g.submit(tiny_params(seed=2))

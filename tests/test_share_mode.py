@@ -8,11 +8,11 @@ websocket protocol), through a proxy's headers, and in a real Chromium.
 The servers started here listen on 127.0.0.1 only (SHARE_HOST overrides make share's 0.0.0.0)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
-import contextlib
 import tomllib
 import urllib.error
 import urllib.request

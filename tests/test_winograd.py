@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from engine import images, winograd
 from engine.accel import Accel, evaluator, prepare
+from engine.objective import Objective
 from engine.params import Params
-from engine.transfer import Objective, _style_tensors, to_tensor
+from engine.transfer import _style_tensors, to_tensor
 from engine.vgg import LAYERS, FeatureNet, load_weights
 from support.paths import CONTENT, STYLE
 

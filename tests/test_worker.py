@@ -15,7 +15,6 @@ from support.fake_engine import FakeEngine, settled, statuses
 from support.paths import ROOT
 from support.runs import dead_pid, tiny_params
 from support.waiting import wait_for
-
 from worker import Worker
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from support.paths import CONTENT, STYLE
 from gallery import Gallery
+from support.paths import CONTENT, STYLE
 from worker.cli import main
 
 

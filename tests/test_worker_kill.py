@@ -35,7 +35,8 @@ def test_sigkill_mid_job_leaves_a_consistent_gallery(data_dir: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         with Gallery(data_dir) as g:
-            wait_for(lambda: g.count_runs(RunFilter(status="running")) and g.list_runs(RunFilter(status="running"))[0].iteration >= 2,
+            wait_for(lambda: g.count_runs(RunFilter(status="running"))
+                     and g.list_runs(RunFilter(status="running"))[0].iteration >= 2,
                      120, "the subprocess's progress")
             killed = g.list_runs(RunFilter(status="running"))[0].id
     finally:

@@ -116,7 +116,7 @@ class Worker:
 
     # ---- the thread ---------------------------------------------------------------------------
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=f"worker-{self.device}", daemon=True)
             self._thread.start()

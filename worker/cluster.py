@@ -245,7 +245,7 @@ class ClusterWorker(Worker):
         self._slots_at = 0.0
         self._task: Any = None
 
-    def start(self) -> "ClusterWorker":
+    def start(self) -> ClusterWorker:
         connect(self.address)  # here, so a cluster that is not there is said at once
         import ray
 

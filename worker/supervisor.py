@@ -124,7 +124,7 @@ class Supervisor:
 
     # ---- life -------------------------------------------------------------------------------
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         with self._lock:
             if self._thread is None:
                 # The children get the parent-death signal when the *thread* that forked them

@@ -26,7 +26,8 @@ if not __package__:  # run as a script: make engine, gallery and support importa
 
 import pytest
 
-from bench.studio import CHROMIUM, chromium_driver, studio_process as _studio_process
+from bench.studio import CHROMIUM, chromium_driver
+from bench.studio import studio_process as _studio_process
 from gallery import RunFilter
 from support.paths import ROOT, SHARED_IMAGES
 from support.waiting import wait_for

@@ -98,7 +98,7 @@ class StreamlitClient:
     def close(self) -> None:
         self.ws.close()
 
-    def __enter__(self) -> "StreamlitClient":
+    def __enter__(self) -> StreamlitClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
