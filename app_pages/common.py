@@ -15,6 +15,7 @@ from app_pages import auth, owner
 from gallery import RunFilter
 from gallery.paths import data_dir_path
 from gallery.times import to_utc
+from worker.job import runs_on
 
 # What engine.images accepts (it sniffs content; the extensions only filter the file picker).
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "webp", "tif", "tiff", "bmp"]
@@ -83,8 +84,7 @@ def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tupl
     for s in states:
         if s.alive:
             # A cluster's worker names the node after its own name ("ray@host:1 on node …").
-            ids = [f"#{run.id}" for run in sorted(running, key=lambda r: r.id) if run.worker and s.name
-                   and (run.worker == s.name or run.worker.startswith(s.name + " "))]
+            ids = [f"#{run.id}" for run in sorted(running, key=lambda r: r.id) if runs_on(run.worker, s.name)]
             doing = f"running {', '.join(ids)}" if ids else "idle"
             restarted = f"; restarted after: {s.last_error}" if s.last_error and s.starts > 1 else ""
             lines.append((not restarted, f"{s.device} worker {doing}{restarted}"))

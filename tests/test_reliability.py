@@ -30,7 +30,6 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import worker as worker_module
 from engine.images import MAX_BYTES
 from gallery import Gallery, RunFilter, files
 from support.app import APP, app, assert_ok, uploader
@@ -41,6 +40,7 @@ from support.paths import CONTENT, ROOT, STYLE
 from support.runs import files_under, finished_run, named_files, tiny_params
 from support.waiting import wait_for
 from worker import Worker
+from worker import local as worker_module
 
 # --- helpers ------------------------------------------------------------------------------------------
 

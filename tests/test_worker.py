@@ -177,8 +177,8 @@ def test_each_gpu_worker_takes_its_own_jobs_and_any_gpus(data_dir: Path, workers
 
 
 def test_a_plain_cuda_worker_is_gpu_zeros(data_dir: Path) -> None:
-    assert Worker(data_dir, "cuda")._claimable() == ["auto", "cuda", "cuda:0"]
-    assert Worker(data_dir, "cuda:2")._claimable() == ["auto", "cuda", "cuda:2"]
+    assert Worker(data_dir, "cuda").claimable() == ["auto", "cuda", "cuda:0"]
+    assert Worker(data_dir, "cuda:2").claimable() == ["auto", "cuda", "cuda:2"]
     with pytest.raises(ValueError, match="cuda:N"):
         Worker(data_dir, "gpu1")
 

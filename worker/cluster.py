@@ -29,8 +29,8 @@ from typing import Any
 from engine import masks
 from engine.params import Params
 from gallery import Gallery, Run
-from gallery.procs import HOST
-from worker import Worker, content_shape, params_on_device, run_engine
+from worker.job import content_shape, params_on_device, run_engine
+from worker.local import Worker
 from worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,8 @@ def _inputs_in(params: Params, local: dict[str, Path]) -> Params:
     """`params` with each input path replaced by its copy on this node."""
     return params.with_changes(
         content=str(local[params.content]), styles=tuple(str(local[s]) for s in params.styles),
-        style_masks=tuple(m if masks.is_everywhere(m) else str(local[m]) for m in params.style_masks))
+        style_masks=tuple(m if masks.is_everywhere(m) else str(local[m]) for m in params.style_masks),
+        init_image=str(local[params.init_image]) if params.init_image else "")
 
 
 def run_on_node(run: Run, names: list[str], shape: tuple[int, int] | None, cpus: int, frames: int,
@@ -228,13 +229,15 @@ def run_on_node(run: Run, names: list[str], shape: tuple[int, int] | None, cpus:
 # ---- on the head ----------------------------------------------------------------------------
 
 class ClusterWorker(Worker):
-    """A worker whose jobs run on a Ray cluster, as many at once as it has room for."""
+    """A worker whose jobs run on a Ray cluster, as many at once as it has room for: it claims
+    what the cluster has room for (claimable) and hands each run to a thread that follows it
+    there (take)."""
+
+    label_override = "ray"
 
     def __init__(self, data_dir: str | os.PathLike | None = None, address: str = "auto", *,
                  cpus_per_job: int | None = None, poll_interval: float = 0.5):
         super().__init__(data_dir, "auto", poll_interval=poll_interval)
-        self.device = "ray"
-        self.name = f"ray@{HOST}:{os.getpid()}"
         self.address = address
         self.cpus_per_job = cpus_per_job or int(os.environ.get(CPUS_ENV) or 1)
         self.stop_s = float(os.environ.get(STOP_ENV) or STOP_S)
@@ -261,7 +264,7 @@ class ClusterWorker(Worker):
         for t in threads:
             t.join(timeout)
 
-    def _claimable(self) -> list[str]:
+    def claimable(self) -> list[str]:
         now = time.monotonic()
         if now - self._slots_at > CAPACITY_REFRESH_S:
             import ray
@@ -272,7 +275,7 @@ class ClusterWorker(Worker):
             gpu_busy = sum(on_gpu for _, on_gpu in self._jobs.values())
             return claimable(self._slots, gpu_busy, len(self._jobs) - gpu_busy)
 
-    def _take(self, gallery: Gallery, run: Run) -> None:
+    def take(self, gallery: Gallery, run: Run) -> None:
         try:
             args = self._task_args(gallery, run)
         except OSError as e:  # an input file gone from the data folder
@@ -296,7 +299,8 @@ class ClusterWorker(Worker):
         import ray
 
         p = run.params
-        names = list(dict.fromkeys([p.content, *p.styles, *(m for m in p.style_masks if not masks.is_everywhere(m))]))
+        names = list(dict.fromkeys([p.content, *p.styles, *(m for m in p.style_masks if not masks.is_everywhere(m)),
+                                    *([p.init_image] if p.init_image else [])]))
         refs = []
         for name in names:
             ref = self._inputs.pop(name, None) or ray.put(Path(name).read_bytes())

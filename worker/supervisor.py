@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gallery import Gallery, resolve_data_dir
-from gallery.procs import HOST
 from worker.cluster import RAY_ENV
+from worker.job import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class WorkerState:
     @property
     def name(self) -> str | None:
         """The worker's name, as the runs it claims record it (Run.worker)."""
-        return f"{self.device}@{HOST}:{self.pid}" if self.pid else None
+        return worker_name(self.device, self.pid) if self.pid else None
 
 
 class _Slot:
