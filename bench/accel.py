@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.__main__ import SHARED, Judge, Pair, Report, base_params, side_by_side, sync
+from bench.measure import Judge, Pair, Report, base_params, side_by_side, sync
 from bench.quality import captioned, fit_height, grid
 from engine.accel import Accel
 from engine.params import Params
 from engine.transfer import pick_device, run
+from harness.paths import TEST_IMAGES
 
 VARIANTS = (
     Accel(),
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="auto: CUDA where there is a GPU; cpu measures the CPU of a GPU machine too "
                          "(the other defaults stay the GPU's: give --sizes, --steps, --full)")
-    ap.add_argument("--images", type=Path, default=SHARED)
+    ap.add_argument("--images", type=Path, default=TEST_IMAGES)
     ap.add_argument("--out", type=Path, help="folder for the sheets of pictures (default: a new temporary one)")
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     args = ap.parse_args(argv)

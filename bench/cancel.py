@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.__main__ import base_params
+from bench.measure import base_params
 from engine import transfer
 from engine.params import Params
 

@@ -29,19 +29,17 @@ from engine.animate import style_clip
 from engine.clips import Clip, gif_bytes, read_clip
 from engine.flow import flicker
 from engine.params import Params
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "images"
+from harness.paths import TEST_IMAGES
 
 
 def pan(frames: int, step: int = 4) -> Clip:
-    photo = Image.open(SHARED / "content" / "tubingen.jpg").convert("RGB").resize((480, 360))
+    photo = Image.open(TEST_IMAGES / "content" / "tubingen.jpg").convert("RGB").resize((480, 360))
     return Clip([photo.crop((40 + k * step, 60, 40 + k * step + 320, 60 + 240)) for k in range(frames)],
                 [100] * frames)
 
 
 def zoom(frames: int, rate: float = 0.02) -> Clip:
-    photo = Image.open(SHARED / "content" / "golden_gate.jpg").convert("RGB").resize((480, 320))
+    photo = Image.open(TEST_IMAGES / "content" / "golden_gate.jpg").convert("RGB").resize((480, 320))
     out = []
     for k in range(frames):
         w, h = 480 / (1 + rate) ** k, 320 / (1 + rate) ** k
@@ -51,7 +49,7 @@ def zoom(frames: int, rate: float = 0.02) -> Clip:
 
 
 def handheld(frames: int, rate: float = 0.015, shake: float = 3.0, seed: int = 0) -> Clip:
-    photo = Image.open(SHARED / "content" / "tubingen.jpg").convert("RGB").resize((480, 360))
+    photo = Image.open(TEST_IMAGES / "content" / "tubingen.jpg").convert("RGB").resize((480, 360))
     rng = random.Random(seed)
     x = y = 0.0
     out = []
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip", type=Path, help="write the pan's first frames, both ways, here (PNG)")
     parser.add_argument("--clip", type=Path, nargs="+", default=[], help="measure these clips too")
     args = parser.parse_args(argv)
-    base = Params(styles=(str(SHARED / "style" / "starry_night.jpg"),), size=args.size, iterations=args.iterations,
+    base = Params(styles=(str(TEST_IMAGES / "style" / "starry_night.jpg"),), size=args.size, iterations=args.iterations,
                   frame_iterations=args.frame_iterations, multiscale=False)
     print(f"{args.frames} frames at {args.size} px, {args.iterations} iterations for the first and "
           f"{args.frame_iterations} for each later one, starry_night, {os.cpu_count()} cores.\n")

@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.__main__ import ROOT, SHARED, Pair, Report, base_params, sync
+from bench.measure import Pair, Report, base_params, sync
 from bench.size import MB, Peaks
 from engine import images, memory, tiles
 from engine.accel import default_accel, prepare
@@ -59,6 +59,7 @@ from engine.params import Params
 from engine.tiled import TiledObjective, free_bytes
 from engine.transfer import Progress, _style_tensors, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
+from harness.paths import ROOT, TEST_IMAGES
 
 GB = 1000**3
 
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="iterations before the timed ones (at least 1)")
     ap.add_argument("--budget", type=parse_bytes, help="memory the --tiled runs may use (default: what is free)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--images", type=Path, default=SHARED)
+    ap.add_argument("--images", type=Path, default=TEST_IMAGES)
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a timed run's own process (timed_run)
     args = ap.parse_args(argv)

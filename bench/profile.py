@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.__main__ import SHARED, Pair, base_params
+from bench.measure import Pair, base_params
 from engine.accel import Accel, default_accel
 from engine.transfer import Progress, pick_device, run
+from harness.paths import TEST_IMAGES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--accel", help="an engine.accel label (default: the engine's default on this device)")
     ap.add_argument("--rows", type=int, default=25)
-    ap.add_argument("--images", type=Path, default=SHARED)
+    ap.add_argument("--images", type=Path, default=TEST_IMAGES)
     args = ap.parse_args(argv)
     device = pick_device("cuda" if cuda else "cpu")
     accel = Accel.parse(args.accel) if args.accel else default_accel(device)

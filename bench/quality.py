@@ -25,13 +25,11 @@ import torch
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from engine import images
-from engine.gram import gram
 from engine.params import Params
-from engine.transfer import pick_device, run, to_tensor
-from engine.vgg import FeatureNet, load_weights
+from engine.transfer import pick_device, run
+from harness.metrics import gram_distance, pixel_rmse, style_net
+from harness.paths import ROOT, TEST_IMAGES
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "images"
 PUBLISHED = "jcjohnson/neural-style, 512 px, 1000 L-BFGS iterations"
 
 
@@ -71,35 +69,6 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return "/".join(f"{v:g}" for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# --- measuring ---------------------------------------------------------------------------------
-
-def style_net(p: Params) -> FeatureNet:
-    """The network the run itself used, cut after its style layers."""
-    device = pick_device(p.device)
-    return FeatureNet(load_weights(p.weights, device), tuple(p.style_layers), p.pooling, device)
-
-
-def grams(img: Image.Image, net: FeatureNet) -> dict[str, torch.Tensor]:
-    device = next(net.parameters()).device
-    with torch.no_grad():
-        return {layer: gram(f) for layer, f in net(to_tensor(img, device)).items()}
-
-
-def gram_distance(img: Image.Image, target: Image.Image, net: FeatureNet) -> float:
-    """Mean over the style layers of ‖G(img) − G(target)‖ / ‖G(target)‖ (Frobenius).
-
-    Relative, so each layer counts the same whatever its activation scale; Grams are normalised
-    by C·H·W, so the two images need not be the same size."""
-    a, b = grams(img, net), grams(target, net)
-    return sum(float((a[k] - b[k]).norm() / b[k].norm()) for k in b) / len(b)
-
-
-def pixel_rmse(a: Image.Image, b: Image.Image) -> float:
-    """Root mean square RGB difference in 0..255 units (images of one size)."""
-    x, y = to_tensor(a, torch.device("cpu")), to_tensor(b, torch.device("cpu"))
-    return float((x - y).pow(2).mean().sqrt())
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -290,7 +259,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="content converges in far fewer iterations; neural-style started from noise")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--cell", type=int, default=192, help="height of each image in the figures, px")
-    ap.add_argument("--images", type=Path, default=SHARED, help="the shared test images folder")
+    ap.add_argument("--images", type=Path, default=TEST_IMAGES, help="the shared test images folder")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs")
     ap.add_argument("--sheet", action=argparse.BooleanOptionalAction, default=True, help="make the sheet")
     ap.add_argument("--consistency", action=argparse.BooleanOptionalAction, default=True,

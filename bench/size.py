@@ -27,12 +27,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.__main__ import SHARED, Pair, Report, base_params, sync
 from bench.child import peak_rss_mb, status_mb
+from bench.measure import Pair, Report, base_params, sync
 from engine.accel import default_accel
 from engine.images import fit_within
 from engine.memory import estimate_bytes
 from engine.transfer import Progress, pick_device, run
+from harness.paths import TEST_IMAGES
 
 MB = 2**20
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096] if cuda else [128, 256])
     ap.add_argument("--steps", type=int, default=10 if cuda else 3, help="iterations timed after the warm-up")
     ap.add_argument("--warmup", type=int, default=3, help="iterations left out of the time and the later peak")
-    ap.add_argument("--images", type=Path, default=SHARED)
+    ap.add_argument("--images", type=Path, default=TEST_IMAGES)
     ap.add_argument("--write", type=Path, help="also write the report here (markdown)")
     args = ap.parse_args(argv)
     device = pick_device("cuda" if cuda else "cpu")

@@ -35,13 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.studio import ROOT, chromium_driver, studio_process, wait_until
 from engine.params import preset
 from gallery import Gallery
+from harness.paths import CONTENT, STYLE
+from harness.studio import chromium_driver, studio_process
+from harness.waiting import wait_for
 
-SHARED = ROOT.parent / "shared" / "images"
-CONTENT = SHARED / "content" / "tubingen.jpg"
-STYLE = SHARED / "style" / "starry_night.jpg"
 TICKS = os.sysconf("SC_CLK_TCK")
 BROWSER_NICE = 19
 PRESET_BUTTONS = ".st-key-preset button[role='radio']"  # the Create page's presets (app_pages/params_form.py)
@@ -128,7 +127,7 @@ def watch_one(g: Gallery, url: str, server: subprocess.Popen, drivers: list[Any]
     rid = g.submit(params, owner=owner)
     open_all(drivers, f"{url}/?run={rid}&owner={owner}")
     seen = browser_policies() if drivers else ""
-    wait_until(lambda: g.get(rid).status not in ("queued", "running"), 3600, f"run {rid}", interval=0.5)
+    wait_for(lambda: g.get(rid).status not in ("queued", "running"), 3600, f"run {rid}", interval=0.5)
     wall, cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
     run = g.get(rid)
     if run.status != "done":
@@ -180,7 +179,7 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
 
             def solo() -> float:
                 rid = g.submit(params, owner="solo")
-                wait_until(lambda: g.get(rid).status == "done", 600, f"solo run {rid}")
+                wait_for(lambda: g.get(rid).status == "done", 600, f"solo run {rid}")
                 return g.get(rid).duration
 
             # The clicking session is someone at the machine: a browser at normal priority.
@@ -199,7 +198,7 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
                 with ThreadPoolExecutor(len(watchers)) as pool:
                     list(pool.map(lambda i: watchers[i].get(f"{url}/?run={ids[(i + 1) * args.jobs - 1]}&owner=user{i}"),
                                   range(len(watchers))))
-                wait_until(lambda: all(g.get(rid).status not in ("queued", "running") for rid in ids), 3600,
+                wait_for(lambda: all(g.get(rid).status not in ("queued", "running") for rid in ids), 3600,
                            "every job", interval=0.5)
                 wall = time.monotonic() - t0
                 idle.set()
@@ -226,14 +225,14 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
 def click_until(driver: Any, stop: threading.Event, answers: list[float], every: float) -> None:
     """Clicks the Create page's presets in turn, `every` seconds apart, until `stop`; appends the
     seconds each click took to be answered (the script run it started has ended)."""
-    wait_until(lambda: driver.find_elements("css selector", PRESET_BUTTONS), 60, "the presets")
+    wait_for(lambda: driver.find_elements("css selector", PRESET_BUTTONS), 60, "the presets")
     while not stop.is_set():
-        wait_until(lambda: script_idle(driver), 60, "the page to settle")
+        wait_for(lambda: script_idle(driver), 60, "the page to settle")
         buttons = driver.find_elements("css selector", PRESET_BUTTONS)
         t0 = time.monotonic()
         buttons[len(answers) % 2].click()
         time.sleep(0.05)  # the status widget shows once the rerun request is out
-        wait_until(lambda: script_idle(driver), 60, "the click's answer", interval=0.02)
+        wait_for(lambda: script_idle(driver), 60, "the click's answer", interval=0.02)
         answers.append(time.monotonic() - t0)
         stop.wait(every)
 

@@ -6,7 +6,7 @@ cluster on this machine get through, and what a job pays on its way in and out.
 
 A layout WxT is W `python -m worker work` processes on the CPU under the app's supervisor, each
 with T torch threads; rayNxT is one worker sending every job to a real Ray cluster of N nodes of
-T CPUs each on 127.0.0.1 (bench/ray_cluster.py), a job per node at a time; a device name
+T CPUs each on 127.0.0.1 (harness/ray_cluster.py), a job per node at a time; a device name
 (`cuda:0`, `auto`) is one worker on that device. The same `--jobs` jobs of the preset
 (tubingen + starry_night, distinct seeds) are queued at once over a fresh data folder, or with
 --one-by-one each once the one before is saved (what one person waiting alone sees), and timed
@@ -31,10 +31,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.studio import wait_until
-from bench.watchers import SHARED
 from engine.params import PRESETS, preset
 from gallery import Gallery
+from harness.paths import TEST_IMAGES
+from harness.waiting import wait_for
 from worker.cluster import CPUS_ENV, RAY_ENV
 from worker.supervisor import Supervisor
 
@@ -98,7 +98,7 @@ class Figures:
     outside_engine: float
 
 
-def time_layout(lay: Layout, jobs: int, preset_name: str, changes: dict, images: Path = SHARED,
+def time_layout(lay: Layout, jobs: int, preset_name: str, changes: dict, images: Path = TEST_IMAGES,
                 one_by_one: bool = False) -> Figures:
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, Gallery(tmp) as g, ExitStack() as stack:
         photo, painting = images / "content" / "tubingen.jpg", images / "style" / "starry_night.jpg"
@@ -107,7 +107,7 @@ def time_layout(lay: Layout, jobs: int, preset_name: str, changes: dict, images:
         params = preset(preset_name, content=str(g.input_path(content.sha256)),
                         styles=(str(g.input_path(style.sha256)),), device=lay.device, **changes)
         if lay.ray:
-            from bench.ray_cluster import local_cluster
+            from harness.ray_cluster import local_cluster
 
             cluster = stack.enter_context(local_cluster(nodes=lay.workers, cpus=lay.threads))
             os.environ.update({RAY_ENV: cluster.address, CPUS_ENV: str(lay.threads)})
@@ -117,13 +117,13 @@ def time_layout(lay: Layout, jobs: int, preset_name: str, changes: dict, images:
             supervisor = Supervisor(tmp, [lay.device] * lay.workers, threads=lay.threads).start()
         stack.callback(supervisor.stop)
         warm = [g.submit(params.with_changes(iterations=2, seed=1000 + i)) for i in range(lay.workers)]
-        wait_until(lambda: all(g.get(r).status == "done" for r in warm), 600, "the warm-up")
+        wait_for(lambda: all(g.get(r).status == "done" for r in warm), 600, "the warm-up")
         timeline = Timeline()
         t0 = time.monotonic()
         ids: list[int] = []
         for batch in ([[i] for i in range(jobs)] if one_by_one else [list(range(jobs))]):
             ids += [g.submit(params.with_changes(seed=i)) for i in batch]
-            wait_until(lambda: timeline.watch(g, ids) or len(timeline.saved) == len(ids), 3600, "the jobs", POLL_S)
+            wait_for(lambda: timeline.watch(g, ids) or len(timeline.saved) == len(ids), 3600, "the jobs", POLL_S)
         wall = time.monotonic() - t0
         runs = [g.get(r) for r in ids]
         failed = [r.id for r in runs if r.status != "done"]
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, help="instead of the preset's (draft: 128 here)")
     parser.add_argument("--iterations", type=int, help="a scale's, instead of the preset's (draft: 50 here)")
     parser.add_argument("--one-by-one", action="store_true", help="each job submitted once the one before is saved")
-    parser.add_argument("--images", type=Path, default=SHARED,
+    parser.add_argument("--images", type=Path, default=TEST_IMAGES,
                         help="folder with content/tubingen.jpg and style/starry_night.jpg")
     cores = os.cpu_count() or 1
     half = max(1, cores // 2)

@@ -14,7 +14,7 @@ from engine.objective import Objective
 from engine.params import Params
 from engine.transfer import _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

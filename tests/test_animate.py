@@ -9,8 +9,8 @@ from engine.animate import style_clip
 from engine.clips import Clip
 from engine.flow import flicker
 from engine.transfer import Reuse
+from harness.paths import CONTENT, STYLE
 from support.images import pan
-from support.paths import CONTENT, STYLE
 from support.runs import tiny_params
 
 FRAMES = 4
@@ -55,7 +55,7 @@ def test_the_cli_turns_a_gif_into_an_animation(tmp_path) -> None:
     import sys
 
     from engine.clips import read_clip, write_gif
-    from support.paths import ROOT
+    from harness.paths import ROOT
 
     gif = write_gif(pan(), tmp_path / "pan.gif")
     out = tmp_path / "out.webp"

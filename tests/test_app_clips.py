@@ -10,9 +10,9 @@ import re
 from PIL import Image
 
 from engine.clips import gif_bytes, read_clip
+from harness.paths import STYLE
 from support.app import app, assert_ok, play_worker, shown, small_params, uploader
 from support.images import pan
-from support.paths import STYLE
 from support.runs import finished_clip_run
 
 DURATIONS = (90, 110, 130)

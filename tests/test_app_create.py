@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from engine.params import PRESETS, Params, validation_errors
 from gallery import RunFilter
+from harness.paths import CONTENT, STYLE, STYLE2, TEST_IMAGES
 from support.app import app, assert_ok, play_worker, shown, small_params, uploader
-from support.paths import CONTENT, SHARED_IMAGES, STYLE, STYLE2
 
 
 def upload(at, kind: str, *paths) -> None:
@@ -188,11 +188,11 @@ def test_rerun_link_prefills_the_form(studio):
 
 
 def test_examples_folder_offers_images(studio, monkeypatch):
-    monkeypatch.setenv("STUDIO_EXAMPLES", str(SHARED_IMAGES))
+    monkeypatch.setenv("STUDIO_EXAMPLES", str(TEST_IMAGES))
     at = app()
     options = at.selectbox(key="content_pick").options
     assert "example: tubingen.jpg" in options and "example: starry_night.jpg" not in options
-    example = str(SHARED_IMAGES / "content" / "tubingen.jpg")
+    example = str(TEST_IMAGES / "content" / "tubingen.jpg")
     at.selectbox(key="content_pick").set_value(example).run()
     assert at.session_state["content_chosen"][0]["path"] == example
 

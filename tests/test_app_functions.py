@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from app_pages import common, owner, params_form, sweep
 from engine.params import PRESETS, Params, preset, validation_errors
+from harness.paths import CONTENT, STYLE, STYLE2
 from support.app import small_params
-from support.paths import CONTENT, STYLE, STYLE2
 
 
 def test_owner_from_xsrf_cookie_is_stable_across_masks():

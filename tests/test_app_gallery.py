@@ -14,8 +14,8 @@ from engine.params import MAX_SIZE, Params
 from engine.pngmeta import read_params_json
 from gallery import RunFilter
 from gallery.paths import input_sha256
+from harness.paths import STYLE2
 from support.app import app, assert_ok, play_worker, shown, small_params
-from support.paths import STYLE2
 
 GALLERY = "app_pages/gallery.py"
 

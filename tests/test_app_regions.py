@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from app_pages import regions
+from harness.paths import CONTENT, STYLE, STYLE2
 from support.app import app, assert_ok, play_worker, shown, small_params
-from support.paths import CONTENT, STYLE, STYLE2
 
 
 def drawing(*strokes: tuple[str, tuple[int, int, int, int]]) -> bytes:

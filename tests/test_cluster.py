@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.ray_cluster import LocalCluster, local_cluster
-from bench.studio import free_port
 from gallery import Gallery, Run
+from harness.paths import ROOT
+from harness.ray_cluster import LocalCluster, local_cluster
+from harness.studio import free_port
+from harness.waiting import wait_for
 from support.runs import tiny_params
-from support.waiting import wait_for
 from worker.cluster import STOP_ENV
 
 pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"size": 64, "iterations": 20}
 LONG = {"size": 64, "iterations": 2000, "preview_every": 5}
 

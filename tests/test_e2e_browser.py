@@ -11,6 +11,8 @@ import pytest
 
 from engine.pngmeta import read_params_json
 from gallery import Gallery
+from harness.paths import CONTENT, STYLE
+from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
@@ -28,8 +30,6 @@ from support.browser import (
     wait_css,
     wait_idle,
 )
-from support.paths import CONTENT, STYLE
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

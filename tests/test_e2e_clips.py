@@ -14,6 +14,8 @@ from selenium.webdriver.common.keys import Keys
 
 from engine.clips import read_clip, write_gif
 from gallery import Gallery
+from harness.paths import STYLE
+from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
@@ -30,8 +32,6 @@ from support.browser import (
     wait_idle,
 )
 from support.images import pan
-from support.paths import STYLE
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.ray_cluster import local_cluster
 from gallery import Gallery
+from harness.paths import CONTENT, STYLE
+from harness.ray_cluster import local_cluster
+from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
@@ -25,8 +27,6 @@ from support.browser import (
     wait_css,
     wait_idle,
 )
-from support.paths import CONTENT, STYLE
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster, pytest.mark.slow, needs_chromium]
 

@@ -15,6 +15,8 @@ from PIL import Image
 
 from gallery import Gallery
 from gallery.times import iso
+from harness.paths import CONTENT, STYLE
+from harness.waiting import wait_for
 from support.app import small_params
 from support.browser import (
     ARTIFACTS,
@@ -33,9 +35,7 @@ from support.browser import (
     wait_css,
     wait_idle,
 )
-from support.paths import CONTENT, STYLE
 from support.runs import fake_result
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

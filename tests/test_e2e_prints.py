@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from gallery import Gallery
+from harness.waiting import wait_for
 from support.app import small_params
 from support.browser import chromium, click, needs_chromium, query_param, set_number, studio_server, wait_css
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

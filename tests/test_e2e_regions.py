@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from gallery import Gallery
+from harness.paths import CONTENT, STYLE, STYLE2
+from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
@@ -29,8 +31,6 @@ from support.browser import (
     wait_css,
     wait_idle,
 )
-from support.paths import CONTENT, STYLE, STYLE2
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

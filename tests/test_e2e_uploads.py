@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.paths import CONTENT, STYLE
+from harness.waiting import wait_for
 from support.browser import chromium, css, needs_chromium, studio_server, wait_css, wait_idle
-from support.paths import CONTENT, STYLE
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 

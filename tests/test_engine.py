@@ -11,7 +11,7 @@ from engine.objective import Objective
 from engine.params import Params
 from engine.transfer import Cancelled, Reuse, run, to_image, to_tensor
 from engine.vgg import FeatureNet, load_weights
-from support.paths import CONTENT, STYLE, STYLE2
+from harness.paths import CONTENT, STYLE, STYLE2
 
 TINY = Params(content=str(CONTENT), styles=(str(STYLE),), size=64, iterations=30, device="cpu",
               multiscale=False, init="noise", seed=3)

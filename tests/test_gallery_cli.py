@@ -12,7 +12,7 @@ import pytest
 from engine import pngmeta
 from gallery import Gallery
 from gallery.cli import main
-from support.paths import CONTENT, ROOT, STYLE
+from harness.paths import CONTENT, ROOT, STYLE
 from support.runs import finished_clip_run, finished_run, tiny_params
 
 

@@ -128,8 +128,8 @@ def test_the_create_page_says_how_long_generate_will_take(data_dir) -> None:
 def test_two_real_runs_predict_a_third_of_another_size_and_length(data_dir) -> None:
     """The real engine and worker on this machine: after a 64 px and a 128 px run, a 96 px run
     of twice the iterations takes within ±35 % of what the estimate's middle says."""
+    from harness.waiting import wait_for
     from support.fake_engine import settled
-    from support.waiting import wait_for
     from worker import Worker
 
     w = Worker(data_dir, "cpu", poll_interval=0.05).start()

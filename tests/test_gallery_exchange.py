@@ -12,7 +12,7 @@ from PIL import Image
 from engine import pngmeta
 from gallery import Gallery, GalleryError, RunFilter
 from gallery.exchange import export_zip, import_zip
-from support.paths import STYLE2
+from harness.paths import STYLE2
 from support.runs import files_under, finished_clip_run, finished_run, named_files, tiny_params
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from engine.params import ParamsError
 from gallery import Gallery, GalleryError
 from gallery.exchange import export_zip, import_zip
-from support.paths import STYLE, STYLE2
+from harness.paths import STYLE, STYLE2
 from support.runs import finished_run, tiny_params
 
 

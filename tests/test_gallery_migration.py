@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gallery import Gallery, RunFilter
 from gallery.db import MIGRATIONS
-from support.paths import ROOT
+from harness.paths import ROOT
 from support.runs import files_under
 
 V1 = ROOT / "tests" / "data" / "gallery_v1"

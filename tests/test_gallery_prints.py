@@ -11,7 +11,7 @@ from PIL import Image
 
 from gallery import Gallery, NotFound, RunFilter
 from gallery.exchange import export_zip, import_zip
-from support.paths import CONTENT
+from harness.paths import CONTENT
 from support.runs import fake_result, finished_run, tiny_params
 
 
@@ -92,7 +92,7 @@ def test_a_tiled_runs_progress_says_its_tile(data_dir: Path) -> None:
 
 
 def test_an_old_gallery_gets_the_new_columns(tmp_path: Path) -> None:
-    from support.paths import ROOT
+    from harness.paths import ROOT
 
     folder = tmp_path / "data"
     shutil.copytree(ROOT / "tests" / "data" / "gallery_v1", folder)

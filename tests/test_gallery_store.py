@@ -18,7 +18,7 @@ from engine.params import ParamsError
 from gallery import Gallery, GalleryError, NotFound, RunFilter
 from gallery import db as gallery_db
 from gallery.names import display_name
-from support.paths import CONTENT, STYLE, STYLE2
+from harness.paths import CONTENT, STYLE, STYLE2
 from support.runs import dead_pid, fake_result, files_under, finished_run, named_files, tiny_params
 
 STYLE3 = STYLE.parent / "picasso_selfport1907.jpg"

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 
 from engine.images import MAX_PIXELS, ImageError, fit_within, load_image, resize_longest, sniff, to_rgb
+from harness.paths import ROOT, TEST_IMAGES
 from support.images import encode, noisy, png_with_header, with_orientation
-from support.paths import ROOT, SHARED_IMAGES
 
 RED, WHITE = (255, 0, 0), (255, 255, 255)
 
@@ -356,7 +356,7 @@ def test_exif_orientation_ignored_when_exif_is_garbage() -> None:
 
 
 def test_real_photo_with_exif() -> None:
-    path = SHARED_IMAGES / "style" / "seated-nude.jpg"
+    path = TEST_IMAGES / "style" / "seated-nude.jpg"
     img = load_image(path)
     assert img.mode == "RGB" and img.size == (650, 845)
 
@@ -386,7 +386,7 @@ def test_formats_load(tmp_path: Path, fmt: str, kw: dict) -> None:
 
 
 def test_path_str_and_bytes_give_the_same_image() -> None:
-    path = SHARED_IMAGES / "content" / "tubingen.jpg"
+    path = TEST_IMAGES / "content" / "tubingen.jpg"
     a, b, c = load_image(path), load_image(str(path)), load_image(path.read_bytes())
     assert a.tobytes() == b.tobytes() == c.tobytes()
 

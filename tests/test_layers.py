@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.paths import ROOT
+
 DOC = ROOT / "docs" / "architecture.md"
 # Everything the table governs; tests/ may import anything.
-SOURCES = ["engine", "gallery", "worker", "app_pages", "bench", "streamlit_app.py", "server.py"]
+SOURCES = ["engine", "gallery", "worker", "app_pages", "harness", "bench", "streamlit_app.py", "server.py"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from engine.objective import Objective
 from engine.params import Params
 from engine.transfer import _style_tensors, to_tensor
 from engine.vgg import FeatureNet, load_weights
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 
 
 def quadratic(n: int = 50, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

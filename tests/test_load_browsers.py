@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from gallery import Gallery, RunFilter
+from harness.paths import ROOT
+from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     choose_option,
@@ -33,9 +35,7 @@ from support.browser import (
     wait_css,
     wait_idle,
 )
-from support.paths import ROOT
 from support.runs import finished_run, tiny_params
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow, needs_chromium]
 

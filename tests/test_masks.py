@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.quality import gram_distance, style_net
 from engine import images, masks
 from engine.accel import Accel, evaluator, prepare
 from engine.cli import main as engine_main
@@ -21,7 +20,8 @@ from engine.params import Params, ParamsError
 from engine.pngmeta import read_result_info
 from engine.transfer import _style_tensors, pick_device, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
-from support.paths import CONTENT, STYLE, STYLE2
+from harness.metrics import gram_distance, style_net
+from harness.paths import CONTENT, STYLE, STYLE2
 
 SIZE = 128
 W, H = 128, 96  # tubingen at 128 px

@@ -17,7 +17,7 @@ from engine.memory import estimate_bytes
 from engine.params import Params
 from engine.transfer import run
 from gallery import Gallery
-from support.paths import CONTENT, ROOT, STYLE
+from harness.paths import CONTENT, ROOT, STYLE
 
 P = Params(content=str(CONTENT), styles=(str(STYLE),), size=64, iterations=2, device="cpu", multiscale=False)
 

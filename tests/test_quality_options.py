@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.quality import gram_distance, pixel_rmse, style_net
 from engine import images
 from engine.params import Params
 from engine.transfer import run, to_tensor
-from support.paths import CONTENT, STYLE, STYLE2
+from harness.metrics import gram_distance, pixel_rmse, style_net
+from harness.paths import CONTENT, STYLE, STYLE2
 
 SIZE = 64
 # Content init: deterministic and far enough along in 20 iterations for every effect to show.

@@ -32,13 +32,13 @@ from streamlit.testing.v1 import AppTest
 
 from engine.images import MAX_BYTES
 from gallery import Gallery, RunFilter, files
+from harness.paths import CONTENT, ROOT, STYLE
+from harness.waiting import wait_for
 from support.app import APP, app, assert_ok, uploader
 from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_process, studio_server, wait_css
 from support.fake_engine import FakeEngine
 from support.images import encode, noisy, png_with_header, with_orientation
-from support.paths import CONTENT, ROOT, STYLE
 from support.runs import files_under, finished_run, named_files, tiny_params
-from support.waiting import wait_for
 from worker import Worker
 from worker import local as worker_module
 

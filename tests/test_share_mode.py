@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 
 from app_pages import auth
-from bench.studio import free_port
 from engine.images import MAX_BYTES
 from gallery import Gallery
+from harness.paths import CONTENT, ROOT, STYLE
+from harness.studio import free_port
+from harness.waiting import wait_for
 from support.app import small_params
 from support.browser import chromium, needs_chromium, studio_process, wait_css, wait_idle
-from support.paths import CONTENT, ROOT, STYLE
 from support.runs import fake_result
 from support.st_client import StreamlitClient, http_session, sign_in, trigger
-from support.waiting import wait_for
 
 PASSWORD, ADMIN_PASSWORD = "correct horse ünïcode", "admin battery staple"
 

@@ -24,7 +24,7 @@ from engine.params import Params
 from engine.tiled import TiledObjective, tiled_grams
 from engine.transfer import Cancelled, _style_tensors, run, to_tensor
 from engine.vgg import FeatureNet, load_weights
-from support.paths import CONTENT, STYLE, STYLE2
+from harness.paths import CONTENT, STYLE, STYLE2
 
 CPU = torch.device("cpu")
 P = Params(content=str(CONTENT), styles=(str(STYLE), str(STYLE2)), style_blend=(2.0, 1.0), size=256,

@@ -11,7 +11,7 @@ from engine.objective import Objective
 from engine.params import Params
 from engine.transfer import _style_tensors, to_tensor
 from engine.vgg import LAYERS, FeatureNet, load_weights
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 
 
 def random_conv(c: int, k: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:

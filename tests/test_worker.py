@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from gallery import Gallery
+from harness.paths import ROOT
+from harness.waiting import wait_for
 from support.fake_engine import FakeEngine, settled, statuses
-from support.paths import ROOT
 from support.runs import dead_pid, tiny_params
-from support.waiting import wait_for
 from worker import Worker
 
 

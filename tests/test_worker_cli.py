@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gallery import Gallery
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 from worker.cli import main
 
 

@@ -16,11 +16,11 @@ from engine.images import ImageError
 from engine.memory import clip_bytes, estimate_bytes
 from gallery import Gallery
 from gallery.paths import input_sha256
+from harness.paths import CONTENT, ROOT
+from harness.waiting import wait_for
 from support.fake_engine import settled
 from support.images import pan
-from support.paths import CONTENT, ROOT
 from support.runs import files_under, named_files, tiny_params
-from support.waiting import wait_for
 from worker import Worker
 
 DURATIONS = (90, 110, 130)

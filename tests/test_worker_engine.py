@@ -10,10 +10,10 @@ from PIL import Image
 
 from engine import pngmeta
 from gallery import Gallery
+from harness.paths import CONTENT, STYLE, STYLE2
+from harness.waiting import wait_for
 from support.fake_engine import settled
-from support.paths import CONTENT, STYLE, STYLE2
 from support.runs import tiny_params
-from support.waiting import wait_for
 from worker import Worker
 
 GOLDEN_GATE = CONTENT.parent / "golden_gate.jpg"

@@ -13,10 +13,10 @@ from PIL import Image
 
 from engine import pngmeta
 from gallery import Gallery, RunFilter
+from harness.paths import CONTENT, ROOT, STYLE
+from harness.waiting import wait_for
 from support.fake_engine import FakeEngine
-from support.paths import CONTENT, ROOT, STYLE
 from support.runs import files_under, finished_run, named_files
-from support.waiting import wait_for
 from worker import Worker
 
 pytestmark = pytest.mark.kill

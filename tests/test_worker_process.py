@@ -12,10 +12,10 @@ import pytest
 
 from gallery import Gallery
 from gallery.procs import pid_alive
+from harness.waiting import wait_for
 from support.app import APP, assert_ok
 from support.browser import ARTIFACTS, chromium, needs_chromium, studio_process, wait_css
 from support.runs import tiny_params
-from support.waiting import wait_for
 from worker.supervisor import Supervisor, default_devices, threads_per_worker
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1.element_tree import FileUploader
 
 from engine.params import Params, preset
 from gallery import Gallery
-from support.paths import CONTENT, ROOT, STYLE
+from harness.paths import CONTENT, ROOT, STYLE
 from support.runs import fake_result
 
 APP = str(ROOT / "streamlit_app.py")

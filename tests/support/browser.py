@@ -4,7 +4,7 @@ Used by the browser tests, and runnable to regenerate the README screenshots:
 
     .venv/bin/python tests/support/browser.py screenshots    # writes docs/screenshots/*.png
 
-The server and the browser are started as the benchmarks start them (bench/studio.py): only
+The server and the browser are started as the benchmarks start them (harness/studio.py): only
 Debian's /usr/bin/chromium and /usr/bin/chromedriver, on 127.0.0.1.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ if not __package__:  # run as a script: make engine, gallery and support importa
 
 import pytest
 
-from bench.studio import CHROMIUM, chromium_driver
-from bench.studio import studio_process as _studio_process
 from gallery import RunFilter
-from support.paths import ROOT, SHARED_IMAGES
-from support.waiting import wait_for
+from harness.paths import ROOT, TEST_IMAGES
+from harness.studio import CHROMIUM, chromium_driver
+from harness.studio import studio_process as _studio_process
+from harness.waiting import wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -238,7 +238,7 @@ GALLERY_RUNS = (
 
 
 def _image(name: str) -> Path:
-    return next(SHARED_IMAGES.glob(f"*/{name}"))
+    return next(TEST_IMAGES.glob(f"*/{name}"))
 
 
 def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: float = 1800) -> Any:

@@ -9,7 +9,7 @@ import zlib
 from PIL import Image
 
 from engine.clips import Clip
-from support.paths import CONTENT
+from harness.paths import CONTENT
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

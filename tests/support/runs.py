@@ -12,7 +12,7 @@ from PIL import Image
 from engine.params import Params
 from gallery import Gallery
 from gallery.housekeeping import NAMED_FILES_SQL
-from support.paths import CONTENT, STYLE
+from harness.paths import CONTENT, STYLE
 
 
 def tiny_params(content: Path = CONTENT, styles: tuple[Path, ...] = (STYLE,), **changes) -> Params:

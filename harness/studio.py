@@ -13,13 +13,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.paths import ROOT
+from harness.waiting import GaveUp, wait_for
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
@@ -29,18 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Polls `check` until it returns something truthy and returns that; TimeoutError naming
-    `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"waited {timeout:.0f} s for {what}")
 
 
 @contextlib.contextmanager
@@ -58,13 +47,13 @@ def studio_process(data_dir: Path, log_path: Path, *flags: str, **env: str) -> I
         try:
             def healthy() -> bool:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log_path}")
+                    raise GaveUp(f"streamlit exited with {proc.returncode}; see {log_path}")
                 try:
                     with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                         return r.status == 200
                 except OSError:
                     return False  # not listening yet
-            wait_until(healthy, 90, f"streamlit on port {port}", interval=0.5)
+            wait_for(healthy, 90, f"streamlit on port {port}", interval=0.5)
             yield url, proc
         finally:
             proc.terminate()
