@@ -35,6 +35,8 @@ from typing import Any
 
 import streamlit as st
 
+from gallery import Gallery
+
 SHARE_ENV = "STUDIO_SHARE"
 PASSWORD_ENV = "STUDIO_PASSWORD"
 ADMIN_ENV = "STUDIO_ADMIN_PASSWORD"
@@ -279,31 +281,31 @@ def may_change(run_owner: str, owner: str) -> bool:
     return not share_mode() or may_cancel(run_owner, owner)
 
 
-def _check(g: Any, run_id: int, verb: str, allowed: Callable[[str, str], bool], owner: str | None) -> None:
+def _check(g: Gallery, run_id: int, verb: str, allowed: Callable[[str, str], bool], owner: str | None) -> None:
     run = g.get(run_id)
     if not allowed(run.owner, session_owner() if owner is None else owner):
         raise NotAllowed(f"Run #{run.id} belongs to {run.owner or 'someone else'}; only they or an admin can {verb} it.")
 
 
-def cancel(g: Any, run_id: int, owner: str | None = None) -> str:
+def cancel(g: Gallery, run_id: int, owner: str | None = None) -> str:
     """g.request_cancel after the owner check (the buttons are only drawn for allowed runs; this
     also stops a hand-made request for someone else's). Raises NotAllowed."""
     _check(g, run_id, "cancel", may_cancel, owner)
     return g.request_cancel(run_id)
 
 
-def delete(g: Any, run_id: int, owner: str | None = None) -> None:
+def delete(g: Gallery, run_id: int, owner: str | None = None) -> None:
     """g.delete after the owner check. Raises NotAllowed."""
     _check(g, run_id, "delete", may_change, owner)
     g.delete(run_id)
 
 
-def set_title_tags(g: Any, run_id: int, title: str, tags: str, owner: str | None = None) -> None:
+def set_title_tags(g: Gallery, run_id: int, title: str, tags: str, owner: str | None = None) -> None:
     _check(g, run_id, "retitle", may_change, owner)
     g.set_title_tags(run_id, title, tags)
 
 
-def set_favorite(g: Any, run_id: int, favorite: bool, owner: str | None = None) -> None:
+def set_favorite(g: Gallery, run_id: int, favorite: bool, owner: str | None = None) -> None:
     _check(g, run_id, "mark", may_change, owner)
     g.set_favorite(run_id, favorite)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
 
 from app_pages import auth, owner
-from gallery import RunFilter
+from gallery import Run, RunFilter
 from gallery.paths import data_dir_path
 from gallery.times import to_utc
 from worker.job import runs_on
@@ -75,7 +76,7 @@ def ensure_worker() -> Any | None:
     return _supervisor(str(data_dir())) if worker_enabled() else None
 
 
-def worker_lines(states: list[Any] | None, running: list[Any] = ()) -> list[tuple[bool, str]]:
+def worker_lines(states: list[Any] | None, running: Sequence[Any] = ()) -> list[tuple[bool, str]]:
     """One (healthy, text) line per worker process for the sidebar: idle, running #id, or why
     it is not running. `running`: the runs in progress (their `worker` names who has them)."""
     if states is None:
@@ -215,7 +216,7 @@ def clip_caption(frames: int, duration_ms: int | None = None) -> str:
     return f"▶ {frames} frames{length}"
 
 
-def run_label(run: Any) -> str:
+def run_label(run: Run) -> str:
     """How a run is named in lists: its title, else "content × styles"."""
     if getattr(run, "title", ""):
         return run.title
@@ -223,7 +224,7 @@ def run_label(run: Any) -> str:
     return f"{Path(run.content_name or '?').stem} × {styles}"
 
 
-def download_name(run: Any, suffix: str = ".png", part: str = "") -> str:
+def download_name(run: Run, suffix: str = ".png", part: str = "") -> str:
     """What a downloaded file is called: "tubingen-starry_night-run12-512px.png" (`part`, such
     as "frame3" or "progress", before the suffix): findable in a downloads folder, unlike
     style-run-12.png."""
@@ -270,11 +271,20 @@ def _display_bytes(path: str, mtime_ns: int) -> bytes | None:
     return out.getvalue()
 
 
-def display_image(path: Any) -> bytes | str | None:
+def display_image(path: Any) -> bytes | None:
     """A result as the page shows it: the file itself up to DISPLAY_SIDE px, else a JPEG that
     size (cached), so a print's page stays quick; None when the file is gone."""
     found = existing(path)
     return _display_bytes(str(found), found.stat().st_mtime_ns) if found else None
+
+
+def show_image(path: Any, width: int | Literal["stretch", "content"] = "stretch", caption: str | None = None) -> None:
+    """A result (display_image) on the page, or a word that its file is gone."""
+    image = display_image(path)
+    if image is None:
+        st.caption("(the image file is gone)")
+    else:
+        st.image(image, width=width, caption=caption)
 
 
 def input_thumbnail(path: Any) -> bytes | None:

@@ -11,13 +11,13 @@ from app_pages import auth, common, inputs, jobs, regions, sweep
 from app_pages import params_form as form
 from engine.images import ImageError
 from engine.params import Params, ParamsError
-from gallery import GalleryError, RunFilter, drafts, estimates
+from gallery import Gallery, GalleryError, RunFilter, drafts, estimates
 from gallery.paths import input_sha256
 
 NONE = "—"
 
 
-def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | None:
+def current_job(g: Gallery, owner: str, query: dict[str, str]) -> tuple[str, Any] | None:
     """Which job the page shows: ("run", id) or ("batch", id). The URL's choice first (a reload,
     a shared link), else this owner's latest run, looked up in the database so that a second
     tab finds it too."""
@@ -32,7 +32,7 @@ def current_job(g: Any, owner: str, query: dict[str, str]) -> tuple[str, Any] | 
     return ("batch", run.batch) if run.batch else ("run", run.id)
 
 
-def apply_prefill(g: Any, session: Any, run_id: int) -> None:
+def apply_prefill(g: Gallery, session: Any, run_id: int) -> None:
     """ "Re-run with these settings": the run's parameters and images into the form."""
     run = g.get(run_id)
     form.prefill(session, run.params, run.id)
@@ -45,7 +45,8 @@ def apply_prefill(g: Any, session: Any, run_id: int) -> None:
 
 def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
     """The axes chosen in the Sweep expander, and parse errors keyed by the axis' field."""
-    axes, errors = [], {}
+    axes: list[tuple[str, list[Any]]] = []
+    errors: dict[str, str] = {}
     for i in (1, 2):
         name = st.session_state.get(f"sweep_param_{i}")
         if name not in sweep.SWEEPABLE:  # none chosen (or a value the page never offered)
@@ -60,7 +61,7 @@ def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
     return axes, errors
 
 
-def submit(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
+def submit(g: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
     """Queues one run or a sweep batch; returns the query params that point at it."""
     if not axes:
         target = {"run": str(g.submit(p, owner=owner))}
@@ -83,7 +84,7 @@ def render_sweep(errors: dict[str, str]) -> None:
     form.field_error(errors, "sweep")
 
 
-def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
+def _queue(g: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
            masks: list[Any], style_names: list[str]) -> None:
     foreign = [path for path in (p.content, *p.styles, *([p.init_image] if p.init_image else []))
                if not inputs.offered(g, path)]
@@ -106,7 +107,7 @@ def _queue(g: Any, p: Params, owner: str, axes: list[tuple[str, list[Any]]], run
     st.rerun()
 
 
-def estimate_line(g: Any, variants: list[Params]) -> str:
+def estimate_line(g: Gallery, variants: list[Params]) -> str:
     """How long the runs Generate would queue should take here (not counting the queue), as a
     range: a wrong number helps nobody."""
     speed = estimates.measured_speed(g, variants[0].device)
@@ -148,7 +149,7 @@ def variation_axis(p: Params, axes: list[tuple[str, list[Any]]], errors: dict[st
     return [("seed", [seed + i for i in range(count)])]
 
 
-def upscale_line(g: Any, p: Params) -> str:
+def upscale_line(g: Gallery, p: Params) -> str:
     """Said when the result would be larger than the content (a 96 px clip at 128 px): the
     missing detail is made up by stretching, and a person should know."""
     side = inputs.longest_side(g, p.content) if p.content else None
@@ -166,7 +167,7 @@ def blocking_line(errors: dict[str, str]) -> str:
     return " · ".join(missing + settings)
 
 
-def settings_column(g: Any, owner: str) -> None:
+def settings_column(g: Gallery, owner: str) -> None:
     """Images, preset, Advanced, Sweep and the Generate button."""
     style_items = inputs.chosen(st.session_state, "style")
     p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
@@ -226,7 +227,7 @@ def settings_column(g: Any, owner: str) -> None:
     save_draft(g, st.session_state, owner)
 
 
-def job_column(g: Any, owner: str) -> None:
+def job_column(g: Gallery, owner: str) -> None:
     target = current_job(g, owner, dict(st.query_params))
     if target is None:
         st.info("Your runs appear here. Choose images and press **Generate**.")
@@ -248,7 +249,7 @@ def draft_of(session: Any) -> dict[str, Any]:
                           "form": session.get(form.SAVED_KEY, {})})
 
 
-def restore_draft(g: Any, session: Any, draft: dict[str, Any]) -> None:
+def restore_draft(g: Gallery, session: Any, draft: dict[str, Any]) -> None:
     """A draft kept from this browser's last visit (gallery.drafts) back on the page; each image
     only if the page may still use it, each setting only if it has the type its widget takes."""
     for kind, key in (("content", "content"), ("style", "styles")):
@@ -263,7 +264,7 @@ def restore_draft(g: Any, session: Any, draft: dict[str, Any]) -> None:
         session[form.SAVED_KEY] = typed
 
 
-def save_draft(g: Any, session: Any, owner: str) -> None:
+def save_draft(g: Gallery, session: Any, owner: str) -> None:
     draft = draft_of(session)
     if draft != session.get(DRAFT_WRITTEN) and drafts.save(g.data_dir, owner, draft):
         session[DRAFT_WRITTEN] = draft

@@ -16,7 +16,7 @@ import streamlit as st
 from app_pages import common, results
 from engine.params import MAX_SIZE, MIN_SIZE
 from gallery import SORTS as STORE_SORTS
-from gallery import NotFound, RunFilter
+from gallery import Gallery, NotFound, Run, RunFilter
 from gallery.db import STATUSES
 
 COLUMNS = 5
@@ -28,7 +28,7 @@ SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "duration": "
 SORTS = {k: SORT_LABELS.get(k, k) for k in STORE_SORTS}  # what the gallery can sort by
 
 
-def filters_from_state(state: Mapping[str, Any]) -> RunFilter:
+def filters_from_state(state: Mapping[Any, Any]) -> RunFilter:
     """The sidebar's values as the filter of list_runs/count_runs."""
     f: dict[str, Any] = {}
     if state.get("g_status", "done") != ANY:
@@ -52,7 +52,7 @@ def filters_from_state(state: Mapping[str, Any]) -> RunFilter:
     return RunFilter(**f)
 
 
-def neighbours(g: Any, run_id: int, state: Mapping[str, Any], window: int = 1000) -> tuple[int | None, int | None]:
+def neighbours(g: Gallery, run_id: int, state: Mapping[Any, Any], window: int = 1000) -> tuple[int | None, int | None]:
     """The runs before and after `run_id` in the grid's order (its filters and sort), for the
     detail view's arrows; None at either end, or when the run is not among the first `window`."""
     sort = state.get("g_sort", "newest")
@@ -72,7 +72,7 @@ def clamp_page(page: Any, pages: int) -> int:
     return min(max(1, int(page or 1)), pages)
 
 
-def style_options(g: Any) -> dict[str, str]:
+def style_options(g: Gallery) -> dict[str, str]:
     """Style filter choices, sha256 -> label, for every image used as a style. By sha256, not
     name: two different paintings can both be uploaded as "style.jpg"."""
     images = g.list_inputs(kind="style", limit=500)
@@ -87,7 +87,7 @@ def _reset_page() -> None:
     st.session_state["g_page"] = 1
 
 
-def _sidebar(g: Any) -> None:
+def _sidebar(g: Gallery) -> None:
     with st.sidebar:
         st.header("Filter", anchor=False)
         st.text_input("Search titles, tags, image names", key="g_search", on_change=_reset_page,
@@ -95,12 +95,12 @@ def _sidebar(g: Any) -> None:
         st.selectbox("Status", STATUS_OPTIONS, key="g_status", on_change=_reset_page)
         styles = style_options(g)
         st.selectbox("Style image", list(styles), index=None, key="g_style", placeholder="Any style",
-                     format_func=lambda k: styles.get(k, k), on_change=_reset_page)
+                     format_func=lambda k: styles.get(k, str(k)), on_change=_reset_page)
         st.toggle("Favorites only", key="g_favorites", on_change=_reset_page)
-        st.date_input("Created between", value=(), key="g_dates", on_change=_reset_page)
+        st.date_input("Created between", value=[], key="g_dates", on_change=_reset_page)
         st.slider("Size (px)", MIN_SIZE, MAX_SIZE, (MIN_SIZE, MAX_SIZE), step=16, key="g_size",
                   on_change=_reset_page)
-        st.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="g_sort", on_change=_reset_page)
+        st.selectbox("Sort", list(SORTS), format_func=lambda k: SORTS.get(k, str(k)), key="g_sort", on_change=_reset_page)
         st.selectbox("Per page", PAGE_SIZES, key="g_per_page", on_change=_reset_page)
 
 
@@ -131,7 +131,7 @@ def _compare() -> None:
     st.query_params["compare"] = ",".join(str(i) for i in st.session_state.get(SELECTED, []))
 
 
-def selection_zip(g: Any, ids: list[int]) -> bytes:
+def selection_zip(g: Gallery, ids: list[int]) -> bytes:
     """The selected finished runs as one zip (PNGs with their parameters, inputs, runs.csv), as
     `python -m gallery export` writes it."""
     import io
@@ -189,7 +189,7 @@ CARD_CSS = """<style>
 </style>"""
 
 
-def _card(run: Any, selected: list[int]) -> None:
+def _card(run: Run, selected: list[int]) -> None:
     # The container's key is the automation hook: CSS class st-key-run-<id>.
     with st.container(border=True, key=f"run-{run.id}"):
         with st.container(key=f"thumb-{run.id}"):
@@ -218,7 +218,7 @@ def _set_page(page: int) -> None:
     st.session_state["g_page"] = page
 
 
-def show_grid(g: Any) -> None:
+def show_grid(g: Gallery) -> None:
     _sidebar(g)
     filters = filters_from_state(st.session_state)
     per_page = st.session_state.get("g_per_page", PAGE_SIZES[0])

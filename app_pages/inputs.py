@@ -17,16 +17,16 @@ from app_pages import common
 from engine.clips import LIMITS, clip_format
 from engine.images import ImageError
 from engine.params import MAX_STYLES
-from gallery import GalleryError
+from gallery import Gallery, GalleryError
 from gallery.names import display_name
 from gallery.paths import input_sha256
 
 
-def chosen(session: MutableMapping[str, Any], kind: str) -> list[dict[str, str]]:
+def chosen(session: MutableMapping[Any, Any], kind: str) -> list[dict[str, str]]:
     return session.setdefault(f"{kind}_chosen", [])
 
 
-def choose(session: MutableMapping[str, Any], kind: str, path: str, name: str) -> None:
+def choose(session: MutableMapping[Any, Any], kind: str, path: str, name: str) -> None:
     """Adds an image; content holds one (a new one replaces it), styles up to MAX_STYLES."""
     items = chosen(session, kind)
     if kind == "content":
@@ -35,7 +35,7 @@ def choose(session: MutableMapping[str, Any], kind: str, path: str, name: str) -
         items.append({"path": path, "name": name})
 
 
-def unchoose(session: MutableMapping[str, Any], kind: str, path: str) -> None:
+def unchoose(session: MutableMapping[Any, Any], kind: str, path: str) -> None:
     items = chosen(session, kind)
     items[:] = [i for i in items if i["path"] != path]
 
@@ -45,7 +45,7 @@ CLIP_HELP = ("A clip is styled frame by frame: the first frame with the full run
              f"Clips may have {LIMITS}.")
 
 
-def stored_clip(g: Any, path: str) -> Any | None:
+def stored_clip(g: Gallery, path: str) -> Any | None:
     """The gallery's record of `path` when it is a stored clip; None for a still image or a
     file outside the gallery (an example)."""
     sha = input_sha256(path)
@@ -56,7 +56,7 @@ def stored_clip(g: Any, path: str) -> Any | None:
 WAITING = "Another upload's frames are being checked; yours is next."
 
 
-def tiny_size(g: Any, path: str) -> tuple[int, int] | None:
+def tiny_size(g: Gallery, path: str) -> tuple[int, int] | None:
     """(width, height) of a stored input whose shorter side is under SMALL_SIDE px; else None."""
     sha = input_sha256(path)
     found = g.get_input_or_none(sha) if sha else None
@@ -65,7 +65,7 @@ def tiny_size(g: Any, path: str) -> tuple[int, int] | None:
     return found.width, found.height
 
 
-def longest_side(g: Any, path: str) -> int | None:
+def longest_side(g: Gallery, path: str) -> int | None:
     """The longest side of a chosen image (a clip's frames), from the gallery's record or the
     file's header; None when it cannot be told."""
     sha = input_sha256(path)
@@ -81,14 +81,17 @@ def longest_side(g: Any, path: str) -> int | None:
         return None
 
 
-def store(g: Any, data: bytes, name: str, kind: str) -> tuple[str, str]:
+def store(g: Gallery, data: bytes, name: str, kind: str) -> tuple[str, str]:
     """Stores bytes in the gallery's inputs; (path, name). Raises engine.images.ImageError
     for a file that is not a usable image. A clip waits while others are checked
     (engine.clips.decode_slot), and the person is told."""
     if kind == "style" and (fmt := clip_format(data)):
         raise ImageError(f"A style is a still image, and this is an animated {fmt}: save the frame you want "
                          "as a PNG or JPEG and upload that.")
-    image = g.add_input(data, name, kind=kind, waiting=lambda: st.toast(WAITING, icon=":material/hourglass_top:"))
+    def told() -> None:
+        st.toast(WAITING, icon=":material/hourglass_top:")
+
+    image = g.add_input(data, name, kind=kind, waiting=told)
     return str(image.path), image.name
 
 
@@ -106,7 +109,7 @@ NAME_CSS = """<style>
 SMALL_SIDE = 64
 
 
-def options(g: Any, kind: str) -> dict[str, str]:
+def options(g: Gallery, kind: str) -> dict[str, str]:
     """path -> label: earlier inputs (most recently used first), then the examples folder's."""
     found = {str(image.path): image.name for image in g.list_inputs(kind=kind, limit=100)}
     for path in common.list_examples(common.examples_dir(), kind):
@@ -130,7 +133,7 @@ def take_uploads(kind: str) -> None:
         st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
 
 
-def paste(g: Any, kind: str, many: bool) -> None:
+def paste(g: Gallery, kind: str, many: bool) -> None:
     """A box to paste an image from the clipboard into (Ctrl+V, then Enter), as image tools have
     it: Streamlit's chat input takes pasted files, its file uploader does not."""
     pasted = st.chat_input("Paste (Ctrl+V), then Enter", key=f"{kind}_paste",
@@ -139,7 +142,7 @@ def paste(g: Any, kind: str, many: bool) -> None:
     _take(g, kind, getattr(pasted, "files", None) or [])
 
 
-def _take(g: Any, kind: str, held: list[Any]) -> bool:
+def _take(g: Gallery, kind: str, held: list[Any]) -> bool:
     """Stores the files a widget holds and chooses them; each one's refusal in one sentence under
     the uploader. False when it held none. (Read before its widget is drawn, a value may still
     list files Streamlit has let go of: those are not files.)"""
@@ -169,7 +172,7 @@ def _on_pick(kind: str, labels: dict[str, str]) -> None:
     st.session_state[f"{kind}_pick"] = None
 
 
-def offered(g: Any, path: str) -> bool:
+def offered(g: Gallery, path: str) -> bool:
     """Whether the page may use `path` as an input: a stored input of the gallery, or an image of
     the examples folder. Server paths beyond those are for the command line and the admin."""
     sha = input_sha256(path)

@@ -16,7 +16,7 @@ import streamlit as st
 from app_pages import auth, common
 from app_pages.sweep import grid
 from engine.params import eta_seconds
-from gallery import NotFound, RunFilter, estimates
+from gallery import Gallery, NotFound, Run, RunFilter, estimates
 from gallery.db import ACTIVE
 
 POLL_SECONDS = 1.0
@@ -67,7 +67,7 @@ class JobView:
         return f"frame {self.frame}/{self.frames} · {within}" if self.frame else within
 
 
-def job_view(run: Any, position: int | None, now: datetime | None = None) -> JobView:
+def job_view(run: Run, position: int | None, now: datetime | None = None) -> JobView:
     total = int(run.total or run.params.total_iterations() or 0)
     iteration = int(run.iteration or 0)
     if run.status == "done":
@@ -168,7 +168,7 @@ def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
         if run.status == "done" and common.existing(run.animation_path):
             common.show_animation(run.animation_path, caption=caption)
         elif run.status == "done" and common.existing(run.result_path):
-            st.image(common.display_image(run.result_path), width="stretch", caption=caption)
+            common.show_image(run.result_path, caption=caption)
         elif run.is_clip and run.status == "running" and (finished := g.frames(run.id)):
             st.image(str(finished[-1]), width="stretch", caption=f"Frame {len(finished)} of {run.frames}, finished")
         elif common.existing(run.preview_path):
@@ -178,7 +178,7 @@ def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
             st.caption("The preview appears here after the first saved iteration.")
 
 
-def run_summary(run: Any) -> str:
+def run_summary(run: Run) -> str:
     """"512 px · 300 iterations · auto"; a clip's first frame and later frames told apart."""
     p = run.params
     its = (f"{p.iterations} iterations (first frame), {p.frame_iterations} a frame after · "
@@ -209,7 +209,7 @@ def show_job(run_id: int, owner: str) -> None:
 
 # --- sweep batches ------------------------------------------------------------------------------
 
-def batch_runs(g: Any, batch: str, owner: str | None = None) -> list[Any]:
+def batch_runs(g: Gallery, batch: str, owner: str | None = None) -> list[Any]:
     """The runs of a batch, oldest first."""
     return g.list_runs(RunFilter(batch=batch, owner=owner or None), sort="oldest", limit=500)
 
@@ -251,7 +251,7 @@ def _draw_batch(batch: str, owner: str, polling: bool) -> None:
                     _draw_cell(run, axes[-1] if len(axes) == 1 else None, value)
 
 
-def _draw_cell(run: Any, axis: str | None, value: Any) -> None:
+def _draw_cell(run: Run | None, axis: str | None, value: Any) -> None:
     if run is None:
         st.caption("—")
         return

@@ -120,7 +120,7 @@ def _weights_or_default(values: list[Any]) -> tuple[Any, ...]:
     return () if all(v == 1.0 for v in values) else tuple(values)
 
 
-def params_from_state(state: Mapping[str, Any], content: str = "", styles: tuple[str, ...] = ()) -> Params:
+def params_from_state(state: Mapping[Any, Any], content: str = "", styles: tuple[str, ...] = ()) -> Params:
     """The Params the form currently shows. Values are passed through as typed, unvalidated:
     validation_errors() judges them."""
     values: dict[str, Any] = {f: state[key(f)] for f in SCALAR_FIELDS if key(f) in state}
@@ -155,12 +155,12 @@ def changed_from_preset(p: Params, name: str | None) -> list[str]:
     return [f for f in p.to_dict() if getattr(p, f) != getattr(base, f)]
 
 
-def apply_state(session: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
+def apply_state(session: MutableMapping[Any, Any], values: Mapping[str, Any]) -> None:
     for k, v in values.items():
         session[k] = v
 
 
-def init_form(session: MutableMapping[str, Any]) -> None:
+def init_form(session: MutableMapping[Any, Any]) -> None:
     """Fills in widget state that is missing: from the copy saved on leaving the page, else from
     the default preset. Call before the widgets are drawn."""
     saved = session.get(SAVED_KEY) or {}
@@ -195,7 +195,7 @@ def _same_kind(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def save_form(session: MutableMapping[str, Any]) -> None:
+def save_form(session: MutableMapping[Any, Any]) -> None:
     session[SAVED_KEY] = {k: session[k] for k in form_keys() if k in session}
 
 
@@ -209,7 +209,7 @@ def form_keys() -> list[str]:
 FROM_RUN_KEY = "settings_from_run"
 
 
-def prefill(session: MutableMapping[str, Any], p: Params, run_id: int | None = None) -> None:
+def prefill(session: MutableMapping[Any, Any], p: Params, run_id: int | None = None) -> None:
     """Shows `p` in the form ("re-run with these settings"): under its preset's name when it is
     one unchanged (the device and seed aside, which presets leave alone), else as run #id's."""
     apply_state(session, state_from_params(p))

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_pages import auth, common
 from app_pages.jobs import STATUS_LABEL, job_view
-from gallery import RunFilter, estimates
+from gallery import Gallery, Run, RunFilter, estimates
 from gallery.db import ACTIVE, STATUSES
 
 POLL_SECONDS = 2.0
@@ -21,7 +21,7 @@ WIDTHS = [3.0, 3.2, 1.3, 1.2]
 
 @dataclass
 class Row:
-    run: Any
+    run: Run
     position: int | None
     mine: bool
     can_cancel: bool
@@ -29,7 +29,7 @@ class Row:
     starts: datetime | None = None  # queued: when it should start, where that can be told
 
 
-def queue_rows(g: Any, owner: str, workers: int = 1) -> tuple[list[Row], list[Row]]:
+def queue_rows(g: Gallery, owner: str, workers: int = 1) -> tuple[list[Row], list[Row]]:
     """(jobs waiting or running, in queue order; recently ended ones, newest first)."""
     running = g.list_runs(RunFilter(status="running"), sort="oldest", limit=100)
     queued = g.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
@@ -37,7 +37,7 @@ def queue_rows(g: Any, owner: str, workers: int = 1) -> tuple[list[Row], list[Ro
 
     starts = estimates.expected_starts(g, running, queued, workers) if queued else {}
 
-    def row(run: Any, position: int | None) -> Row:
+    def row(run: Run, position: int | None) -> Row:
         mine = run.owner == owner
         return Row(run, position, mine,
                    can_cancel=auth.may_cancel(run.owner, owner) and run.status in ACTIVE,

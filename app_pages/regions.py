@@ -22,7 +22,7 @@ from app_pages import common
 from engine.clips import first_frame
 from engine.images import ImageError
 from engine.masks import EVERYWHERE, fit, load_mask
-from gallery import GalleryError
+from gallery import Gallery, GalleryError
 
 # One colour per style (engine.params.MAX_STYLES of them), far apart for the nearest-colour match.
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
@@ -36,17 +36,17 @@ CANVAS_VERSION = "regions_canvas_version"
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 def masks_from_drawing(png: bytes, styles: int, size: tuple[int, int]) -> list[Image.Image]:
     """One grey-level mask per style at `size` from the canvas's rendered strokes; [] when
     nothing is painted. A style with no paint of its own gets what the others leave."""
     try:  # the canvas's PNG comes from the browser: anything else is ignored, not decoded
-        drawing = Image.open(io.BytesIO(png), formats=["PNG"])
-        if drawing.width * drawing.height > 16 * CANVAS_WIDTH ** 2:  # a tall photo's canvas on a 2x screen fits
+        opened = Image.open(io.BytesIO(png), formats=["PNG"])
+        if opened.width * opened.height > 16 * CANVAS_WIDTH ** 2:  # a tall photo's canvas on a 2x screen fits
             return []
-        drawing = drawing.convert("RGBA").resize(size, Image.Resampling.BILINEAR)
+        drawing = opened.convert("RGBA").resize(size, Image.Resampling.BILINEAR)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return []
     colours = [_rgb(c) for c in PALETTE[:styles]] + [_rgb(ERASER)]
@@ -75,7 +75,7 @@ def overlay(photo: Image.Image, masks: list[Image.Image | None]) -> Image.Image:
     return out
 
 
-def store(g: Any, masks: list[Image.Image | None], style_names: list[str]) -> tuple[str, ...]:
+def store(g: Gallery, masks: list[Image.Image | None], style_names: list[str]) -> tuple[str, ...]:
     """The masks as gallery inputs (stored once by hash); the entries of Params.style_masks."""
     entries = []
     for mask, name in zip(masks, style_names):
@@ -88,13 +88,13 @@ def store(g: Any, masks: list[Image.Image | None], style_names: list[str]) -> tu
     return tuple(entries)
 
 
-def prefill(session: MutableMapping[str, Any], styles: tuple[str, ...], style_masks: tuple[str, ...]) -> None:
+def prefill(session: MutableMapping[Any, Any], styles: tuple[str, ...], style_masks: tuple[str, ...]) -> None:
     """ "Re-run with these settings": a run's masks come back as uploaded masks."""
     session[UPLOADS_KEY] = {s: m for s, m in zip(styles, style_masks) if m != EVERYWHERE}
     session[MODE_KEY] = session[SAVED_MODE_KEY] = UPLOAD if session[UPLOADS_KEY] else EVERYWHERE_MODE
 
 
-def current_masks(session: MutableMapping[str, Any], styles: list[dict[str, str]],
+def current_masks(session: MutableMapping[Any, Any], styles: list[dict[str, str]],
                   size: tuple[int, int]) -> list[Image.Image | None]:
     """The masks the page shows for `styles` at the photo's `size`; [] for no masks."""
     if len(styles) < 2:
@@ -154,7 +154,7 @@ def _draw(photo: Image.Image, styles: list[dict[str, str]]) -> None:
     st.button("Clear the drawing", key="regions_clear", on_click=_clear, icon=":material/ink_eraser:")
 
 
-def _upload(g: Any, styles: list[dict[str, str]]) -> None:
+def _upload(g: Gallery, styles: list[dict[str, str]]) -> None:
     uploads = st.session_state.setdefault(UPLOADS_KEY, {})
     for i, s in enumerate(styles):
         f = st.file_uploader(f"Mask for {_style_label(i, common.escape_md(s['name']))} (white = here; none = everywhere)",
@@ -168,7 +168,7 @@ def _upload(g: Any, styles: list[dict[str, str]]) -> None:
             st.error(common.escape_md(str(exc)), icon=":material/error:")
 
 
-def render(g: Any, content: list[dict[str, str]], styles: list[dict[str, str]]) -> list[Image.Image | None]:
+def render(g: Gallery, content: list[dict[str, str]], styles: list[dict[str, str]]) -> list[Image.Image | None]:
     """The Regions expander (two or more styles and a photo); returns the masks it shows."""
     if len(styles) < 2 or not content:
         return []

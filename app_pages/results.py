@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -12,7 +12,7 @@ from app_pages.params_form import label as form_label
 from app_pages.sweep import differing_fields
 from engine.masks import is_everywhere
 from engine.params import Params
-from gallery import GalleryError, NotFound
+from gallery import Gallery, GalleryError, NotFound, Run
 from gallery.animation import progress_webp
 
 MAX_COMPARE = 4
@@ -20,7 +20,7 @@ MAX_COMPARE = 4
 
 # --- pure helpers ---------------------------------------------------------------------------
 
-def fmt_value(field: str, value: Any, run: Any = None) -> str:
+def fmt_value(field: str, value: Any, run: Run | None = None) -> str:
     """A parameter as a person reads it; images by their names, not their stored paths."""
     if run is not None and field == "content":
         return run.content_name
@@ -38,7 +38,7 @@ def fmt_value(field: str, value: Any, run: Any = None) -> str:
     return str(value)
 
 
-def param_table(run: Any) -> pd.DataFrame:
+def param_table(run: Run) -> pd.DataFrame:
     """Every parameter of a run, marking the ones that differ from the engine's defaults."""
     defaults = Params().to_dict()
     rows = [{"parameter": f, "value": fmt_value(f, v, run),
@@ -71,7 +71,7 @@ def scrub_frames(previews: list[tuple[int, Path]], result: Path | None) -> list[
     return frames
 
 
-def display_width(path: Path, at_least: int = 384) -> int | str:
+def display_width(path: Path, at_least: int = 384) -> int | Literal["content"]:
     """Native size (capped by the column), except that tiny results are scaled up to be seen."""
     from PIL import Image
 
@@ -112,7 +112,7 @@ PRINT_DPI = 300
 PRINT_CHOICES = ("2×", "4×", "Size in px", "Inches at 300 dpi")
 
 
-def print_size(run: Any, choice: str, amount: float) -> int:
+def print_size(run: Run, choice: str, amount: float) -> int:
     """The longest side of a print of `run`: twice or four times its size, a size in px, or a
     length in inches at PRINT_DPI."""
     if choice == "2×":
@@ -124,14 +124,14 @@ def print_size(run: Any, choice: str, amount: float) -> int:
     return int(amount)
 
 
-def print_params(run: Any, size: int, iterations: int) -> Params:
+def print_params(run: Run, size: int, iterations: int) -> Params:
     """The same settings at `size`, starting from the run's result and running only the scales
     above its size (the result is those scales' work already done)."""
     return run.params.with_changes(size=size, iterations=iterations, init="image", init_image=str(run.result_path),
                                    multiscale_from=run.params.size)
 
 
-def make_print(g: Any, run: Any, size: int, iterations: int) -> int:
+def make_print(g: Gallery, run: Run, size: int, iterations: int) -> int:
     """Queues a print of `run` (engine.params validates the size); its id. The new run records
     the one it grew from (Gallery.prints_of goes back)."""
     return g.submit(print_params(run, size, iterations), owner=auth.session_owner(), grown_from=run.id,
@@ -152,7 +152,7 @@ def print_plan_line(params: Params, shape: tuple[int, int] | None) -> str:
     return f"On this machine's CPU: {found.evaluation or 'the whole image at once'}."
 
 
-def _print_form(g: Any, run: Any) -> None:
+def _print_form(g: Gallery, run: Run) -> None:
     """The popover of "Make a print": how large, how many iterations a scale, what it takes."""
     from engine.params import MAX_SIZE
 
@@ -185,12 +185,12 @@ def _print_form(g: Any, run: Any) -> None:
         st.switch_page(common.PAGE_CREATE, query_params={"run": str(rid)})
 
 
-def _shape(g: Any, run: Any) -> tuple[int, int] | None:
+def _shape(g: Gallery, run: Run) -> tuple[int, int] | None:
     found = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
     return (found.width, found.height) if found and found.width else None
 
 
-def _lineage(g: Any, run: Any) -> None:
+def _lineage(g: Gallery, run: Run) -> None:
     """The run a print grew from, and the prints grown from this one: links both ways."""
     # Buttons, not page links: a link to the page it is on changes the page but not its URL.
     if run.grown_from:
@@ -201,7 +201,7 @@ def _lineage(g: Any, run: Any) -> None:
                   icon=":material/print:", type="tertiary", on_click=_go_to, args=(made.id,))
 
 
-def use_as_content(g: Any, run: Any) -> None:
+def use_as_content(g: Gallery, run: Run) -> None:
     """This result, stored as an input, as the Create page's content. (Not from a callback:
     switch_page needs the navigation, as rerun_with.)"""
     from app_pages import inputs
@@ -267,7 +267,7 @@ def confirm_delete(run_id: int) -> None:
         st.rerun()
 
 
-def delete_runs(g: Any, ids: list[int]) -> tuple[list[int], list[str]]:
+def delete_runs(g: Gallery, ids: list[int]) -> tuple[list[int], list[str]]:
     """Deletes each run this person may delete: (the ids deleted, why each other one was kept)."""
     deleted, refused = [], []
     for run_id in ids:
@@ -281,7 +281,7 @@ def delete_runs(g: Any, ids: list[int]) -> tuple[list[int], list[str]]:
     return deleted, refused
 
 
-def _facts(run: Any) -> list[tuple[str, str]]:
+def _facts(run: Run) -> list[tuple[str, str]]:
     losses = ", ".join(f"{k} {common.fmt_loss(v)}" for k, v in (run.losses or {}).items()) or "—"
     weights = run.weights_name or run.params.weights
     if run.weights_sha256:
@@ -291,7 +291,7 @@ def _facts(run: Any) -> list[tuple[str, str]]:
             ("Worker", run.worker or "—"), ("Weights", weights), ("Final losses", losses)]
 
 
-def _inputs(run: Any) -> None:
+def _inputs(run: Run) -> None:
     name = common.escape_md
     paths = [(run.params.content, f"Content: {name(run.content_name)}")]
     paths += [(p, f"Style: {name(n)}") for p, n in zip(run.params.styles, run.style_names)]
@@ -305,11 +305,11 @@ def _inputs(run: Any) -> None:
             col.caption(f"{caption} (file missing)")
 
 
-def _show_clip(g: Any, run: Any) -> None:
-    """The styled clip playing, and a slider to look at one frame at a time."""
+def _show_clip(g: Gallery, run: Run, animation: Path) -> None:
+    """The styled clip playing (`animation`: its WebP), and a slider to look at one frame at a time."""
     content = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
-    width = display_width(run.animation_path)
-    common.show_animation(run.animation_path, width if isinstance(width, int) else None,
+    width = display_width(animation)
+    common.show_animation(animation, width if isinstance(width, int) else None,
                           common.clip_caption(run.frames, content.duration_ms if content else None))
     frames = g.frames(run.id)
     if len(frames) > 1:
@@ -320,11 +320,11 @@ def _show_clip(g: Any, run: Any) -> None:
 # redraw sends every element to the browser again, the playing animation's bytes among them.
 
 @auth.fragment
-def _frame_view(frames: list[Path], run: Any) -> None:
+def _frame_view(frames: list[Path], run: Run) -> None:
     """A clip's finished frames, one at a time, each downloadable."""
     k = st.slider("Frame", 1, len(frames), 1, key=f"frame-{run.id}")
     k = min(max(1, k if isinstance(k, int) else 1), len(frames))
-    st.image(str(frames[k - 1]), width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
+    common.show_image(frames[k - 1], width=display_width(frames[k - 1]), caption=f"Frame {k} of {len(frames)}")
     st.download_button(f"Download frame {k} (PNG)", data=frames[k - 1].read_bytes, mime="image/png",
                        file_name=common.download_name(run, ".png", f"frame{k}"), key="download_frame",
                        icon=":material/download:")
@@ -338,14 +338,15 @@ def _iteration_view(frames: dict[str, Path], run_id: int) -> None:
     choice = choice if choice in frames else labels[-1]
     # Native size up to the column's width: small results are not blown up into mush; a print
     # is shown from a copy at most common.DISPLAY_SIDE px wide (the download is the whole PNG).
-    st.image(common.display_image(frames[choice]), width=display_width(frames[choice]), caption=choice)
+    common.show_image(frames[choice], width=display_width(frames[choice]), caption=choice)
 
 
-def _clip_downloads(run: Any) -> None:
+def _clip_downloads(run: Run) -> None:
     for path, label, mime, key in ((run.animation_path, "Download animation (WebP)", "image/webp", "download_webp"),
                                    (run.gif_path, "Download GIF", "image/gif", "download_gif")):
-        if common.existing(path):
-            st.download_button(label, data=path.read_bytes, file_name=common.download_name(run, path.suffix),
+        found = common.existing(path)
+        if found:
+            st.download_button(label, data=found.read_bytes, file_name=common.download_name(run, found.suffix),
                                mime=mime, key=key, icon=":material/movie:")
 
 
@@ -353,7 +354,7 @@ def _go_to(run_id: int) -> None:
     st.query_params["run"] = str(run_id)
 
 
-def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] = (None, None)) -> None:
+def show_detail(g: Gallery, run_id: int, neighbours: tuple[int | None, int | None] = (None, None)) -> None:
     """One run; `neighbours`: the runs before and after it in the grid (the arrow keys go there)."""
     try:
         run = g.get(run_id)
@@ -375,13 +376,14 @@ def show_detail(g: Any, run_id: int, neighbours: tuple[int | None, int | None] =
     image_col, side = st.columns([3, 2], gap="large")
     with image_col:
         frames = dict(scrub_frames(g.previews(run_id), common.existing(run.result_path)))
-        if run.is_clip and common.existing(run.animation_path):
-            _show_clip(g, run)
+        animation = common.existing(run.animation_path) if run.is_clip else None
+        if animation is not None:
+            _show_clip(g, run, animation)
         elif len(frames) > 1:
             _iteration_view(frames, run_id)
         elif frames:
             image = next(iter(frames.values()))
-            st.image(common.display_image(image), width=display_width(image))
+            common.show_image(image, width=display_width(image))
         else:
             st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
     with side:
@@ -458,20 +460,20 @@ def _wipe_view(runs: list[Any]) -> None:
 
     labels = {run.id: f"#{run.id} · {common.run_label(run)}" for run in runs}
     left, right = st.columns(2)
-    a = left.selectbox("A (left)", list(labels), index=0, format_func=labels.get, key="wipe_a")
-    b = right.selectbox("B (right)", list(labels), index=1, format_func=labels.get, key="wipe_b")
+    a = left.selectbox("A (left)", list(labels), index=0, format_func=lambda i: labels.get(i, str(i)), key="wipe_a")
+    b = right.selectbox("B (right)", list(labels), index=1, format_func=lambda i: labels.get(i, str(i)), key="wipe_b")
     by_id = {run.id: run for run in runs}
-    images = [common.display_image(by_id[i].result_path) if i in by_id else None for i in (a, b)]
-    if not all(images):
+    first, second = (common.display_image(by_id[i].result_path) if i in by_id else None for i in (a, b))
+    if first is None or second is None:
         st.info("Both need a result image.")
         return
     at = st.slider("Wipe", 0, 100, 50, key="wipe_at", format="%d%%", label_visibility="collapsed")
-    opened = [Image.open(io.BytesIO(image)) if isinstance(image, bytes) else Image.open(image) for image in images]
-    st.image(wipe(*opened, at / 100 if isinstance(at, int) else 0.5), width="stretch",
+    left_image, right_image = Image.open(io.BytesIO(first)), Image.open(io.BytesIO(second))
+    st.image(wipe(left_image, right_image, at / 100 if isinstance(at, int) else 0.5), width="stretch",
              caption=f"{common.escape_md(labels[a])} | {common.escape_md(labels[b])}")
 
 
-def show_compare(g: Any, ids: list[int]) -> None:
+def show_compare(g: Gallery, ids: list[int]) -> None:
     runs = []
     for run_id in ids:
         try:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.params import Params, validation_errors
+from gallery import Run
 
 # Numeric parameters where trying a few values side by side is the usual question.
 SWEEPABLE: dict[str, type] = {
@@ -78,7 +79,7 @@ def grid(runs: Sequence[Any]) -> tuple[list[str], list[Any], list[Any], dict[tup
     """Lays a batch out: (axes, row values, column values, {(row, col): run}). With one axis
     there is a single row (row value None); with none, one cell per run."""
     axes = differing_fields([r.params for r in runs])[:2]
-    def value(run: Any, i: int) -> Any:
+    def value(run: Run, i: int) -> Any:
         return getattr(run.params, axes[i]) if i < len(axes) else None
     rows = sorted({value(r, 0) for r in runs}, key=_sort_key) if len(axes) == 2 else [None]
     col_axis = 1 if len(axes) == 2 else 0

@@ -227,7 +227,8 @@ def _export_progress(gallery: Gallery, items: list[str], dest: Path) -> int:
 
 
 def _all_done(gallery: Gallery) -> list[Run]:
-    runs, page = [], 1000
+    runs: list[Run] = []
+    page = 1000
     while True:
         batch = gallery.list_runs(RunFilter(status="done"), sort="oldest", limit=page, offset=len(runs))
         runs += batch

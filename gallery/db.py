@@ -106,11 +106,11 @@ def _create_v1(db: Database) -> None:
     for column in ("status", "owner", "batch", "title", "tags", "content_name", "content_sha256", "size",
                    "iterations", "optimizer", "style_weight", "seed", "device", "created", "duration",
                    "favorite", "result_sha256"):
-        db["runs"].create_index([column])
-    db["inputs"].create_index(["last_used"])
-    db["run_styles"].create_index(["name"])
-    db["run_styles"].create_index(["sha256"])
-    db["runs"].enable_fts(list(FTS_COLUMNS), create_triggers=True)
+        db.table("runs").create_index([column])
+    db.table("inputs").create_index(["last_used"])
+    db.table("run_styles").create_index(["name"])
+    db.table("run_styles").create_index(["sha256"])
+    db.table("runs").enable_fts(list(FTS_COLUMNS), create_triggers=True)
 
 
 def _split_device_v2(db: Database) -> None:
@@ -162,7 +162,7 @@ def _prints_v4(db: Database) -> None:
         ALTER TABLE runs ADD COLUMN tile INTEGER NOT NULL DEFAULT 0;    -- tiles done in the iteration after `iteration`
         ALTER TABLE runs ADD COLUMN tiles INTEGER NOT NULL DEFAULT 0;   -- 0: the whole image at once
     """)
-    db["runs"].create_index(["grown_from"])
+    db.table("runs").create_index(["grown_from"])
 
 
 MIGRATIONS: list[Callable[[Database], None]] = [_create_v1, _split_device_v2, _clips_v3, _prints_v4]

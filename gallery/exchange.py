@@ -92,6 +92,7 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         for run in runs:
             member = f"results/run-{run.id}.png"
+            assert run.result_path is not None  # export_zip takes finished runs only
             zf.write(run.result_path, member)
             animation = {}
             if run.is_clip and run.animation_path and run.gif_path:
@@ -99,8 +100,8 @@ def _write_zip(gallery: Gallery, runs: list[Run], out: BinaryIO) -> None:
                     animation[column] = f"results/run-{run.id}{path.suffix}"
                     zf.write(path, animation[column])
             for sha in [run.content_sha256, *run.style_sha256s, *run.mask_sha256s, run.init_sha256]:
-                found = sha and gallery.get_input_or_none(sha)
-                if found:
+                found = gallery.get_input_or_none(sha) if sha else None
+                if sha and found:
                     inputs[sha] = found.path
             masks = [sha and gallery.get_input_or_none(sha) for sha in run.mask_sha256s]
             row = {**_csv_row(run, member, gallery.data_dir),
@@ -190,7 +191,7 @@ def _read_table(zf: zipfile.ZipFile) -> dict[str, dict[str, str]]:
         return {}
     text = _read(zf, info, MAX_CSV_BYTES).decode("utf-8", errors="replace")
     csv.field_size_limit(MAX_CSV_BYTES)
-    rows = ({k: _from_cell(v) if isinstance(v, str) else v for k, v in row.items()}
+    rows = ({k: _from_cell(v) or "" for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
             for row in csv.DictReader(io.StringIO(text)))
     return {row.get("file") or "": row for row in rows}
 
@@ -205,7 +206,7 @@ def _json_list(text: Any) -> list:
 
 def _import_inputs(gallery: Gallery, zf: zipfile.ZipFile, members: list[zipfile.ZipInfo],
                    table: dict[str, dict[str, str]]) -> None:
-    names: dict[str, tuple[str, str]] = {}  # sha -> (name, kind)
+    names: dict[str, tuple[str, str | None]] = {}  # sha -> (name, kind)
     for row in table.values():
         if row.get("content_sha256"):
             names[row["content_sha256"]] = (row.get("content_name") or "", "content")

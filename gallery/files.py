@@ -12,7 +12,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -111,7 +113,7 @@ class StagedFiles:
         self._placed.clear()
 
 
-def is_abandoned_temp(path: Path, pid_alive) -> bool:
+def is_abandoned_temp(path: Path, pid_alive: Callable[[int], bool]) -> bool:
     """True for a temporary file whose writer is gone, or that is too old to be in progress."""
     owner = temp_owner(path.name)
     if owner is None:
@@ -123,7 +125,7 @@ def is_abandoned_temp(path: Path, pid_alive) -> bool:
     return not pid_alive(owner) or age > STALE_TEMP_S
 
 
-def _encode(img: Image.Image, max_side: int, fmt: str, **options) -> bytes:
+def _encode(img: Image.Image, max_side: int, fmt: str, **options: Any) -> bytes:
     img = img.convert("RGB")
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

@@ -122,4 +122,6 @@ class Inputs(Queries):
             masks.load_mask(stored.path, f"The mask {stored.name}")
         except ImageError as e:
             raise ParamsError({"style_masks": str(e)}) from e
-        return relative_to(stored.path, self.data_dir)
+        found = relative_to(stored.path, self.data_dir)
+        assert found is not None, "a stored input lies in the data folder"
+        return found

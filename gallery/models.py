@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from engine.masks import is_everywhere
 from engine.params import Params
+from gallery.errors import GalleryError
 from gallery.paths import input_sha256
 from gallery.times import to_utc
 
@@ -117,12 +119,20 @@ class Run:
         return d
 
 
+def _stored_time(value: str) -> datetime:
+    """A NOT NULL time column: the gallery wrote it (gallery.times.iso), so it reads back."""
+    found = to_utc(value)
+    if found is None:
+        raise GalleryError(f"A stored time could not be read: {value!r}.")
+    return found
+
+
 def input_from_row(row: dict[str, Any], data_dir: Path) -> InputImage:
     return InputImage(
         sha256=row["sha256"], name=row["name"], path=data_dir / row["file"], format=row["format"],
         width=row["width"], height=row["height"], file_size=row["file_size"],
         used_as_content=bool(row["used_as_content"]), used_as_style=bool(row["used_as_style"]),
-        created=to_utc(row["created"]), last_used=to_utc(row["last_used"]),
+        created=_stored_time(row["created"]), last_used=_stored_time(row["last_used"]),
         frames=row["frames"], duration_ms=row["duration_ms"],
     )
 
@@ -136,7 +146,7 @@ def absolute_params(params_json: str, data_dir: Path) -> Params:
     return _map_paths(p, resolve)
 
 
-def _map_paths(p: Params, fn) -> Params:
+def _map_paths(p: Params, fn: Callable[[str], str]) -> Params:
     """`p` with `fn` applied to every image path (masks' `all` keyword left alone)."""
     return p.with_changes(content=fn(p.content), styles=tuple(fn(s) for s in p.styles),
                           style_masks=tuple(m if is_everywhere(m) else fn(m) for m in p.style_masks),
@@ -160,7 +170,7 @@ def run_from_row(row: dict[str, Any], styles: list[tuple[str | None, str]], data
         id=row["id"], status=row["status"], owner=row["owner"], batch=row["batch"], title=row["title"],
         tags=row["tags"], params=absolute_params(row["params_json"], data_dir),
         content_name=row["content_name"], style_names=[name for _, name in styles],
-        created=to_utc(row["created"]), started=to_utc(row["started"]),
+        created=_stored_time(row["created"]), started=to_utc(row["started"]),
         finished=to_utc(row["finished"]), duration=row["duration"], favorite=bool(row["favorite"]),
         error=row["error"], iteration=row["iteration"], total=row["total"],
         losses=json.loads(row["losses_json"]), device=row["device"], weights_name=row["weights_name"],

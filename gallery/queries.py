@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,10 +69,11 @@ class RunFilter:
         if self.favorite is not None:
             clauses.append("runs.favorite = ?")
             args.append(int(bool(self.favorite)))
-        compared = (("runs.owner = ?", self.owner, str), ("runs.batch = ?", self.batch, str),
-                    ("runs.size >= ?", self.min_size, int), ("runs.size <= ?", self.max_size, int),
-                    ("runs.created >= ?", self.since, _created), ("runs.created < ?", self.until, _created),
-                    ("runs.grown_from = ?", self.grown_from, run_id))
+        compared: tuple[tuple[str, Any, Callable[[Any], Any]], ...] = (
+            ("runs.owner = ?", self.owner, str), ("runs.batch = ?", self.batch, str),
+            ("runs.size >= ?", self.min_size, int), ("runs.size <= ?", self.max_size, int),
+            ("runs.created >= ?", self.since, _created), ("runs.created < ?", self.until, _created),
+            ("runs.grown_from = ?", self.grown_from, run_id))
         for clause, value, convert in compared:
             if value is not None:
                 clauses.append(clause)
@@ -125,7 +127,7 @@ class Queries(GalleryCore):
 
     def count_runs(self, where: RunFilter | None = None) -> int:
         sql, args = (where or RunFilter()).where()
-        return self._row(f"SELECT count(*) AS n FROM runs{sql}", args)["n"]
+        return self._count(f"SELECT count(*) AS n FROM runs{sql}", args)
 
     def has_result(self, sha256: str) -> bool:
         """Whether some run's result PNG has this sha256 (an import would be a copy)."""
@@ -143,4 +145,4 @@ class Queries(GalleryCore):
         rid = run_id(rid)
         if self._status(rid) != "queued":
             return None
-        return self._row("SELECT count(*) AS n FROM runs WHERE status = 'queued' AND id <= ?", [rid])["n"]
+        return self._count("SELECT count(*) AS n FROM runs WHERE status = 'queued' AND id <= ?", [rid])

@@ -83,6 +83,7 @@ class Queue(Inputs):
         cursor = self.db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})",
                                  list(row.values()))
         rid = cursor.lastrowid
+        assert rid is not None, "an INSERT gives its row's id"
         self.db.conn.executemany("INSERT INTO run_styles (run_id, position, sha256, name) VALUES (?,?,?,?)",
                                  [(rid, i, sha, name) for i, (sha, name) in enumerate(styles)])
         return rid
@@ -248,7 +249,7 @@ class Queue(Inputs):
     def frames(self, rid: int) -> list[Path]:
         """A clip run's finished frames in order, as far as they run without a gap."""
         rid = run_id(rid)
-        found = []
+        found: list[Path] = []
         for row in self._rows("SELECT position, file FROM frames WHERE run_id = ? ORDER BY position", [rid]):
             if row["position"] != len(found):
                 break
@@ -359,7 +360,7 @@ class Queue(Inputs):
             if row["worker_host"] == procs.HOST:
                 if not procs.pid_alive(row["worker_pid"] or 0, row["worker_started"]):
                     dead.append((row["id"], f"process {row['worker_pid']} is gone"))
-            elif not row["heartbeat"] or to_utc(row["heartbeat"]) < stale_before:
+            elif (heartbeat := to_utc(row["heartbeat"])) is None or heartbeat < stale_before:
                 dead.append((row["id"], f"no sign of life from host {row['worker_host']} since {row['heartbeat']}"))
         return [rid for rid, why in dead
                 if self.mark_interrupted(rid, f"The worker stopped before the run finished ({why}).")]

@@ -28,7 +28,7 @@ class FrameStore(Protocol):
     def record_frame(self, rid: int, position: int, image: Image.Image) -> bool: ...
 
 
-def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: Callable[[Any], None],
+def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: Callable[[Any], object],
                    should_cancel: Callable[[], bool]) -> tuple[Result, clips.Clip]:
     """The result to record (the first frame, with this job's timings) and the styled clip.
     Raises engine.images.ImageError for a clip that cannot be read (damaged since upload)."""
@@ -43,7 +43,10 @@ def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: C
         gallery.record_frame(run.id, k, result.image)
         computed.append(result)
 
-    styled = animate.style_clip(params, clip, on_progress, should_cancel, on_frame=finished, done=done)
+    def progress(frame_progress: Any) -> None:
+        on_progress(frame_progress)
+
+    styled = animate.style_clip(params, clip, progress, should_cancel, on_frame=finished, done=done)
     timings = {key: sum(r.timings.get(key, 0.0) for r in computed) for key in computed[-1].timings}
     # The whole clip's, as a still's total is its whole run's: decoding and the motion between
     # frames as well, which the speed estimates (gallery/estimates.py) must count.

@@ -346,7 +346,9 @@ class ClusterWorker(Worker):
         resources = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": self.cpus_per_job}
         # No retries: a job runs to completion at most once; a lost one is the user's to re-queue.
         stream = self._task.options(num_returns="streaming", max_retries=0, **resources).remote(*args)
-        result, cancelled, killed = None, None, None  # when ray.cancel was sent, and when with force
+        result: list | None = None  # the (Result, Clip) the task sent last
+        cancelled: float | None = None  # when ray.cancel was sent,
+        killed: float | None = None  # and when with force
         try:
             while True:
                 # Not blocked on the next message: a job may send none for minutes (a large
@@ -387,7 +389,9 @@ class ClusterWorker(Worker):
             gallery.mark_interrupted(run.id, f"The cluster lost this run ({_first_line(e)}); re-queue it "
                                              f"to run it again.")
             return
-        if cancelled is not None and result is None:
-            self._record_stopped(gallery, run)
-        else:
+        if result is not None:
             self._save(gallery, run, *result)
+        elif cancelled is not None:
+            self._record_stopped(gallery, run)
+        else:  # the task's stream ended without a result: never by design, but not a result to save
+            gallery.mark_interrupted(run.id, "The cluster ended this run without its result; re-queue it to run it again.")

@@ -11,7 +11,7 @@ from engine.params import Params
 from gallery import Gallery, Run
 from gallery.procs import HOST
 
-ProgressHook = Callable[[Any], None]
+ProgressHook = Callable[[Any], object]  # what it returns is not looked at
 
 
 def worker_name(label: str, pid: int | None, host: str = HOST) -> str:
@@ -23,7 +23,9 @@ def worker_name(label: str, pid: int | None, host: str = HOST) -> str:
 def runs_on(run_worker: str | None, name: str | None) -> bool:
     """Whether a run's recorded worker is the worker `name`, or one of its nodes (a cluster
     worker's runs say "ray@host:1 on node 1a2b3c4d …")."""
-    return bool(run_worker and name) and (run_worker == name or run_worker.startswith(f"{name} "))
+    if not run_worker or not name:
+        return False
+    return run_worker == name or run_worker.startswith(f"{name} ")
 
 
 class MemoryRefused(RuntimeError):
