@@ -58,30 +58,31 @@ def speed(emit: Report, setup: Setup, size: int, steps: int, rounds: int,
          f"| {inproc.own_floor / floor:.2f} | | |")
     in_peak = f"{inproc.peak_bytes / 2**20:.0f}" if inproc.peak_bytes is not None else ""
     emit(f"| this engine, in process | {inproc.iteration:.4f} | **{inproc.iteration / floor:.2f}** | | {in_peak} |")
-    if setup.pastiche:
+    if inproc.pastiche is not None:  # timed in process wherever pastiche is installed (setup.pastiche)
         emit(f"| pastiche 1.6.0, in process (`PasticheArtist.draw`) | {inproc.pastiche:.4f} | "
              f"{inproc.pastiche / floor:.2f} | | |")
     ours: list[CliTimes] = []
     theirs: list[CliTimes] = []
-    for _ in range(rounds if cli_steps else 0):  # alternating rounds: pastiche, then this engine
-        if setup.pastiche:
-            theirs.append(cli_times(lambda n, out: ["pastiche", *pastiche_flags(size, n, out, device, pair)],
-                                    0, cli_steps, setup))
-        ours.append(cli_times(lambda n, out: engine_args(size, n, out, device, pair), 1, cli_steps, setup))
+    if cli_steps:
+        for _ in range(rounds):  # alternating rounds: pastiche, then this engine
+            if setup.pastiche:
+                theirs.append(cli_times(lambda n, out: ["pastiche", *pastiche_flags(size, n, out, device, pair)],
+                                        0, cli_steps, setup))
+            ours.append(cli_times(lambda n, out: engine_args(size, n, out, device, pair), 1, cli_steps, setup))
     for name, times in (("this engine, `python -m engine`", ours), ("pastiche 1.6.0, `python -m pastiche`", theirs)):
         if times:
             it = statistics.median(t.steady for t in times)
             emit(f"| {name} | {it:.4f} | {it / floor:.2f} | {statistics.median(t.start for t in times):.1f} | "
                  f"{max(t.peak_mb for t in times):.0f} |")
     emit()
-    if not setup.pastiche:
+    if inproc.pastiche is None:  # that is, not setup.pastiche
         emit("pastiche is not installed here: its rows and the quality race are left out.")
         emit()
         return None
     emit(f"In process, the floor, an engine iteration and a pastiche step taken in turn, {steps} times: "
          f"this engine runs **{inproc.pastiche / inproc.iteration:.2f}×** pastiche's iterations per second.")
     emit()
-    if not theirs:
+    if cli_steps is None or not theirs:  # the CLIs ran only with cli_steps
         return None
     low, high = cli_steps
     ratios = [t.steady / o.steady for t, o in zip(theirs, ours)]

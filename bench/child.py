@@ -38,8 +38,10 @@ def main() -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
         torch = sys.modules.get("torch")
-        cuda = torch is not None and torch.cuda.is_initialized()
-        peaks = {"rss_mb": peak_rss_mb(), "cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+        cuda_mb: float | None = None
+        if torch is not None and torch.cuda.is_initialized():
+            cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+        peaks = {"rss_mb": peak_rss_mb(), "cuda_mb": cuda_mb}
         if os.environ.get(PEAK_FILE_ENV):
             Path(os.environ[PEAK_FILE_ENV]).write_text(json.dumps(peaks))
 

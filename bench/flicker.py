@@ -44,7 +44,7 @@ def zoom(frames: int, rate: float = 0.02) -> Clip:
     for k in range(frames):
         w, h = 480 / (1 + rate) ** k, 320 / (1 + rate) ** k
         box = ((480 - w) / 2, (320 - h) / 2, (480 + w) / 2, (320 + h) / 2)
-        out.append(photo.resize((360, 240), Image.LANCZOS, box=box))
+        out.append(photo.resize((360, 240), Image.Resampling.LANCZOS, box=box))
     return Clip(out, [100] * frames)
 
 
@@ -59,7 +59,7 @@ def handheld(frames: int, rate: float = 0.015, shake: float = 3.0, seed: int = 0
         y = max(-2 * shake, min(2 * shake, y + rng.uniform(-shake, shake)))
         w, h = 400 / (1 + rate) ** k, 300 / (1 + rate) ** k
         box = (240 + x - w / 2, 180 + y - h / 2, 240 + x + w / 2, 180 + y + h / 2)
-        out.append(photo.resize((320, 240), Image.LANCZOS, box=box))
+        out.append(photo.resize((320, 240), Image.Resampling.LANCZOS, box=box))
     return read_clip(gif_bytes(Clip(out, [80] * frames)))
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         clips.append((path.name, Clip(whole.frames[:args.frames], whole.durations_ms[:args.frames])))
     for name, clip in clips:
         size = images.fit_within(*clip.size, args.size)
-        inputs = [f.resize(size, Image.LANCZOS) for f in clip.frames]
+        inputs = [f.resize(size, Image.Resampling.LANCZOS) for f in clip.frames]
         figures, seconds, outs = [], [], []
         for weight in (0.0, base.temporal_weight):
             t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from engine.params import Params
-from gallery import Gallery, RunFilter
+from gallery import Gallery, Run, RunFilter
 
 TARGET_MS = 50.0
 WORDS = ("sunset", "harbour", "portrait", "forest", "night", "city", "river", "winter", "garden", "storm",
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         fill(g, args.runs, rng)
         print(f"filled {args.runs} runs in {time.perf_counter() - start:.1f}s")
         style = STYLES[4]
-        queries = {
+        queries: dict[str, Callable[[], list[Run] | int]] = {
             "page of 50, style filter": lambda: g.list_runs(RunFilter(status="done", style=style), limit=50),
             "count, style filter": lambda: g.count_runs(RunFilter(status="done", style=style)),
             "page 5 of 50, style filter": lambda: g.list_runs(RunFilter(status="done", style=style), limit=50, offset=200),
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, query in queries.items():
             ms = median_ms(query, args.repeat)
             worst = max(worst, ms)
-            print(f"{name:42} {ms:7.2f} ms  ({len(query()) if 'count' not in name else query()} rows)")
+            found = query()
+            rows = found if isinstance(found, int) else len(found)
+            print(f"{name:42} {ms:7.2f} ms  ({rows} rows)")
         verdict = "OK" if worst < TARGET_MS else "SLOW"
         print(f"worst median {worst:.2f} ms; target {TARGET_MS:.0f} ms: {verdict}")
     return 0 if worst < TARGET_MS else 1

@@ -5,8 +5,10 @@ the comparison with pastiche; bench.accel, bench.size, bench.profile, bench.canc
 bench.prints build on these."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import operator
 import os
 import platform
 import statistics
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,7 +84,8 @@ class FloorLoss:
         self.net, self.accel = net, accel
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]:
-        return sum(f.sum() for f in features(self.net, x, self.accel).values()), {}
+        # reduce, not sum: sum's leading int 0 would type the loss "a tensor or 0" (there is always a layer).
+        return functools.reduce(operator.add, (f.sum() for f in features(self.net, x, self.accel).values())), {}
 
 
 @dataclass
@@ -113,6 +117,7 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
     with precision(own):
         own_net = prepare(FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers,
                                      p.pooling, device), own)
+        assert isinstance(own_net, FeatureNet)  # prepare hands back the net it was given, typed as nn.Module
         own_x = x.detach().clone().requires_grad_(True)
         own_pass = evaluator(FloorLoss(own_net, own), own_x, own)
     pair = Pair(Path(p.content), Path(p.styles[0]))
@@ -203,11 +208,15 @@ class CliTimes:
         return self.low - self.start - (self.low_iterations - self.start_iterations) * self.steady
 
 
-def cli_times(args_for, start_iterations: int, steps: tuple[int, int], setup: Setup) -> CliTimes:
+def cli_times(args_for: Callable[[int, Path], list[str]], start_iterations: int, steps: tuple[int, int],
+              setup: Setup) -> CliTimes:
     """Runs a CLI (`args_for(iterations, out)`) at its start-up count and at both `steps`."""
+    low, high = steps
     runs = [run_child(args_for(n, setup.tmp / f"cli-{n}.png"), setup.device)
-            for n in (start_iterations, *steps)]
-    return CliTimes(*(r.seconds for r in runs), start_iterations, *steps, max(r.peak_mb for r in runs))
+            for n in (start_iterations, low, high)]
+    at_start, at_low, at_high = runs
+    return CliTimes(at_start.seconds, at_low.seconds, at_high.seconds, start_iterations, low, high,
+                    max(r.peak_mb for r in runs))
 
 
 def pastiche_flags(size: int, steps: int, out: Path, device: str, pair: Pair = PAIR,
@@ -280,7 +289,9 @@ def time_to_reach(p: Params, judge: Judge, target: float) -> Race:
     judging = [0.0]
 
     def on_progress(pr: Progress) -> None:
-        if pr.size != final_size:
+        # A tiled iteration's reports of its tiles carry no image; every iteration's own report
+        # does (a preview every iteration).
+        if pr.size != final_size or pr.preview is None:
             return
         started = time.perf_counter()
         race.last_loss = judge(pr.preview)

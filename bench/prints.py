@@ -43,8 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 from PIL import Image
@@ -213,6 +215,7 @@ def combine(emit: Report, device: torch.device, pair: Pair, size: int, core: int
     accel = default_accel(device)
     net = prepare(FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device),
                   accel)
+    assert isinstance(net, FeatureNet)  # prepare hands back the net it was given, typed as nn.Module
     content = to_tensor(images.resize_longest(images.load_image(p.content), size), device).contiguous()
     styles = [images.load_image(s) for s in p.styles]
     grams = style_grams(p, net, _style_tensors(styles, min(size, 1024), p, device), accel)
@@ -238,6 +241,11 @@ def combine(emit: Report, device: torch.device, pair: Pair, size: int, core: int
     emit()
 
 
+def fixed_history(pairs: int) -> Callable[[int], int]:
+    """A stand-in for engine.memory.lbfgs_history: `pairs`, whatever the pixels."""
+    return lambda _pixels: pairs
+
+
 def history(emit: Report, device: torch.device, pair: Pair, size: int, iterations: int) -> None:
     checkpoints = [i for i in (10, 25, 50, 100, 200, 500) if i <= iterations]
     emit(f"## L-BFGS history at {size} px on {device.type}: loss after n iterations (single scale, from the content)")
@@ -248,14 +256,11 @@ def history(emit: Report, device: torch.device, pair: Pair, size: int, iteration
     for pairs in (20, 10, 5):
         losses: list[float] = []
         # The engine's choice of pairs goes by pixels (engine.memory.lbfgs_history); here it is set.
-        memory.lbfgs_history, saved = (lambda _pixels, n=pairs: n), memory.lbfgs_history
-        try:
+        with mock.patch.object(memory, "lbfgs_history", fixed_history(pairs)):
             started = time.perf_counter()
             run(base_params(size, device.type, pair, multiscale=False, iterations=iterations, init="content"),
                 on_progress=lambda pr: losses.append(pr.losses["total"]))
             seconds = (time.perf_counter() - started) / iterations
-        finally:
-            memory.lbfgs_history = saved
         at = [losses[n - 1] for n in checkpoints]
         first = first or at
         cells = [f"{v:.4g}" + ("" if v is f else f" ({v / f:.3f}×)") for v, f in zip(at, first)]

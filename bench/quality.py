@@ -13,6 +13,7 @@ Prints the numbers as a markdown table for docs/quality.md. Figures, not asserti
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
@@ -116,7 +117,8 @@ def with_text(img: Image.Image, text: str, above: bool, size: int, gap: int) -> 
     """`img` on white with `text` wrapped to its width, below it (a caption) or above (a title)."""
     f = font(size)
     text = wrap(text, img.width - 2 * gap, f)
-    text_h = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox((0, 0), text, font=f)[3] + 2 * gap
+    # Pillow types the box as floats (an origin may be fractional); round up so that the text fits.
+    text_h = math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox((0, 0), text, font=f)[3]) + 2 * gap
     out = Image.new("RGB", (img.width, img.height + text_h), "white")
     out.paste(img, (0, text_h if above else 0))
     ImageDraw.Draw(out).multiline_text((gap, gap if above else img.height + gap), text, fill="black", font=f)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.finished import Finished
 from engine.params import preset
 from gallery import Gallery
 from harness.paths import CONTENT, STYLE
@@ -129,10 +130,7 @@ def watch_one(g: Gallery, url: str, server: subprocess.Popen, drivers: list[Any]
     seen = browser_policies() if drivers else ""
     wait_for(lambda: g.get(rid).status not in ("queued", "running"), 3600, f"run {rid}", interval=0.5)
     wall, cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
-    run = g.get(rid)
-    if run.status != "done":
-        raise RuntimeError(f"run {rid} {run.status}: {run.error}")
-    return Watched(len(drivers), run.duration, cpu, wall, seen)
+    return Watched(len(drivers), Finished.of(g.get(rid)).duration, cpu, wall, seen)
 
 
 def cmd_watch(args: argparse.Namespace) -> list[str]:
@@ -180,7 +178,7 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
             def solo() -> float:
                 rid = g.submit(params, owner="solo")
                 wait_for(lambda: g.get(rid).status == "done", 600, f"solo run {rid}")
-                return g.get(rid).duration
+                return Finished.of(g.get(rid)).duration
 
             # The clicking session is someone at the machine: a browser at normal priority.
             with browsers(1, idle=False) as (clicker,), browsers(args.sessions) as watchers:
@@ -206,7 +204,7 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
             runs = [g.get(rid) for rid in ids]
             claims = g.db.execute("SELECT COUNT(*) FROM runs WHERE owner LIKE 'user%' AND started IS NOT NULL").fetchone()[0]
     done = sum(r.status == "done" for r in runs)
-    busy = sum(r.duration for r in runs if r.status == "done")
+    busy = sum(Finished.of(r).duration for r in runs if r.status == "done")
     expected = statistics.mean(solos) * len(runs)
     return [f"{args.sessions} sessions × {args.jobs} draft jobs ({args.size} px, {args.iterations} iterations), "
             f"{os.cpu_count()} cores; browsers at nice {BROWSER_NICE} and SCHED_IDLE.", "",

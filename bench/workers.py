@@ -31,6 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.finished import Finished
 from engine.params import PRESETS, preset
 from gallery import Gallery
 from harness.paths import TEST_IMAGES
@@ -74,7 +75,8 @@ class Timeline:
     last_iteration: dict[int, float] = field(default_factory=dict)
     saved: dict[int, float] = field(default_factory=dict)
 
-    def watch(self, g: Gallery, ids: list[int]) -> None:
+    def watch(self, g: Gallery, ids: list[int]) -> bool:
+        """Notes the milestones each of `ids` has reached by now; True once every one is saved."""
         for run in (g.get(i) for i in ids):
             now = time.time()
             if run.status == "running" and run.iteration > 0:
@@ -85,6 +87,7 @@ class Timeline:
                 self.last_iteration.setdefault(run.id, now)
             if run.status not in ("queued", "running"):
                 self.saved.setdefault(run.id, now)
+        return all(i in self.saved for i in ids)
 
 
 @dataclass
@@ -123,20 +126,21 @@ def time_layout(lay: Layout, jobs: int, preset_name: str, changes: dict, images:
         ids: list[int] = []
         for batch in ([[i] for i in range(jobs)] if one_by_one else [list(range(jobs))]):
             ids += [g.submit(params.with_changes(seed=i)) for i in batch]
-            wait_for(lambda: timeline.watch(g, ids) or len(timeline.saved) == len(ids), 3600, "the jobs", POLL_S)
+            wait_for(lambda: timeline.watch(g, ids), 3600, "the jobs", POLL_S)
         wall = time.monotonic() - t0
         runs = [g.get(r) for r in ids]
         failed = [r.id for r in runs if r.status != "done"]
         if failed:
             raise RuntimeError(f"runs {failed} did not finish: {runs[0].error}")
+        done = [Finished.of(r) for r in runs]
         return Figures(
-            wall, statistics.median(r.duration for r in runs),
-            statistics.median(timeline.first_progress[r.id] - r.started.timestamp() for r in runs),
-            statistics.median(timeline.first_preview[r.id] - r.started.timestamp() for r in runs)
-            if len(timeline.first_preview) == len(runs) else None,
+            wall, statistics.median(d.duration for d in done),
+            statistics.median(timeline.first_progress[d.run.id] - d.started.timestamp() for d in done),
+            statistics.median(timeline.first_preview[d.run.id] - d.started.timestamp() for d in done)
+            if len(timeline.first_preview) == len(done) else None,
             statistics.median(timeline.saved[r.id] - timeline.last_iteration[r.id] for r in runs),
             statistics.median(timeline.saved[r.id] - r.created.timestamp() for r in runs),
-            statistics.median((r.finished - r.started).total_seconds() - r.timings["total"] for r in runs))
+            statistics.median((d.finished - d.started).total_seconds() - d.run.timings["total"] for d in done))
 
 
 def main(argv: list[str] | None = None) -> int:
