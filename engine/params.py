@@ -6,10 +6,10 @@ stay free of torch (and of anything heavy) so the web UI can import it at start-
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from engine.devices import DEVICES, MAX_GPUS, is_device
 from engine.layers import LAYERS
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -20,8 +20,6 @@ LBFGS_HISTORY = 20
 WINOGRAD_MIN_OUT_CHANNELS = 256
 INITS = ("content", "noise", "image")
 POOLINGS = ("max", "avg")
-DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU of several (is_device)
-_ONE_GPU = re.compile(r"cuda:\d{1,2}")
 # Named weights; anything else is taken as a path to a weights file.
 BUILTIN_WEIGHTS = ("caffe", "torchvision")
 
@@ -209,11 +207,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def is_device(value: Any) -> bool:
-    """auto, cpu, cuda (any GPU), or cuda:N (that GPU)."""
-    return value in DEVICES or (isinstance(value, str) and _ONE_GPU.fullmatch(value) is not None)
-
-
 def eta_seconds(elapsed: float | None, done: float) -> float | None:
     """Seconds left when a share `done` (0..1, see Params.work_done) of a run took `elapsed`;
     None until there is something to go on."""
@@ -330,6 +323,8 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     _check_choice(errors, "pooling", p.pooling, POOLINGS)
     if not is_device(p.device):
         errors["device"] = f"must be one of {', '.join(DEVICES)} or cuda:N (one GPU of several), got {p.device!r}"
+        if isinstance(p.device, str) and p.device.startswith("cuda:"):
+            errors["device"] += f"; N is 0 to {MAX_GPUS - 1}, without leading zeros"
     _check_number(errors, "preview_every", p.preview_every, 0, MAX_ITERATIONS, integer=True)
     _check_number(errors, "temporal_weight", p.temporal_weight, 0, MAX_WEIGHT)
     _check_number(errors, "frame_iterations", p.frame_iterations, 1, MAX_ITERATIONS, integer=True)

@@ -18,6 +18,7 @@ from torch import nn
 
 from engine import images, masks, memory, tiles
 from engine.accel import Accel, LossFunction, default_accel, evaluator, precision, prepare, stepper
+from engine.devices import gpu_device, gpu_index
 from engine.gram import region_weights
 from engine.lbfgs import LBFGS
 from engine.objective import Objective, style_grams
@@ -70,11 +71,11 @@ def device_name(choice: str) -> str:
     if choice.startswith("cuda") or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ParamsError({"device": f"{choice} was asked for but no GPU is available here; use cpu or auto"})
-        index = choice.partition(":")[2]
-        if index and int(index) >= torch.cuda.device_count():
+        index, count = gpu_index(choice), torch.cuda.device_count()
+        if index is not None and index >= count:
             raise ParamsError({"device": f"{choice} was asked for but this machine has "
-                                         f"{torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"})
-        return choice if index else "cuda"
+                                         f"{count} GPU(s), {gpu_device(0)} to {gpu_device(count - 1)}"})
+        return "cuda" if index is None else choice
     return "cpu"
 
 
