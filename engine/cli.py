@@ -11,9 +11,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget, add_param_arguments, params_from_args
 from engine.params import Params, ParamsError
+
+if TYPE_CHECKING:  # imported where used, so --help and bad flags answer without loading torch
+    from engine.transfer import Progress, Result
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -85,7 +89,7 @@ def _render_clip(params: Params, output: Path, quiet: bool) -> int:
     try:
         clip = read_clip(params.content)
 
-        def finished(k: int, frame) -> None:
+        def finished(k: int, frame: Result) -> None:
             if not quiet:
                 print(f"frame {k + 1}/{len(clip.frames)} done", file=sys.stderr, flush=True)
 
@@ -110,7 +114,7 @@ def _render(params: Params, output: Path, quiet: bool, memory_budget: int | None
 
     bar = None if quiet else ProgressBar(params)
 
-    def on_progress(pr) -> None:
+    def on_progress(pr: Progress) -> None:
         if bar:
             bar(pr)
         if pr.preview is not None and params.preview_every and pr.iteration % params.preview_every == 0:

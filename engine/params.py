@@ -229,6 +229,8 @@ class ParamsError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
+# The checks take a field's value as Any or object, not as declared: Params are built from JSON and
+# forms without conversion, so until validated a field may hold anything.
 def _check_number(errors: dict[str, str], name: str, value: Any, lo: float, hi: float,
                   integer: bool = False, lo_open: bool = False) -> None:
     kind = "a whole number" if integer else "a number"
@@ -276,13 +278,18 @@ def _check_masks(errors: dict[str, str], p: Params, need_images: bool) -> None:
                                  "give one per style ('all' for a style that applies everywhere)")
 
 
-def _check_init_image(errors: dict[str, str], p: Params, need_images: bool) -> None:
-    if not isinstance(p.init_image, str):
+def _check_init_image(errors: dict[str, str], path: object, init: object, need_images: bool) -> None:
+    if not isinstance(path, str):
         errors["init_image"] = "must be an image path"
-    elif p.init == "image" and need_images and not p.init_image:
+    elif init == "image" and need_images and not path:
         errors["init_image"] = "choose the image to start from (init is image)"
-    elif p.init_image and p.init != "image":
-        errors["init_image"] = f"is used only when init is image, not {p.init!r}"
+    elif path and init != "image":
+        errors["init_image"] = f"is used only when init is image, not {init!r}"
+
+
+def _check_flag(errors: dict[str, str], name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        errors[name] = "must be true or false"
 
 
 def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
@@ -312,14 +319,12 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if "style_layers" not in errors and isinstance(p.style_layer_weights, tuple):
         _check_weight_list(errors, "style_layer_weights", p.style_layer_weights, len(p.style_layers), "style layers")
     _check_choice(errors, "init", p.init, INITS)
-    _check_init_image(errors, p, need_images)
+    _check_init_image(errors, p.init_image, p.init, need_images)
     _check_number(errors, "multiscale_from", p.multiscale_from, 0, MAX_SIZE, integer=True)
     _check_number(errors, "seed", p.seed, 0, 2**63 - 1, integer=True)
     _check_number(errors, "style_scale", p.style_scale, 0.05, 8.0)
-    if not isinstance(p.original_colors, bool):
-        errors["original_colors"] = "must be true or false"
-    if not isinstance(p.multiscale, bool):
-        errors["multiscale"] = "must be true or false"
+    _check_flag(errors, "original_colors", p.original_colors)
+    _check_flag(errors, "multiscale", p.multiscale)
     _check_choice(errors, "pooling", p.pooling, POOLINGS)
     if not is_device(p.device):
         errors["device"] = f"must be one of {', '.join(DEVICES)} or cuda:N (one GPU of several), got {p.device!r}"
