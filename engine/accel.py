@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -104,7 +104,10 @@ def precision(accel: Accel) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def prepare(net: nn.Module, accel: Accel) -> nn.Module:
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def prepare(net: Net, accel: Accel) -> Net:
     """The network as `accel` evaluates it (changed in place: net must not be shared with a run that
     evaluates it otherwise)."""
     if accel.winograd:
@@ -151,11 +154,10 @@ class _GraphedStep:
 
     def __init__(self, objective: LossFunction, x: torch.Tensor):
         self.objective, self.x = objective, x
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.loss: torch.Tensor | None = None
-        self.parts: Parts = {}
+        # The graph and its output tensors (loss, parts), once captured.
+        self.captured: tuple[torch.cuda.CUDAGraph, torch.Tensor, Parts] | None = None
 
-    def _capture(self) -> None:
+    def _capture(self) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, Parts]:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -165,18 +167,20 @@ class _GraphedStep:
                 loss.backward()
         torch.cuda.current_stream().wait_stream(stream)
         self.x.grad = None
-        self.graph = torch.cuda.CUDAGraph()
+        graph = torch.cuda.CUDAGraph()
         # Captured on the warm-up stream: cuBLAS and cuDNN set up per-stream state on first use,
         # which must not happen during capture.
-        with torch.cuda.graph(self.graph, stream=stream):
-            self.loss, self.parts = self.objective(self.x)
-            self.loss.backward()
+        with torch.cuda.graph(graph, stream=stream):
+            loss, parts = self.objective(self.x)
+            loss.backward()
+        return graph, loss, parts
 
     def __call__(self) -> tuple[torch.Tensor, Parts]:
-        if self.graph is None:
-            self._capture()
-        self.graph.replay()
-        return self.loss, self.parts
+        if self.captured is None:
+            self.captured = self._capture()
+        graph, loss, parts = self.captured
+        graph.replay()
+        return loss, parts
 
 
 Step = Callable[[], None]

@@ -147,6 +147,8 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
+        if self.x.grad is None:
+            raise RuntimeError("L-BFGS's closure must leave the loss's gradient in x.grad (call backward)")
         # In place: at a print's size each image-sized vector is hundreds of MB (engine.memory).
         grad = self.x.grad.detach().reshape(-1)
         pinned = self._pinned(grad)

@@ -106,7 +106,7 @@ def to_image(x: torch.Tensor) -> Image.Image:
 def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     """Luminance from the result, chroma from the content (neural-style's -original_colors)."""
     y, _, _ = result.convert("YCbCr").split()
-    _, cb, cr = content.resize(result.size, Image.BICUBIC).convert("YCbCr").split()
+    _, cb, cr = content.resize(result.size, Image.Resampling.BICUBIC).convert("YCbCr").split()
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
@@ -123,7 +123,7 @@ def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torc
     return [to_tensor(images.resize_longest(s, p.style_side(size, max(s.size))), device) for s in styles]
 
 
-def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan) -> torch.optim.Optimizer | LBFGS:
+def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan) -> torch.optim.Adam | LBFGS:
     if p.optimizer == "adam":
         # capturable: Adam's step count stays on the device, where a CUDA graph can update it
         return torch.optim.Adam([x], lr=p.learning_rate, capturable=accel.graph_step)
@@ -287,7 +287,7 @@ def _initial(p: Params, content: torch.Tensor, generator: torch.Generator, start
     if start is not None:
         return to_tensor(start.image.resize((w, h)), content.device)
     if init_image is not None:
-        return to_tensor(init_image.resize((w, h), Image.LANCZOS), content.device)
+        return to_tensor(init_image.resize((w, h), Image.Resampling.LANCZOS), content.device)
     if p.init == "content":
         return content.clone()
     # Mid-grey with mild noise: an unbiased start whose details the style fills in.
@@ -364,7 +364,7 @@ class _Optimisation:
         """The scale's objective (whole or tiled) and the image it starts from, ready to optimise."""
         p, device = self.p, self.device
         w, h = images.fit_within(self.content_img.width, self.content_img.height, size)
-        content = to_tensor(self.content_img.resize((w, h), Image.LANCZOS), device)
+        content = to_tensor(self.content_img.resize((w, h), Image.Resampling.LANCZOS), device)
         regions = None if not self.mask_imgs else region_weights(
             [None if m is None else masks.fit(m, (w, h)) for m in self.mask_imgs], (w, h), p.blend_weights(), device)
         temporal = None

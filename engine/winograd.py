@@ -15,6 +15,7 @@ convolution, with the kernel transposed and flipped, so the backward pass uses t
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -76,13 +77,13 @@ def conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = N
 
 class _Conv3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, adjoint: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor, adjoint: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
         ctx.adjoint = adjoint  # a constant, not an input that needs saving for its version
         return conv3x3(x, kernel, bias)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         return conv3x3(grad.contiguous(), ctx.adjoint), None, None, None
 
 
@@ -91,21 +92,28 @@ class WinogradConv2d(nn.Module):
     Winograd F(4×4, 3×3) on inputs of MIN_POSITIONS or more, by torch on smaller ones; gradients
     flow to its input only."""
 
+    kernel: torch.Tensor  # buffers: they follow the module's .to()
+    adjoint: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
+        if conv.bias is None:
+            raise ValueError("WinogradConv2d takes a convolution with a bias, as VGG19's are")
         self.conv = conv
         weight = conv.weight.detach()
         self.register_buffer("kernel", transform_kernel(weight), persistent=False)
         # The input gradient's convolution: in and out channels swapped, each kernel flipped.
         self.register_buffer("adjoint", transform_kernel(weight.transpose(0, 1).flip(2, 3)), persistent=False)
+        self.register_buffer("bias", conv.bias.detach(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] * x.shape[3] < MIN_POSITIONS:
             return self.conv(x)
-        return _Conv3x3.apply(x.contiguous(), self.kernel, self.adjoint, self.conv.bias.detach())
+        return _Conv3x3.apply(x.contiguous(), self.kernel, self.adjoint, self.bias)
 
 
-def _fits(conv: nn.Module) -> bool:
+def _fits(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.bias is not None and conv.out_channels >= MIN_OUT_CHANNELS)
