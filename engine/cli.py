@@ -1,6 +1,6 @@
-"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style; an
-animated GIF or WebP as CONTENT gives an animation (`-o OUT.webp` or `.gif`; `--temporal-weight`,
-`--frame-iterations`).
+"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style; a clip
+as CONTENT (an animated GIF or WebP, or a video: MP4, WebM, MOV; engine.clips) gives an animation
+(`-o OUT.webp` or `.gif`; `--temporal-weight`, `--frame-iterations`).
 
 Every Params field is a flag, generated from the dataclass so the CLI can never drift from it.
 """
@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _render_clip(params: Params, output: Path, quiet: bool) -> int:
-    """An animated GIF or WebP content: every frame styled (engine/animate.py), written as an
-    animation of the same frames and timing (.webp or .gif, by the output's name)."""
+    """A clip as content (animated GIF or WebP, or a video): every frame styled (engine/animate.py),
+    written as an animation of the same frames and timing (.webp or .gif, by the output's name)."""
     from engine.animate import style_clip
     from engine.clips import read_clip, write_gif, write_webp
     from engine.images import ImageError

@@ -33,8 +33,8 @@ class GramMSE(torch.autograd.Function):
     """mean((gram(F) - A)²) with a hand-written backward.
 
     Autograd differentiates F·Fᵀ as a product of two tensors: two matmuls and an add. As G − A is
-    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F; this saves a third of the Gram work,
-    which is about a tenth of an iteration at 256 px on CPU.
+    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F: two matmuls for the Gram loss
+    instead of three (what that saves an iteration: docs/performance.md, "What changed").
     """
 
     @staticmethod

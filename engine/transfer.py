@@ -99,7 +99,7 @@ def to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:
 def to_image(x: torch.Tensor) -> Image.Image:
     arr = x.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
     # Through numpy (torchvision's dependency): bytes(storage) would read it one Python call per
-    # byte, 2.1 s for a 512 px image where this takes under a millisecond.
+    # byte, which made every preview and result slow (docs/performance.md, "The quality race on CUDA").
     return Image.fromarray(arr.numpy(), "RGB")
 
 

@@ -4,10 +4,11 @@ PyTorch operations, for the CPU.
 Each 6×6 input tile becomes a 4×4 output tile with 36 multiplications per channel pair instead of
 144; the rest is two small transforms. oneDNN, which runs torch's convolutions on this kind of CPU,
 has no Winograd kernel for AVX2, so for VGG19's deep layers (256 and 512 channels) this does the
-same convolution in fewer flops: 1.2-2.2x as fast as torch's, forward and backward, on VGG19's deep
-layers (MIN_OUT_CHANNELS); on the wide, shallow layers the transforms cost more than they save,
-and torch's own kernels stay.
-In float32 the results differ from direct convolution by about 1e-5 of their largest value.
+same convolution in fewer flops, and is faster than torch's there, forward and backward
+(MIN_OUT_CHANNELS); on the wide, shallow layers the transforms cost more than they save, and
+torch's own kernels stay. The timings per layer: docs/performance.md, "Against the targets".
+In float32 the results differ from direct convolution by rounding: tests/test_winograd.py holds
+them within 1e-5 of their largest value.
 
 The gradient with respect to the input of a stride-1, padding-1 3×3 convolution is itself such a
 convolution, with the kernel transposed and flipped, so the backward pass uses the same routine.
@@ -23,9 +24,10 @@ from torch import nn
 
 from engine.params import WINOGRAD_MIN_OUT_CHANNELS
 
-# Where it pays (forward and backward on two Zen 3 cores, against torch's): with 256 or 512 output
-# channels over 24×32 positions or more, 1.2-2.2x; with 128 outputs 0.6-0.9x, and at 12×16
-# positions 0.9x, where the fixed costs of the transforms and of small matrix products dominate.
+# Where it pays, timed layer by layer against torch's, forward and backward (docs/performance.md):
+# with 256 or 512 output channels over 24×32 positions or more. With 128 outputs, or at 12×16
+# positions, it was slower: there the fixed costs of the transforms and of small matrix products
+# dominate.
 MIN_OUT_CHANNELS = WINOGRAD_MIN_OUT_CHANNELS
 MIN_POSITIONS = 24 * 32
 
