@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Protocol, TextIO, runtime_checkable
 
@@ -88,30 +88,23 @@ class RunProgress(Protocol):
     """What the bar reads of engine.transfer.Progress (named by its shape: this module stays
     torch-free)."""
 
-    @property
-    def iteration(self) -> int: ...
-    @property
-    def total(self) -> int: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def losses(self) -> Mapping[str, float]: ...
-    @property
-    def elapsed(self) -> float: ...
-    @property
-    def tile(self) -> int: ...
-    @property
-    def tiles(self) -> int: ...
+    iteration: int
+    total: int
+    size: int
+    losses: dict[str, float]
+    elapsed: float
+    tile: int
+    tiles: int
 
 
 @runtime_checkable
 class ClipProgress(Protocol):
     """engine.animate.FrameProgress: frame `frame` of `frames`, and the run's progress within it."""
 
-    @property
-    def frame(self) -> int: ...
-    @property
-    def frames(self) -> int: ...
+    frame: int
+    frames: int
+
+    # A property: FrameProgress's field holds a Progress, which an attribute would have to match exactly.
     @property
     def inner(self) -> RunProgress: ...
 
