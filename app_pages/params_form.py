@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import escape_md
+from engine.devices import gpu_count
 from engine.params import (
     BUILTIN_WEIGHTS,
     DEVICES,
@@ -27,7 +28,6 @@ from engine.params import (
     Params,
     preset,
 )
-from worker.supervisor import gpu_count
 
 DEFAULT_PRESET = "balanced"
 PRESET_KEY = "preset"

@@ -3,13 +3,12 @@ channels-last tensors, bfloat16 convolutions, full float32 (no TF32), Winograd c
 torch.compile and a CUDA graph (of the loss and gradient, or of the whole optimisation step).
 
 None of these changes the objective being optimised. bfloat16, fp32 and winograd change the
-arithmetic (winograd by about 1e-5 of each layer's largest value; with bfloat16 the Gram matrices and losses
-stay in float32; on CUDA the engine otherwise lets
-cuDNN and cuBLAS use TF32 for the convolutions and Grams); the others change only how the same
-arithmetic is scheduled.
-`python -m bench.accel` measures each on the device at hand; `default_accel` holds what those
-measurements chose, and the environment variable STUDIO_ACCEL overrides it (a label such as
-"plain" or "channels_last+cuda_graph").
+arithmetic (winograd within float32 rounding, as tests/test_winograd.py bounds it; with bfloat16
+the Gram matrices and losses stay in float32; on CUDA the engine otherwise lets cuDNN and cuBLAS
+use TF32 for the convolutions and Grams); the others change only how the same arithmetic is
+scheduled. `python -m bench.accel` measures each on the device at hand; `default_accel` holds
+what those measurements chose, and the environment variable STUDIO_ACCEL overrides it (a label
+such as "plain" or "channels_last+cuda_graph").
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -78,11 +77,10 @@ class Accel:
 
 def default_accel(device: torch.device) -> Accel:
     """STUDIO_ACCEL if set, else what `python -m bench.accel` measured fastest on the device type
-    (docs/performance.md). CUDA, on an H100 at 512 px: channels-last bfloat16 convolutions in a
-    CUDA graph, 1.75x plain's iterations per second, 1.04x the float32 floor, judged loss 1.3 %
-    lower. CPU (two Zen 3 cores, 256 px): Winograd convolutions for the deep layers, 0.91x the
-    floor against plain's 1.11x, judged loss the same (channels_last and torch.compile were
-    slower, bfloat16 10x slower)."""
+    among the variants whose judged loss stays close to plain's: on CUDA channels-last bfloat16 convolutions in a CUDA graph; on
+    the CPU Winograd convolutions for the deep layers (there channels_last, torch.compile and
+    bfloat16 were all slower than plain). The measurements, and the machines they were taken on:
+    docs/performance.md, "CUDA on one H100" and "Against the targets"."""
     if os.environ.get(ACCEL_ENV):
         return Accel.parse(os.environ[ACCEL_ENV])
     if device.type == "cuda":
@@ -104,7 +102,10 @@ def precision(accel: Accel) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def prepare(net: nn.Module, accel: Accel) -> nn.Module:
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def prepare(net: Net, accel: Accel) -> Net:
     """The network as `accel` evaluates it (changed in place: net must not be shared with a run that
     evaluates it otherwise)."""
     if accel.winograd:
@@ -151,11 +152,10 @@ class _GraphedStep:
 
     def __init__(self, objective: LossFunction, x: torch.Tensor):
         self.objective, self.x = objective, x
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.loss: torch.Tensor | None = None
-        self.parts: Parts = {}
+        # The graph and its output tensors (loss, parts), once captured.
+        self.captured: tuple[torch.cuda.CUDAGraph, torch.Tensor, Parts] | None = None
 
-    def _capture(self) -> None:
+    def _capture(self) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, Parts]:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -165,18 +165,20 @@ class _GraphedStep:
                 loss.backward()
         torch.cuda.current_stream().wait_stream(stream)
         self.x.grad = None
-        self.graph = torch.cuda.CUDAGraph()
+        graph = torch.cuda.CUDAGraph()
         # Captured on the warm-up stream: cuBLAS and cuDNN set up per-stream state on first use,
         # which must not happen during capture.
-        with torch.cuda.graph(self.graph, stream=stream):
-            self.loss, self.parts = self.objective(self.x)
-            self.loss.backward()
+        with torch.cuda.graph(graph, stream=stream):
+            loss, parts = self.objective(self.x)
+            loss.backward()
+        return graph, loss, parts
 
     def __call__(self) -> tuple[torch.Tensor, Parts]:
-        if self.graph is None:
-            self._capture()
-        self.graph.replay()
-        return self.loss, self.parts
+        if self.captured is None:
+            self.captured = self._capture()
+        graph, loss, parts = self.captured
+        graph.replay()
+        return loss, parts
 
 
 Step = Callable[[], None]
@@ -190,10 +192,11 @@ def stepper(step: Step, accel: Accel) -> Step:
 
 class _GraphedIteration:
     """A whole step (loss, gradient and the optimizer's update of x and of its own state) as one
-    CUDA graph: the host launches one graph per iteration instead of the update's ~80 small
-    kernels. The step must keep all its state in tensors it updates in place (engine.lbfgs does;
-    torch's Adam with capturable=True does). Its first WARMUP calls are real steps, run eagerly
-    on the stream the graph is then captured on; each later call replays the capture."""
+    CUDA graph: the host launches one graph per iteration instead of each of the update's many
+    small kernels (engine.lbfgs; counted in docs/performance.md). The step must keep all its state
+    in tensors it updates in place (engine.lbfgs does; torch's Adam with capturable=True does).
+    Its first WARMUP calls are real steps, run eagerly on the stream the graph is then captured
+    on; each later call replays the capture."""
 
     WARMUP = 3
 

@@ -44,7 +44,7 @@ def style_clip(p: Params, clip: Clip, on_progress: Callable[[FrameProgress], Non
     reuse = Reuse() if reuse is None else reuse
     results = list(done or [])
     size = images.fit_within(*clip.size, p.size)
-    frames = [f.resize(size, Image.LANCZOS) for f in clip.frames]
+    frames = [f.resize(size, Image.Resampling.LANCZOS) for f in clip.frames]
     with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
         for k in range(len(results), len(frames)):
             source = Path(tmp) / f"frame-{k:04d}.png"

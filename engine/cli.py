@@ -1,6 +1,6 @@
-"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style; an
-animated GIF or WebP as CONTENT gives an animation (`-o OUT.webp` or `.gif`; `--temporal-weight`,
-`--frame-iterations`).
+"""`python -m engine CONTENT STYLE [STYLE...] -o OUT.png`, in the tradition of neural-style; a clip
+as CONTENT (an animated GIF or WebP, or a video: MP4, WebM, MOV; engine.clips) gives an animation
+(`-o OUT.webp` or `.gif`; `--temporal-weight`, `--frame-iterations`).
 
 Every Params field is a flag, generated from the dataclass so the CLI can never drift from it.
 """
@@ -11,9 +11,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget, add_param_arguments, params_from_args
 from engine.params import Params, ParamsError
+
+if TYPE_CHECKING:  # imported where used, so --help and bad flags answer without loading torch
+    from engine.transfer import Progress, Result
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -71,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _render_clip(params: Params, output: Path, quiet: bool) -> int:
-    """An animated GIF or WebP content: every frame styled (engine/animate.py), written as an
-    animation of the same frames and timing (.webp or .gif, by the output's name)."""
+    """A clip as content (animated GIF or WebP, or a video): every frame styled (engine/animate.py),
+    written as an animation of the same frames and timing (.webp or .gif, by the output's name)."""
     from engine.animate import style_clip
     from engine.clips import read_clip, write_gif, write_webp
     from engine.images import ImageError
@@ -85,7 +89,7 @@ def _render_clip(params: Params, output: Path, quiet: bool) -> int:
     try:
         clip = read_clip(params.content)
 
-        def finished(k: int, frame) -> None:
+        def finished(k: int, frame: Result) -> None:
             if not quiet:
                 print(f"frame {k + 1}/{len(clip.frames)} done", file=sys.stderr, flush=True)
 
@@ -110,7 +114,7 @@ def _render(params: Params, output: Path, quiet: bool, memory_budget: int | None
 
     bar = None if quiet else ProgressBar(params)
 
-    def on_progress(pr) -> None:
+    def on_progress(pr: Progress) -> None:
         if bar:
             bar(pr)
         if pr.preview is not None and params.preview_every and pr.iteration % params.preview_every == 0:

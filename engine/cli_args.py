@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 from engine.memory import BUDGET_ENV, parse_bytes
 from engine.params import HELP, PRESETS, Params, eta_seconds, preset, validate
@@ -84,6 +84,31 @@ def params_from_args(args: argparse.Namespace, content: str, styles: Sequence[st
     return validate(base.with_changes(content=content, styles=tuple(styles), **given))
 
 
+class RunProgress(Protocol):
+    """What the bar reads of engine.transfer.Progress (named by its shape: this module stays
+    torch-free)."""
+
+    iteration: int
+    total: int
+    size: int
+    losses: dict[str, float]
+    elapsed: float
+    tile: int
+    tiles: int
+
+
+@runtime_checkable
+class ClipProgress(Protocol):
+    """engine.animate.FrameProgress: frame `frame` of `frames`, and the run's progress within it."""
+
+    frame: int
+    frames: int
+
+    # A property: FrameProgress's field holds a Progress, which an attribute would have to match exactly.
+    @property
+    def inner(self) -> RunProgress: ...
+
+
 class ProgressBar:
     """A run's progress on one line, redrawn in place on a terminal; a line every 10 % elsewhere
     (logs, CI). `label` names the run (the gallery's id) when there may be several. The bar and
@@ -95,13 +120,13 @@ class ProgressBar:
         self.label = f"{label}: " if label else ""
         self.started = time.monotonic()
 
-    def __call__(self, pr) -> None:
-        """`pr`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
-        frame, frames = getattr(pr, "frame", 0), getattr(pr, "frames", 1)
-        pr = getattr(pr, "inner", pr)
+    def __call__(self, reported: RunProgress | ClipProgress) -> None:
+        """`reported`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
+        frame, frames, pr = ((reported.frame, reported.frames, reported.inner) if isinstance(reported, ClipProgress)
+                             else (0, 1, reported))
         # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration (or tile).
         step = max(1, pr.total // 10)
-        tile = getattr(pr, "tile", 0)
+        tile = pr.tile
         if not self.interactive and (tile or pr.iteration % step and pr.iteration != pr.total):
             return
         done = self.params.work_done(pr.iteration, frame, frames)

@@ -19,8 +19,9 @@ def flow(a: Image.Image, b: Image.Image) -> np.ndarray:
     """Dense flow from frame `a` to frame `b` (same size)."""
     import cv2
 
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(_grey(a), _grey(b), None).astype(np.float32)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOpticalFlow_PRESET_MEDIUM)
+    # cv2's stubs make the output array `flow` required; the binding takes None and allocates it.
+    return dis.calc(_grey(a), _grey(b), None).astype(np.float32)  # type: ignore[call-overload]
 
 
 def warp(img: Image.Image, offsets: np.ndarray) -> Image.Image:

@@ -7,9 +7,20 @@ region's own Gram, matched against style i's whole (unmasked) Gram.
 """
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+
+def add_up(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of one or more loss terms, added in order as sum() adds them, without sum()'s
+    leading int 0 (which would make the result's type "a tensor or 0")."""
+    return functools.reduce(operator.add, terms)
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -22,12 +33,12 @@ class GramMSE(torch.autograd.Function):
     """mean((gram(F) - A)²) with a hand-written backward.
 
     Autograd differentiates F·Fᵀ as a product of two tensors: two matmuls and an add. As G − A is
-    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F; this saves a third of the Gram work,
-    which is about a tenth of an iteration at 256 px on CPU.
+    symmetric, the gradient is one matmul, 4/(C²·n)·(G − A)·F: two matmuls for the Gram loss
+    instead of three (what that saves an iteration: docs/performance.md, "What changed").
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _, c, h, w = features.shape
         f = features.reshape(c, h * w)
         diff = torch.mm(f, f.t()).div_(c * h * w).sub_(target)
@@ -36,7 +47,7 @@ class GramMSE(torch.autograd.Function):
         return diff.pow(2).mean()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         f, diff = ctx.saved_tensors
         c = diff.shape[0]
         g = torch.mm(diff, f).mul_(grad * (4.0 / (c * c * ctx.n)))
@@ -79,4 +90,5 @@ class GuidedStyle:
                 self.terms.append((area, (w / area).sqrt().unsqueeze(0), target))
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        return sum(area * GramMSE.apply(features * scale, target) for area, scale, target in self.terms)
+        # Never empty: the regions' weights sum to 1 at every pixel, so some region has an area.
+        return add_up(area * GramMSE.apply(features * scale, target) for area, scale, target in self.terms)

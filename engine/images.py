@@ -128,6 +128,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def _scale_to_l(img: Image.Image) -> Image.Image:
     """32-bit integer and float images have no fixed range: guess it from the values."""
     lo, hi = img.getextrema()
+    # One band, so two numbers (Pillow's type also covers a pair per band of a multi-band image).
+    assert isinstance(lo, (int, float)) and isinstance(hi, (int, float))
     if img.mode == "I" and lo >= 0 and hi <= 255:
         scale, offset = 1.0, 0.0
     elif img.mode == "I" and lo >= 0 and hi <= 65535:  # 16-bit data stored in 32 bits

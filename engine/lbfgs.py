@@ -1,25 +1,25 @@
 """L-BFGS for one image: one loss evaluation per step, with a trust radius on the pixel change.
 
 torch.optim.LBFGS with max_iter=1 (what neural-style and pastiche use) takes a tiny first step and
-then trusts the curvature it measured along it. From the content image at 128 px that second step
-is huge: the loss jumps from 2e8 to 1.5e14, and the next ten iterations only climb back to where
-the run began, at every scale of a multi-scale run. Here each step's largest pixel change is
-limited to a radius that grows while steps go downhill and shrinks when one goes uphill (that
-step is undone, at no extra evaluation: the point it started from and its gradient are kept).
-At 128 px the loss after 10 iterations is 2e7 instead of torch's 1.6e8, and after 80 it is a
-little lower than torch's, from the content image and from noise. A line search would guard the
-same way but costs extra evaluations, and torch's strong-Wolfe search stalls on that huge step.
+then trusts the curvature it measured along it. From the content image that second step is huge:
+the loss jumps by orders of magnitude, and the next iterations only climb back to where the run
+began, at every scale of a multi-scale run. Here each step's largest pixel change is limited to
+a radius that grows while steps go downhill and shrinks when one goes uphill (that step is
+undone, at no extra evaluation: the point it started from and its gradient are kept). Its loss
+is far lower than torch's over the first iterations and as low later, from the content image
+and from noise. A line search would guard the same way but costs extra evaluations, and torch's
+strong-Wolfe search stalls on that huge step. The losses, step by step: docs/performance.md,
+"What changed", item 1.
 
-History is kept in one preallocated ring buffer. Twenty pairs reach the same loss as a hundred
-here (within 1 % over 300 iterations), at a fifth of the memory and of the time, which at 256 px
-on two CPU cores was ~7 % of an iteration with a hundred.
+History is kept in one preallocated ring buffer of LBFGS_HISTORY pairs, which reach about the
+loss a hundred would, at a fraction of the memory and of the optimizer's time (the same item).
 
 The direction comes from the compact form of the inverse Hessian (Byrd, Nocedal and Schnabel,
 1994) rather than the two-loop recursion: the same vector, but from two matrix-vector products
-over the stored pairs and a few 20×20 operations, instead of four vector operations per pair.
-A whole step makes about 80 operator calls instead of about 290 (torch.profiler, 20 pairs), and
-reads nothing back from the device (see LBFGS): on a GPU each call is a kernel launch and each
-read a wait.
+over the stored pairs and a few m×m operations, instead of four vector operations per pair, so
+a step makes far fewer operator calls (counted in docs/performance.md, "Before the device: the
+compact L-BFGS"). It reads nothing back from the device either (see LBFGS): on a GPU each call
+is a kernel launch and each read a wait.
 """
 from __future__ import annotations
 
@@ -147,6 +147,8 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
+        if self.x.grad is None:
+            raise RuntimeError("L-BFGS's closure must leave the loss's gradient in x.grad (call backward)")
         # In place: at a print's size each image-sized vector is hundreds of MB (engine.memory).
         grad = self.x.grad.detach().reshape(-1)
         pinned = self._pinned(grad)

@@ -205,13 +205,12 @@ def plan(params: Params, available: int | None, content_shape: tuple[int, int] |
     choices = [(0, False)] + [(core, False) for core in _cores(width, height)]
     if gpu and params.optimizer == "lbfgs":
         choices += [(core, True) for core, _ in choices]
-    last = None
     for tile, host_history in choices:
-        last = _plan(params, width, height, tile, host_history, frames_bytes, side,
-                     frames > 1 if temporal is None else temporal)
-        if last.fits(available, host_available):
-            return last
-    return last
+        candidate = _plan(params, width, height, tile, host_history, frames_bytes, side,
+                          frames > 1 if temporal is None else temporal)
+        if candidate.fits(available, host_available):
+            break
+    return candidate  # the first that fits, else the last (choices starts with the whole image)
 
 
 def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None, frames: int = 1) -> int:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.accel import Accel, autocast, network_input
-from engine.gram import GramMSE, GuidedStyle, gram
+from engine.gram import GramMSE, GuidedStyle, add_up, gram
 from engine.params import Params
 from engine.vgg import FeatureNet
 
@@ -34,7 +34,7 @@ def style_grams(p: Params, net: FeatureNet, styles: list[torch.Tensor], accel: A
 
 def blended_targets(p: Params, grams: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Blended styles share one target Gram per layer (as neural-style does)."""
-    return {layer: sum(w * g[layer] for w, g in zip(p.blend_weights(), grams)) for layer in p.style_layers}
+    return {layer: add_up(w * g[layer] for w, g in zip(p.blend_weights(), grams)) for layer in p.style_layers}
 
 
 def image_terms(p: Params, x: torch.Tensor, temporal: tuple[torch.Tensor, torch.Tensor] | None
@@ -68,7 +68,7 @@ class Objective:
         with torch.no_grad():
             feats = self.features(content)
             self.content_targets = {layer: feats[layer] for layer in p.content_layers}
-            layer_sizes = {layer: tuple(feats[layer].shape[-2:]) for layer in p.style_layers}
+            layer_sizes = {layer: (feats[layer].shape[-2], feats[layer].shape[-1]) for layer in p.style_layers}
             if grams is None:
                 grams = style_grams(p, net, styles, accel)
             if regions is None:
@@ -84,12 +84,12 @@ class Objective:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.p
         feats = self.features(x)
-        content = sum(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
+        content = add_up(F.mse_loss(feats[layer], target) for layer, target in self.content_targets.items())
         if self.guided:
-            style = sum(self.layer_weights[layer] * loss(feats[layer]) for layer, loss in self.guided.items())
+            style = add_up(self.layer_weights[layer] * loss(feats[layer]) for layer, loss in self.guided.items())
         else:
-            style = sum(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
-                        for layer, target in self.style_targets.items())
+            style = add_up(self.layer_weights[layer] * GramMSE.apply(feats[layer], target)
+                           for layer, target in self.style_targets.items())
         on_image, parts = image_terms(p, x, self.temporal)
         total = p.content_weight * content + p.style_weight * style + on_image
         return total, {"content": content, "style": style, **parts}

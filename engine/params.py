@@ -6,10 +6,10 @@ stay free of torch (and of anything heavy) so the web UI can import it at start-
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from engine.devices import DEVICES, MAX_GPUS, is_device
 from engine.layers import LAYERS
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -20,8 +20,6 @@ LBFGS_HISTORY = 20
 WINOGRAD_MIN_OUT_CHANNELS = 256
 INITS = ("content", "noise", "image")
 POOLINGS = ("max", "avg")
-DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU of several (is_device)
-_ONE_GPU = re.compile(r"cuda:\d{1,2}")
 # Named weights; anything else is taken as a path to a weights file.
 BUILTIN_WEIGHTS = ("caffe", "torchvision")
 
@@ -209,11 +207,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def is_device(value: Any) -> bool:
-    """auto, cpu, cuda (any GPU), or cuda:N (that GPU)."""
-    return value in DEVICES or (isinstance(value, str) and _ONE_GPU.fullmatch(value) is not None)
-
-
 def eta_seconds(elapsed: float | None, done: float) -> float | None:
     """Seconds left when a share `done` (0..1, see Params.work_done) of a run took `elapsed`;
     None until there is something to go on."""
@@ -236,6 +229,8 @@ class ParamsError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
+# The checks take a field's value as Any or object, not as declared: Params are built from JSON and
+# forms without conversion, so until validated a field may hold anything.
 def _check_number(errors: dict[str, str], name: str, value: Any, lo: float, hi: float,
                   integer: bool = False, lo_open: bool = False) -> None:
     kind = "a whole number" if integer else "a number"
@@ -283,13 +278,18 @@ def _check_masks(errors: dict[str, str], p: Params, need_images: bool) -> None:
                                  "give one per style ('all' for a style that applies everywhere)")
 
 
-def _check_init_image(errors: dict[str, str], p: Params, need_images: bool) -> None:
-    if not isinstance(p.init_image, str):
+def _check_init_image(errors: dict[str, str], path: object, init: object, need_images: bool) -> None:
+    if not isinstance(path, str):
         errors["init_image"] = "must be an image path"
-    elif p.init == "image" and need_images and not p.init_image:
+    elif init == "image" and need_images and not path:
         errors["init_image"] = "choose the image to start from (init is image)"
-    elif p.init_image and p.init != "image":
-        errors["init_image"] = f"is used only when init is image, not {p.init!r}"
+    elif path and init != "image":
+        errors["init_image"] = f"is used only when init is image, not {init!r}"
+
+
+def _check_flag(errors: dict[str, str], name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        errors[name] = "must be true or false"
 
 
 def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
@@ -319,17 +319,17 @@ def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
     if "style_layers" not in errors and isinstance(p.style_layer_weights, tuple):
         _check_weight_list(errors, "style_layer_weights", p.style_layer_weights, len(p.style_layers), "style layers")
     _check_choice(errors, "init", p.init, INITS)
-    _check_init_image(errors, p, need_images)
+    _check_init_image(errors, p.init_image, p.init, need_images)
     _check_number(errors, "multiscale_from", p.multiscale_from, 0, MAX_SIZE, integer=True)
     _check_number(errors, "seed", p.seed, 0, 2**63 - 1, integer=True)
     _check_number(errors, "style_scale", p.style_scale, 0.05, 8.0)
-    if not isinstance(p.original_colors, bool):
-        errors["original_colors"] = "must be true or false"
-    if not isinstance(p.multiscale, bool):
-        errors["multiscale"] = "must be true or false"
+    _check_flag(errors, "original_colors", p.original_colors)
+    _check_flag(errors, "multiscale", p.multiscale)
     _check_choice(errors, "pooling", p.pooling, POOLINGS)
     if not is_device(p.device):
         errors["device"] = f"must be one of {', '.join(DEVICES)} or cuda:N (one GPU of several), got {p.device!r}"
+        if isinstance(p.device, str) and p.device.startswith("cuda:"):
+            errors["device"] += f"; N is 0 to {MAX_GPUS - 1}, without leading zeros"
     _check_number(errors, "preview_every", p.preview_every, 0, MAX_ITERATIONS, integer=True)
     _check_number(errors, "temporal_weight", p.temporal_weight, 0, MAX_WEIGHT)
     _check_number(errors, "frame_iterations", p.frame_iterations, 1, MAX_ITERATIONS, integer=True)

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 from engine import memory
 from engine.accel import Accel
-from engine.gram import GuidedStyle
+from engine.gram import GuidedStyle, add_up
 from engine.layers import BY_NAME
 from engine.objective import blended_targets, features
 from engine.params import Params
@@ -68,7 +69,7 @@ class _GramDot(torch.autograd.Function):
     from the product saved by the forward pass (autograd would compute two more)."""
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+    def forward(ctx: Any, features: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
         flat = features.reshape(features.shape[1], -1)
         df = torch.mm(d, flat)
         ctx.save_for_backward(df)
@@ -76,7 +77,7 @@ class _GramDot(torch.autograd.Function):
         return torch.dot(flat.reshape(-1), df.view(-1)) / n
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (df,) = ctx.saved_tensors
         return (df * (grad * 2.0 / ctx.n)).view(ctx.shape), None, None
 
@@ -175,11 +176,11 @@ class TiledObjective:
 
     def _content_error(self, feats: dict[str, torch.Tensor], region: Box, tile: Tile) -> torch.Tensor:
         """The content loss's share of `region`'s positions (F.mse_loss over the whole image)."""
-        total = 0.0
-        for layer, target in self.content_targets.items():
+        def error(layer: str, target: torch.Tensor) -> torch.Tensor:
             local, whole = _slices(region, tile, BY_NAME[layer].downscale)
-            total = total + (feats[layer][(..., *local)] - target[(..., *whole)]).pow(2).sum() / target.numel()
-        return total
+            return (feats[layer][(..., *local)] - target[(..., *whole)]).pow(2).sum() / target.numel()
+
+        return add_up(error(layer, target) for layer, target in self.content_targets.items())
 
     def _told(self, done: int) -> None:
         if self.on_tile is not None:
@@ -189,14 +190,13 @@ class TiledObjective:
         """(content_weight·content + style_weight·style at x, its gradient with respect to x);
         the two parts are left in self._parts."""
         p, tiles = self.p, self.tiles
-        sums: list[torch.Tensor | float] = [0.0] * len(self.terms)
-        content: torch.Tensor | float = 0.0
+        sums = [term.target.new_zeros(term.target.shape) for term in self.terms]
+        errors: list[torch.Tensor] = []  # the content error of each tile's core
 
         def accumulate(feats: dict[str, torch.Tensor], tile: Tile) -> None:
-            nonlocal content
-            for i, term in enumerate(self.terms):
-                sums[i] = sums[i] + _gram_sum(self._term_features(feats, term, tile.core, tile))
-            content = content + self._content_error(feats, tile.core, tile)
+            for total, term in zip(sums, self.terms):
+                total.add_(_gram_sum(self._term_features(feats, term, tile.core, tile)))
+            errors.append(self._content_error(feats, tile.core, tile))
 
         with torch.no_grad():
             for tile in tiles[:-1]:
@@ -208,7 +208,8 @@ class TiledObjective:
         with torch.no_grad():
             accumulate({layer: f.detach() for layer, f in kept.items()}, tiles[-1])
             grams = [s / (term.target.shape[0] * self.positions[term.layer]) for s, term in zip(sums, self.terms)]
-            style = sum(term.weight * (g - term.target).pow(2).mean() for g, term in zip(grams, self.terms))
+            content = add_up(errors)
+            style = add_up(term.weight * (g - term.target).pow(2).mean() for g, term in zip(grams, self.terms))
             # d mean((G − A)²) / dG, times the term's weight: held while the tiles go back.
             slopes = [term.weight * 2.0 * (g - term.target) / g.numel() for g, term in zip(grams, self.terms)]
         grad = torch.zeros_like(x)
@@ -220,7 +221,7 @@ class TiledObjective:
             self._backward(kept, last, tile, slopes, grad)
             kept = {}
             self._told(done)
-        parts = {"content": torch.as_tensor(content).detach(), "style": torch.as_tensor(style).detach(),
+        parts = {"content": content.detach(), "style": style.detach(),
                  **_image_terms(p, x.detach(), self.temporal, grad)}
         self._parts = parts
         total = p.content_weight * parts["content"] + p.style_weight * parts["style"] + p.tv_weight * parts["tv"]
@@ -239,12 +240,14 @@ class TiledObjective:
                 f = self._term_features(feats, term, region, tile)
                 surrogate = surrogate + p.style_weight * _GramDot.apply(f, slope, self.positions[term.layer] * f.shape[1])
             surrogate.backward()
+        found = x_tile.grad
+        assert found is not None  # x_tile requires grad, and every term reaches it
         if self.combine == "core":
-            crop(grad, tile.box).add_(x_tile.grad)
+            crop(grad, tile.box).add_(found)
         else:
             core = Box(tile.core.x0 - tile.box.x0, tile.core.y0 - tile.box.y0,
                        tile.core.x1 - tile.box.x0, tile.core.y1 - tile.box.y0)
-            crop(grad, tile.core).add_(crop(x_tile.grad, core))
+            crop(grad, tile.core).add_(crop(found, core))
 
 
 def _image_terms(p: Params, x: torch.Tensor, temporal: tuple[torch.Tensor, torch.Tensor] | None,
@@ -275,12 +278,12 @@ class _Tiled(torch.autograd.Function):
     passes, its backward hands out the gradient they found."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, objective: TiledObjective) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, objective: TiledObjective) -> torch.Tensor:
         value, ctx.grad = objective.evaluate(x)
         return value
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         # In place and let go: it becomes x.grad, with no second image-sized copy.
         found, ctx.grad = ctx.grad, None
         return found.mul_(grad), None

@@ -18,6 +18,7 @@ from torch import nn
 
 from engine import images, masks, memory, tiles
 from engine.accel import Accel, LossFunction, default_accel, evaluator, precision, prepare, stepper
+from engine.devices import gpu_device, gpu_index
 from engine.gram import region_weights
 from engine.lbfgs import LBFGS
 from engine.objective import Objective, style_grams
@@ -70,11 +71,11 @@ def device_name(choice: str) -> str:
     if choice.startswith("cuda") or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ParamsError({"device": f"{choice} was asked for but no GPU is available here; use cpu or auto"})
-        index = choice.partition(":")[2]
-        if index and int(index) >= torch.cuda.device_count():
+        index, count = gpu_index(choice), torch.cuda.device_count()
+        if index is not None and index >= count:
             raise ParamsError({"device": f"{choice} was asked for but this machine has "
-                                         f"{torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"})
-        return choice if index else "cuda"
+                                         f"{count} GPU(s), {gpu_device(0)} to {gpu_device(count - 1)}"})
+        return "cuda" if index is None else choice
     return "cpu"
 
 
@@ -98,14 +99,14 @@ def to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:
 def to_image(x: torch.Tensor) -> Image.Image:
     arr = x.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
     # Through numpy (torchvision's dependency): bytes(storage) would read it one Python call per
-    # byte, 2.1 s for a 512 px image where this takes under a millisecond.
+    # byte, which made every preview and result slow (docs/performance.md, "The quality race on CUDA").
     return Image.fromarray(arr.numpy(), "RGB")
 
 
 def keep_colors(result: Image.Image, content: Image.Image) -> Image.Image:
     """Luminance from the result, chroma from the content (neural-style's -original_colors)."""
     y, _, _ = result.convert("YCbCr").split()
-    _, cb, cr = content.resize(result.size, Image.BICUBIC).convert("YCbCr").split()
+    _, cb, cr = content.resize(result.size, Image.Resampling.BICUBIC).convert("YCbCr").split()
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
@@ -122,7 +123,7 @@ def _style_tensors(styles: list[Image.Image], size: int, p: Params, device: torc
     return [to_tensor(images.resize_longest(s, p.style_side(size, max(s.size))), device) for s in styles]
 
 
-def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan) -> torch.optim.Optimizer | LBFGS:
+def _make_optimizer(p: Params, x: torch.Tensor, accel: Accel, plan: memory.Plan) -> torch.optim.Adam | LBFGS:
     if p.optimizer == "adam":
         # capturable: Adam's step count stays on the device, where a CUDA graph can update it
         return torch.optim.Adam([x], lr=p.learning_rate, capturable=accel.graph_step)
@@ -286,7 +287,7 @@ def _initial(p: Params, content: torch.Tensor, generator: torch.Generator, start
     if start is not None:
         return to_tensor(start.image.resize((w, h)), content.device)
     if init_image is not None:
-        return to_tensor(init_image.resize((w, h), Image.LANCZOS), content.device)
+        return to_tensor(init_image.resize((w, h), Image.Resampling.LANCZOS), content.device)
     if p.init == "content":
         return content.clone()
     # Mid-grey with mild noise: an unbiased start whose details the style fills in.
@@ -363,7 +364,7 @@ class _Optimisation:
         """The scale's objective (whole or tiled) and the image it starts from, ready to optimise."""
         p, device = self.p, self.device
         w, h = images.fit_within(self.content_img.width, self.content_img.height, size)
-        content = to_tensor(self.content_img.resize((w, h), Image.LANCZOS), device)
+        content = to_tensor(self.content_img.resize((w, h), Image.Resampling.LANCZOS), device)
         regions = None if not self.mask_imgs else region_weights(
             [None if m is None else masks.fit(m, (w, h)) for m in self.mask_imgs], (w, h), p.blend_weights(), device)
         temporal = None

@@ -158,6 +158,9 @@ def load_weights(spec: str = "caffe", device: str | torch.device = "cpu") -> Wei
 
 
 class Normalize(nn.Module):
+    mean: torch.Tensor  # buffers, registered below
+    std: torch.Tensor
+
     def __init__(self, norm: Normalization, device: torch.device):
         super().__init__()
         self.bgr = norm.bgr

@@ -4,10 +4,11 @@ PyTorch operations, for the CPU.
 Each 6×6 input tile becomes a 4×4 output tile with 36 multiplications per channel pair instead of
 144; the rest is two small transforms. oneDNN, which runs torch's convolutions on this kind of CPU,
 has no Winograd kernel for AVX2, so for VGG19's deep layers (256 and 512 channels) this does the
-same convolution in fewer flops: 1.2-2.2x as fast as torch's, forward and backward, on VGG19's deep
-layers (MIN_OUT_CHANNELS); on the wide, shallow layers the transforms cost more than they save,
-and torch's own kernels stay.
-In float32 the results differ from direct convolution by about 1e-5 of their largest value.
+same convolution in fewer flops, and is faster than torch's there, forward and backward
+(MIN_OUT_CHANNELS); on the wide, shallow layers the transforms cost more than they save, and
+torch's own kernels stay. The timings per layer: docs/performance.md, "Against the targets".
+In float32 the results differ from direct convolution by rounding: tests/test_winograd.py holds
+them within 1e-5 of their largest value.
 
 The gradient with respect to the input of a stride-1, padding-1 3×3 convolution is itself such a
 convolution, with the kernel transposed and flipped, so the backward pass uses the same routine.
@@ -15,6 +16,7 @@ convolution, with the kernel transposed and flipped, so the backward pass uses t
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +24,10 @@ from torch import nn
 
 from engine.params import WINOGRAD_MIN_OUT_CHANNELS
 
-# Where it pays (forward and backward on two Zen 3 cores, against torch's): with 256 or 512 output
-# channels over 24×32 positions or more, 1.2-2.2x; with 128 outputs 0.6-0.9x, and at 12×16
-# positions 0.9x, where the fixed costs of the transforms and of small matrix products dominate.
+# Where it pays, timed layer by layer against torch's, forward and backward (docs/performance.md):
+# with 256 or 512 output channels over 24×32 positions or more. With 128 outputs, or at 12×16
+# positions, it was slower: there the fixed costs of the transforms and of small matrix products
+# dominate.
 MIN_OUT_CHANNELS = WINOGRAD_MIN_OUT_CHANNELS
 MIN_POSITIONS = 24 * 32
 
@@ -76,13 +79,13 @@ def conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = N
 
 class _Conv3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, adjoint: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, kernel: torch.Tensor, adjoint: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
         ctx.adjoint = adjoint  # a constant, not an input that needs saving for its version
         return conv3x3(x, kernel, bias)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         return conv3x3(grad.contiguous(), ctx.adjoint), None, None, None
 
 
@@ -91,21 +94,28 @@ class WinogradConv2d(nn.Module):
     Winograd F(4×4, 3×3) on inputs of MIN_POSITIONS or more, by torch on smaller ones; gradients
     flow to its input only."""
 
+    kernel: torch.Tensor  # buffers: they follow the module's .to()
+    adjoint: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
+        if conv.bias is None:
+            raise ValueError("WinogradConv2d takes a convolution with a bias, as VGG19's are")
         self.conv = conv
         weight = conv.weight.detach()
         self.register_buffer("kernel", transform_kernel(weight), persistent=False)
         # The input gradient's convolution: in and out channels swapped, each kernel flipped.
         self.register_buffer("adjoint", transform_kernel(weight.transpose(0, 1).flip(2, 3)), persistent=False)
+        self.register_buffer("bias", conv.bias.detach(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] * x.shape[3] < MIN_POSITIONS:
             return self.conv(x)
-        return _Conv3x3.apply(x.contiguous(), self.kernel, self.adjoint, self.conv.bias.detach())
+        return _Conv3x3.apply(x.contiguous(), self.kernel, self.adjoint, self.bias)
 
 
-def _fits(conv: nn.Module) -> bool:
+def _fits(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.bias is not None and conv.out_channels >= MIN_OUT_CHANNELS)

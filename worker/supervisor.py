@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.devices import gpu_count
 from gallery import Gallery, resolve_data_dir
 from worker.cluster import RAY_ENV
 from worker.job import worker_name
@@ -41,15 +42,6 @@ def threads_per_worker(workers: int, cpus: int | None = None) -> int:
     """torch's intra-op threads for each of `workers` processes sharing the machine's cores."""
     cpus = cpus or os.cpu_count() or 1
     return max(1, cpus // max(1, workers))
-
-
-def gpu_count() -> int:
-    """NVIDIA GPUs this process may use, told without torch: $CUDA_VISIBLE_DEVICES when set,
-    else the driver's /dev/nvidiaN files."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
-    return len(list(Path("/dev").glob("nvidia[0-9]*")))
 
 
 def default_devices(value: str | None = None, gpus: int | None = None) -> list[str]:
