@@ -14,10 +14,9 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import escape_md
-from engine.devices import gpu_count
+from engine.devices import DEVICES, gpu_count, gpu_device
 from engine.params import (
     BUILTIN_WEIGHTS,
-    DEVICES,
     HELP,
     INITS,
     LAYERS,
@@ -48,7 +47,7 @@ SCALAR_FIELDS: dict[str, str] = {
 _GPUS = gpu_count()
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": OPTIMIZERS, "init": INITS, "pooling": POOLINGS,
-    "device": DEVICES + tuple(f"cuda:{i}" for i in range(_GPUS) if _GPUS > 1),
+    "device": DEVICES + tuple(gpu_device(i) for i in range(_GPUS) if _GPUS > 1),
     "weights": BUILTIN_WEIGHTS,
 }
 STEPS = {"content_weight": 0.5, "style_weight": 10.0, "tv_weight": 0.001, "learning_rate": 1.0,

@@ -5,10 +5,8 @@ the comparison with pastiche; bench.accel, bench.size, bench.profile, bench.canc
 bench.prints build on these."""
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
-import operator
 import os
 import platform
 import statistics
@@ -26,6 +24,7 @@ from PIL import Image
 from bench.child import PEAK_FILE_ENV
 from engine import images
 from engine.accel import Accel, Parts, default_accel, evaluator, precision, prepare
+from engine.gram import add_up
 from engine.layers import BY_NAME, VGG19
 from engine.objective import Objective, features
 from engine.params import Params
@@ -84,8 +83,7 @@ class FloorLoss:
         self.net, self.accel = net, accel
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Parts]:
-        # reduce, not sum: sum's leading int 0 would type the loss "a tensor or 0" (there is always a layer).
-        return functools.reduce(operator.add, (f.sum() for f in features(self.net, x, self.accel).values())), {}
+        return add_up(f.sum() for f in features(self.net, x, self.accel).values()), {}
 
 
 @dataclass
@@ -117,7 +115,6 @@ def side_by_side(p: Params, steps: int, with_pastiche: bool = True, warmup: int 
     with precision(own):
         own_net = prepare(FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers,
                                      p.pooling, device), own)
-        assert isinstance(own_net, FeatureNet)  # prepare hands back the net it was given, typed as nn.Module
         own_x = x.detach().clone().requires_grad_(True)
         own_pass = evaluator(FloorLoss(own_net, own), own_x, own)
     pair = Pair(Path(p.content), Path(p.styles[0]))

@@ -215,7 +215,6 @@ def combine(emit: Report, device: torch.device, pair: Pair, size: int, core: int
     accel = default_accel(device)
     net = prepare(FeatureNet(load_weights(p.weights, device), p.content_layers + p.style_layers, p.pooling, device),
                   accel)
-    assert isinstance(net, FeatureNet)  # prepare hands back the net it was given, typed as nn.Module
     content = to_tensor(images.resize_longest(images.load_image(p.content), size), device).contiguous()
     styles = [images.load_image(s) for s in p.styles]
     grams = style_grams(p, net, _style_tensors(styles, min(size, 1024), p, device), accel)

@@ -21,9 +21,10 @@ from typing import Any, BinaryIO
 
 from engine import pngmeta
 from engine.clips import read_clip
+from engine.devices import is_device
 from engine.images import MAX_BYTES, ImageError, load_image
 from engine.masks import is_everywhere
-from engine.params import BUILTIN_WEIGHTS, Params, is_device, validate
+from engine.params import BUILTIN_WEIGHTS, Params, validate
 from gallery import files
 from gallery.errors import GalleryError
 from gallery.models import Run, relative_params

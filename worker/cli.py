@@ -20,8 +20,9 @@ import time
 from collections.abc import Sequence
 
 from engine.cli_args import OneLineParser, ProgressBar, add_memory_budget
+from engine.devices import DEVICES, gpu_device, is_device
 from engine.images import ImageError
-from engine.params import DEVICES, ParamsError, is_device
+from engine.params import ParamsError
 from gallery import Gallery, GalleryError
 from gallery.cli import UsageError, add_run_arguments, submit_from_args
 from gallery.paths import DATA_ENV
@@ -129,7 +130,7 @@ def visible_devices() -> list[str]:
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    return [gpu_device(i) for i in range(count)] or ["cpu"]
 
 
 def _prepare_torch(device: str, threads: int | None) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import masks
+from engine.devices import MAX_GPUS, gpu_device
 from engine.params import Params
 from gallery import Gallery, Run
 from worker.job import content_shape, params_on_device, run_engine
@@ -44,7 +45,7 @@ CAPACITY_REFRESH_S = 5.0
 INPUT_CACHE = 64              # input files kept in the object store for the runs that follow
 NAMESPACE = "studio"
 PROBE_TIMEOUT_S = 3.0
-CUDA_DEVICES = ("cuda", *(f"cuda:{i}" for i in range(16)))  # a job's device names that want a GPU
+CUDA_DEVICES = ("cuda", *map(gpu_device, range(MAX_GPUS)))  # a job's device names that want a GPU
 
 
 class ClusterUnreachable(RuntimeError):

@@ -20,7 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from engine import memory
-from engine.params import DEVICES, Params, is_device
+from engine.devices import DEVICES, is_device
+from engine.params import Params
 from gallery import Gallery, Run, resolve_data_dir
 from worker.job import MemoryRefused, ProgressHook, available_memory, content_shape, params_on_device, run_engine, worker_name
 from worker.progress import ProgressWriter

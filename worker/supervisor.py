@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.devices import gpu_count
+from engine.devices import gpu_count, gpu_device
 from gallery import Gallery, resolve_data_dir
 from worker.cluster import RAY_ENV
 from worker.job import worker_name
@@ -55,7 +55,7 @@ def default_devices(value: str | None = None, gpus: int | None = None) -> list[s
     if devices:
         return devices
     gpus = gpu_count() if gpus is None else gpus
-    return [f"cuda:{i}" for i in range(gpus)] + ["cpu"] if gpus > 1 else ["auto"]
+    return [gpu_device(i) for i in range(gpus)] + ["cpu"] if gpus > 1 else ["auto"]
 
 
 @dataclass
