@@ -362,6 +362,19 @@ def show_detail(g: Gallery, run_id: int, neighbours: tuple[int | None, int | Non
         st.warning(f"Run #{run_id} is not in the gallery (deleted?).")
         st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
         return
+    _detail_header(run, neighbours)
+    image_col, side = st.columns([3, 2], gap="large")
+    with image_col:
+        _detail_image(g, run)
+    with side:
+        _detail_actions(g, run)
+    st.markdown("**Inputs**")
+    _inputs(run)
+    st.markdown("**Parameters**")
+    st.dataframe(param_table(run), width="stretch")
+
+
+def _detail_header(run: Run, neighbours: tuple[int | None, int | None]) -> None:
     top = st.columns([1.6, 5, 0.9, 0.9], vertical_alignment="center")
     top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:", shortcut="Esc")
     top[1].subheader(f"#{run.id} · {common.escape_md(common.run_label(run))}", anchor=False)
@@ -373,59 +386,64 @@ def show_detail(g: Gallery, run_id: int, neighbours: tuple[int | None, int | Non
     if st.session_state.get(EDIT_ERROR):
         st.error(common.escape_md(st.session_state.pop(EDIT_ERROR)), icon=":material/lock:")
 
-    image_col, side = st.columns([3, 2], gap="large")
-    with image_col:
-        frames = dict(scrub_frames(g.previews(run_id), common.existing(run.result_path)))
-        animation = common.existing(run.animation_path) if run.is_clip else None
-        if animation is not None:
-            _show_clip(g, run, animation)
-        elif len(frames) > 1:
-            _iteration_view(frames, run_id)
-        elif frames:
-            image = next(iter(frames.values()))
-            common.show_image(image, width=display_width(image))
-        else:
-            st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
-    with side:
-        mine = auth.may_change(run.owner, auth.session_owner())
-        st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
-                  args=(run_id,), disabled=not mine)
-        if run.status == "done" and run.is_clip:
-            _clip_downloads(run)
-        if run.status == "done":
-            st.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
-                               data=lambda: g.export_png(run_id), file_name=common.download_name(run),
-                               mime="image/png", key="download", icon=":material/download:",
-                               help="The PNG carries every parameter, so the run can be repeated.")
-            st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),
-                               file_name=common.download_name(run, ".webp", "progress"), mime="image/webp",
-                               key="download_progress", icon=":material/animation:",
-                               help="The saved iterations in order, the result held at the end (animated WebP).")
-        again = st.container(horizontal=True)
-        if again.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
-            rerun_with(run_id)
-        if run.status == "done" and again.button("Use as content", key="use_as_content", icon=":material/input:",
-                                                 help="Style this result again: it becomes the content on Create"):
-            use_as_content(g, run)
-        if run.status == "done" and not run.is_clip and common.existing(run.result_path):
-            with st.popover("Make a print", icon=":material/print:",
-                            help="The same settings at a larger size, starting from this result"):
-                _print_form(g, run)
-        _lineage(g, run)
-        st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
-        with st.form(f"meta-{run_id}", border=False):
-            st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)
-            st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated", disabled=not mine)
-            st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,), disabled=not mine)
-        st.button("Delete…", key="delete", icon=":material/delete:", on_click=_ask_delete, args=(run_id,),
-                  disabled=run.status == "running" or not mine,
-                  help="Cancel a running job first." if run.status == "running" else None)
-        if st.session_state.get(PENDING_DELETE) == run_id:
-            confirm_delete(run_id)
-    st.markdown("**Inputs**")
-    _inputs(run)
-    st.markdown("**Parameters**")
-    st.dataframe(param_table(run), width="stretch")
+
+def _detail_image(g: Gallery, run: Run) -> None:
+    frames = dict(scrub_frames(g.previews(run.id), common.existing(run.result_path)))
+    animation = common.existing(run.animation_path) if run.is_clip else None
+    if animation is not None:
+        _show_clip(g, run, animation)
+    elif len(frames) > 1:
+        _iteration_view(frames, run.id)
+    elif frames:
+        image = next(iter(frames.values()))
+        common.show_image(image, width=display_width(image))
+    else:
+        st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
+
+
+def _detail_actions(g: Gallery, run: Run) -> None:
+    """Favorite, downloads, re-run, print, lineage, facts, title and tags, delete."""
+    run_id = run.id
+    mine = auth.may_change(run.owner, auth.session_owner())
+    st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
+              args=(run_id,), disabled=not mine)
+    if run.status == "done":
+        _downloads(g, run)
+    again = st.container(horizontal=True)
+    if again.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
+        rerun_with(run_id)
+    if run.status == "done" and again.button("Use as content", key="use_as_content", icon=":material/input:",
+                                             help="Style this result again: it becomes the content on Create"):
+        use_as_content(g, run)
+    if run.status == "done" and not run.is_clip and common.existing(run.result_path):
+        with st.popover("Make a print", icon=":material/print:",
+                        help="The same settings at a larger size, starting from this result"):
+            _print_form(g, run)
+    _lineage(g, run)
+    st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
+    with st.form(f"meta-{run_id}", border=False):
+        st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)
+        st.text_input("Tags", value=run.tags, key=f"tags-{run_id}", help="Comma-separated", disabled=not mine)
+        st.form_submit_button("Save title and tags", on_click=_save_title_tags, args=(run_id,), disabled=not mine)
+    st.button("Delete…", key="delete", icon=":material/delete:", on_click=_ask_delete, args=(run_id,),
+              disabled=run.status == "running" or not mine,
+              help="Cancel a running job first." if run.status == "running" else None)
+    if st.session_state.get(PENDING_DELETE) == run_id:
+        confirm_delete(run_id)
+
+
+def _downloads(g: Gallery, run: Run) -> None:
+    run_id = run.id
+    if run.is_clip:
+        _clip_downloads(run)
+    st.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
+                       data=lambda: g.export_png(run_id), file_name=common.download_name(run),
+                       mime="image/png", key="download", icon=":material/download:",
+                       help="The PNG carries every parameter, so the run can be repeated.")
+    st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),
+                       file_name=common.download_name(run, ".webp", "progress"), mime="image/webp",
+                       key="download_progress", icon=":material/animation:",
+                       help="The saved iterations in order, the result held at the end (animated WebP).")
 
 
 # --- compare view ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Helpers the tests share (importable as `support` through pytest.ini's pythonpath); no tests here.
+"""Helpers the tests share (importable as `support` through pyproject.toml's pytest pythonpath); no tests here.
 
 paths: the repository and the test images. runs: parameters, results and finished runs without
 the engine. fake_engine: a stand-in for engine.transfer. waiting: wait_for. images: awkward

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-if not __package__:  # run as a script: make engine, gallery and support importable, as pytest.ini does
+if not __package__:  # run as a script: make engine, gallery and support importable, as pyproject.toml's pytest settings do
     _TESTS = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(_TESTS.parent), str(_TESTS)]
 
