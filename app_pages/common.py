@@ -247,10 +247,7 @@ def _thumbnail_bytes(path: str, mtime_ns: int) -> bytes | None:
         img = first_frame(path)
     except ImageError:
         return None
-    img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=85)
-    return out.getvalue()
+    return _jpeg(img, PREVIEW_SIDE, quality=85)
 
 
 @st.cache_data(show_spinner=False, max_entries=50)
@@ -265,9 +262,13 @@ def _display_bytes(path: str, mtime_ns: int) -> bytes | None:
             small = img.convert("RGB")
     except OSError:
         return None
-    small.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    return _jpeg(small, DISPLAY_SIDE, quality=90)
+
+
+def _jpeg(img: Any, side: int, quality: int) -> bytes:
+    img.thumbnail((side, side))
     out = io.BytesIO()
-    small.save(out, "JPEG", quality=90)
+    img.save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from app_pages import auth
 from app_pages.results import PENDING_DELETE
-from support.app import APP, assert_ok, play_worker, shown, small_params
+from support.app import APP, app, assert_ok, play_worker, shown, small_params
 
 PASSWORD, ADMIN_PASSWORD = "correct horse ünïcode", "admin battery staple"
 QUEUE, GALLERY = "app_pages/queue.py", "app_pages/gallery.py"
@@ -48,14 +48,7 @@ def shared_app(monkeypatch: pytest.MonkeyPatch, role: str | None = auth.USER, ow
                page: str | None = None, query: dict[str, str] | None = None) -> AppTest:
     """The app in share mode, signed in with `role`."""
     signed_in_as(monkeypatch, role)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query or {})
-    if owner:
-        at.session_state["owner"] = owner
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    return at
+    return app(page, owner, query)
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -20,11 +20,13 @@ from support.runs import fake_result
 APP = str(ROOT / "streamlit_app.py")
 
 
-def app(page: str | None = None, owner: str | None = None, **query: str) -> AppTest:
-    """The whole app (navigation included) on `page`, after one run; `owner`: who this browser
-    is (a real one is told by its XSRF cookie, which AppTest does not send)."""
+def app(page: str | None = None, owner: str | None = None, query: dict[str, str] | None = None,
+        **params: str) -> AppTest:
+    """The whole app (navigation included) on `page`, after one run, with `query` and `params` in
+    its URL; `owner`: who this browser is (a real one is told by its XSRF cookie, which AppTest
+    does not send)."""
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
+    at.query_params.update({**(query or {}), **params})
     if owner:
         at.session_state["owner"] = owner
     at.run()
