@@ -281,46 +281,42 @@ def may_change(run_owner: str, owner: str) -> bool:
     return not share_mode() or may_cancel(run_owner, owner)
 
 
-def _check(g: Gallery, run_id: int, verb: str, allowed: Callable[[str, str], bool], owner: str | None) -> None:
-    run = g.get(run_id)
+def _check(gallery: Gallery, run_id: int, verb: str, allowed: Callable[[str, str], bool], owner: str | None) -> None:
+    run = gallery.get(run_id)
     if not allowed(run.owner, session_owner() if owner is None else owner):
         raise NotAllowed(f"Run #{run.id} belongs to {run.owner or 'someone else'}; only they or an admin can {verb} it.")
 
 
-def cancel(g: Gallery, run_id: int, owner: str | None = None) -> str:
-    """g.request_cancel after the owner check (the buttons are only drawn for allowed runs; this
+def cancel(gallery: Gallery, run_id: int, owner: str | None = None) -> str:
+    """Gallery.request_cancel after the owner check (the buttons are only drawn for allowed runs; this
     also stops a hand-made request for someone else's). Raises NotAllowed."""
-    _check(g, run_id, "cancel", may_cancel, owner)
-    return g.request_cancel(run_id)
+    _check(gallery, run_id, "cancel", may_cancel, owner)
+    return gallery.request_cancel(run_id)
 
 
-def delete(g: Gallery, run_id: int, owner: str | None = None) -> None:
-    """g.delete after the owner check. Raises NotAllowed."""
-    _check(g, run_id, "delete", may_change, owner)
-    g.delete(run_id)
+def delete(gallery: Gallery, run_id: int, owner: str | None = None) -> None:
+    """Gallery.delete after the owner check. Raises NotAllowed."""
+    _check(gallery, run_id, "delete", may_change, owner)
+    gallery.delete(run_id)
 
 
-def set_title_tags(g: Gallery, run_id: int, title: str, tags: str, owner: str | None = None) -> None:
-    _check(g, run_id, "retitle", may_change, owner)
-    g.set_title_tags(run_id, title, tags)
+def set_title_tags(gallery: Gallery, run_id: int, title: str, tags: str, owner: str | None = None) -> None:
+    _check(gallery, run_id, "retitle", may_change, owner)
+    gallery.set_title_tags(run_id, title, tags)
 
 
-def set_favorite(g: Gallery, run_id: int, favorite: bool, owner: str | None = None) -> None:
-    _check(g, run_id, "mark", may_change, owner)
-    g.set_favorite(run_id, favorite)
+def set_favorite(gallery: Gallery, run_id: int, favorite: bool, owner: str | None = None) -> None:
+    _check(gallery, run_id, "mark", may_change, owner)
+    gallery.set_favorite(run_id, favorite)
 
 
-def validation_errors(p: Any, need_images: bool = True) -> dict[str, str]:
-    """engine.params.validation_errors, plus share mode's rule: weights are the built-in ones
-    unless you are the admin. A weights path names a file on the server: anyone could probe
-    which files exist there, and the engine keeps every weights file it read in memory."""
+def may_use_weights(weights: str) -> bool:
+    """In a shared studio only the admin names weights other than the built-in ones: a weights
+    path names a file on the server, so anyone could probe which files exist there, and the
+    engine keeps every weights file it read in memory."""
     from engine.params import BUILTIN_WEIGHTS
-    from engine.params import validation_errors as engine_errors
 
-    errors = engine_errors(p, need_images)
-    if share_mode() and not is_admin() and "weights" not in errors and p.weights not in BUILTIN_WEIGHTS:
-        errors["weights"] = f"in a shared studio, one of {', '.join(BUILTIN_WEIGHTS)} (other weights: ask the admin)"
-    return errors
+    return not share_mode() or is_admin() or weights in BUILTIN_WEIGHTS
 
 
 # --- the Streamlit glue -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages import auth, common, inputs, jobs, regions, sweep
+from app_pages import common, inputs, jobs, regions, sweep
 from app_pages import params_form as form
 from engine.images import ImageError
 from engine.params import Params, ParamsError
@@ -17,7 +17,7 @@ from gallery.paths import input_sha256
 NONE = "—"
 
 
-def current_job(g: Gallery, owner: str, query: dict[str, str]) -> tuple[str, Any] | None:
+def current_job(gallery: Gallery, owner: str, query: dict[str, str]) -> tuple[str, Any] | None:
     """Which job the page shows: ("run", id) or ("batch", id). The URL's choice first (a reload,
     a shared link), else this owner's latest run, looked up in the database so that a second
     tab finds it too."""
@@ -25,16 +25,16 @@ def current_job(g: Gallery, owner: str, query: dict[str, str]) -> tuple[str, Any
         return "batch", query["batch"]
     if query.get("run", "").isdecimal():
         return "run", int(query["run"])
-    latest = g.list_runs(RunFilter(owner=owner), sort="newest", limit=1)
+    latest = gallery.list_runs(RunFilter(owner=owner), sort="newest", limit=1)
     if not latest:
         return None
     run = latest[0]
     return ("batch", run.batch) if run.batch else ("run", run.id)
 
 
-def apply_prefill(g: Gallery, session: Any, run_id: int) -> None:
+def apply_prefill(gallery: Gallery, session: Any, run_id: int) -> None:
     """ "Re-run with these settings": the run's parameters and images into the form."""
-    run = g.get(run_id)
+    run = gallery.get(run_id)
     form.prefill(session, run.params, run.id)
     inputs.chosen(session, "content")[:] = [{"path": run.params.content, "name": run.content_name}]
     names = list(run.style_names) + [""] * len(run.params.styles)
@@ -61,14 +61,14 @@ def sweep_axes() -> tuple[list[tuple[str, list[Any]]], dict[str, str]]:
     return axes, errors
 
 
-def submit(g: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
+def submit(gallery: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]]) -> dict[str, str]:
     """Queues one run or a sweep batch; returns the query params that point at it."""
     if not axes:
-        target = {"run": str(g.submit(p, owner=owner))}
+        target = {"run": str(gallery.submit(p, owner=owner))}
     else:
         target = {"batch": uuid.uuid4().hex[:12]}
         for variant in sweep.expand(p, axes):
-            g.submit(variant, owner=owner, batch=target["batch"])
+            gallery.submit(variant, owner=owner, batch=target["batch"])
     return target
 
 
@@ -84,17 +84,17 @@ def render_sweep(errors: dict[str, str]) -> None:
     form.field_error(errors, "sweep")
 
 
-def _queue(g: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
+def _queue(gallery: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]], runs: int,
            masks: list[Any], style_names: list[str]) -> None:
     foreign = [path for path in (p.content, *p.styles, *([p.init_image] if p.init_image else []))
-               if not inputs.offered(g, path)]
+               if not inputs.offered(gallery, path)]
     if foreign:  # the choices are made on the server; this holds should one slip through
         st.error("Only uploaded images and the examples can be used here.", icon=":material/error:")
         return
     try:
         if masks:
-            p = p.with_changes(style_masks=regions.store(g, masks, style_names))
-        target = submit(g, p, owner, axes)
+            p = p.with_changes(style_masks=regions.store(gallery, masks, style_names))
+        target = submit(gallery, p, owner, axes)
     except (ParamsError, GalleryError, ImageError) as exc:  # e.g. an image file vanished since it was chosen
         st.error(common.escape_md(str(exc)), icon=":material/error:")
         return
@@ -107,14 +107,14 @@ def _queue(g: Gallery, p: Params, owner: str, axes: list[tuple[str, list[Any]]],
     st.rerun()
 
 
-def estimate_line(g: Gallery, variants: list[Params]) -> str:
+def estimate_line(gallery: Gallery, variants: list[Params]) -> str:
     """How long the runs Generate would queue should take here (not counting the queue), as a
     range: a wrong number helps nobody."""
-    speed = estimates.measured_speed(g, variants[0].device)
+    speed = estimates.measured_speed(gallery, variants[0].device)
     if speed is None:
         return "Estimated time: unknown until a run has finished on this machine."
-    aspect = estimates.aspect_of(g, input_sha256(variants[0].content))
-    clip = inputs.stored_clip(g, variants[0].content)
+    aspect = estimates.aspect_of(gallery, input_sha256(variants[0].content))
+    clip = inputs.stored_clip(gallery, variants[0].content)
     frames = clip.frames if clip else 1
     low, high = (sum(bound) for bound in zip(*(speed.range(v, aspect, frames) for v in variants)))
     said = f"Estimated time: {common.fmt_range(low, high)}, from this machine's last {speed.runs} " \
@@ -149,10 +149,10 @@ def variation_axis(p: Params, axes: list[tuple[str, list[Any]]], errors: dict[st
     return [("seed", [seed + i for i in range(count)])]
 
 
-def upscale_line(g: Gallery, p: Params) -> str:
+def upscale_line(gallery: Gallery, p: Params) -> str:
     """Said when the result would be larger than the content (a 96 px clip at 128 px): the
     missing detail is made up by stretching, and a person should know."""
-    side = inputs.longest_side(g, p.content) if p.content else None
+    side = inputs.longest_side(gallery, p.content) if p.content else None
     if side is None or not isinstance(p.size, int) or p.size <= side:
         return ""
     return (f"The content is {side} px on its longest side: the {p.size} px result is stretched from it "
@@ -167,11 +167,11 @@ def blocking_line(errors: dict[str, str]) -> str:
     return " · ".join(missing + settings)
 
 
-def settings_column(g: Gallery, owner: str) -> None:
+def settings_column(gallery: Gallery, owner: str) -> None:
     """Images, preset, Advanced, Sweep and the Generate button."""
     style_items = inputs.chosen(st.session_state, "style")
     p = form.params_from_state(st.session_state, "", tuple(i["path"] for i in style_items))
-    settings_errors = auth.validation_errors(p, need_images=False)
+    settings_errors = form.validation_errors(p, need_images=False)
     axes, axis_errors = sweep_axes()
     if axes:
         axis_errors.update(sweep.sweep_errors(p, axes))
@@ -181,7 +181,7 @@ def settings_column(g: Gallery, owner: str) -> None:
         content = inputs.render("content", "Content image")
     with right:
         styles = inputs.render("style", "Style images")
-    masks = regions.render(g, content, styles)
+    masks = regions.render(gallery, content, styles)
 
     st.subheader("Settings", anchor=False)
     form.render_preset()
@@ -203,7 +203,7 @@ def settings_column(g: Gallery, owner: str) -> None:
 
     p = form.params_from_state(st.session_state, content[0]["path"] if content else "",
                                tuple(s["path"] for s in styles))
-    errors = auth.validation_errors(p, need_images=True)
+    errors = form.validation_errors(p, need_images=True)
     go, more = st.columns([3, 2], vertical_alignment="bottom")
     with more:
         axes = axes + variation_axis(p, axes, axis_errors)
@@ -212,11 +212,11 @@ def settings_column(g: Gallery, owner: str) -> None:
     label = f"Generate {runs} runs" if runs > 1 else "Generate"
     if go.button(label, key="generate", type="primary", disabled=bool(errors or axis_errors),
                  icon=":material/brush:", shortcut="Ctrl+Enter", help="Ctrl+Enter"):
-        _queue(g, p, owner, axes, runs, masks, [s["name"] for s in styles])
+        _queue(gallery, p, owner, axes, runs, masks, [s["name"] for s in styles])
     form.field_error(axis_errors, "variations")
     if not errors and not axis_errors:
-        st.caption(estimate_line(g, variants))
-    upscaled = upscale_line(g, p)
+        st.caption(estimate_line(gallery, variants))
+    upscaled = upscale_line(gallery, p)
     if upscaled:
         st.caption(upscaled)
     if errors:
@@ -224,11 +224,11 @@ def settings_column(g: Gallery, owner: str) -> None:
         images_only = set(errors) <= {"content", "styles"}  # the page as it starts: no alarm
         (st.caption if images_only else st.error)(common.escape_md(blocking_line(errors)))
     form.save_form(st.session_state)
-    save_draft(g, st.session_state, owner)
+    save_draft(gallery, st.session_state, owner)
 
 
-def job_column(g: Gallery, owner: str) -> None:
-    target = current_job(g, owner, dict(st.query_params))
+def job_column(gallery: Gallery, owner: str) -> None:
+    target = current_job(gallery, owner, dict(st.query_params))
     if target is None:
         st.info("Your runs appear here. Choose images and press **Generate**.")
     elif target[0] == "run":
@@ -249,47 +249,47 @@ def draft_of(session: Any) -> dict[str, Any]:
                           "form": session.get(form.SAVED_KEY, {})})
 
 
-def restore_draft(g: Gallery, session: Any, draft: dict[str, Any]) -> None:
+def restore_draft(gallery: Gallery, session: Any, draft: dict[str, Any]) -> None:
     """A draft kept from this browser's last visit (gallery.drafts) back on the page; each image
     only if the page may still use it, each setting only if it has the type its widget takes."""
     for kind, key in (("content", "content"), ("style", "styles")):
         for item in draft.get(key) or []:
-            if isinstance(item, dict) and isinstance(item.get("path"), str) and inputs.offered(g, item["path"]):
+            if isinstance(item, dict) and isinstance(item.get("path"), str) and inputs.offered(gallery, item["path"]):
                 inputs.choose(session, kind, item["path"], str(item.get("name") or "image"))
     saved = draft.get("form")
     if isinstance(saved, dict):
         typed = form.typed_like_defaults(saved)
-        if typed.get(form.INIT_IMAGE_KEY) and not inputs.offered(g, typed[form.INIT_IMAGE_KEY]):
+        if typed.get(form.INIT_IMAGE_KEY) and not inputs.offered(gallery, typed[form.INIT_IMAGE_KEY]):
             typed[form.INIT_IMAGE_KEY] = ""
         session[form.SAVED_KEY] = typed
 
 
-def save_draft(g: Gallery, session: Any, owner: str) -> None:
+def save_draft(gallery: Gallery, session: Any, owner: str) -> None:
     draft = draft_of(session)
-    if draft != session.get(DRAFT_WRITTEN) and drafts.save(g.data_dir, owner, draft):
+    if draft != session.get(DRAFT_WRITTEN) and drafts.save(gallery.data_dir, owner, draft):
         session[DRAFT_WRITTEN] = draft
 
 
 def page() -> None:
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     owner = common.current_owner()
     if st.query_params.get("from", "").isdecimal():
         try:
-            apply_prefill(g, st.session_state, int(st.query_params["from"]))
+            apply_prefill(gallery, st.session_state, int(st.query_params["from"]))
         except GalleryError as exc:  # NotFound: deleted meanwhile
             st.warning(f"Could not load those settings: {exc}")
         del st.query_params["from"]
     elif not st.session_state.get(DRAFT_READ):  # a reload, a new tab: as this browser left it
-        restore_draft(g, st.session_state, drafts.load(g.data_dir, owner))
+        restore_draft(gallery, st.session_state, drafts.load(gallery.data_dir, owner))
     st.session_state[DRAFT_READ] = True
     form.init_form(st.session_state)
 
     st.title("Create")
     settings, job = st.columns([3, 2], gap="large")
     with settings:
-        settings_column(g, owner)
+        settings_column(gallery, owner)
     with job:
-        job_column(g, owner)
+        job_column(gallery, owner)
 
 
 # Streamlit runs page files as __main__; tests import the functions above without drawing.

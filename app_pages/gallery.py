@@ -52,11 +52,11 @@ def filters_from_state(state: Mapping[Any, Any]) -> RunFilter:
     return RunFilter(**f)
 
 
-def neighbours(g: Gallery, run_id: int, state: Mapping[Any, Any], window: int = 1000) -> tuple[int | None, int | None]:
+def neighbours(gallery: Gallery, run_id: int, state: Mapping[Any, Any], window: int = 1000) -> tuple[int | None, int | None]:
     """The runs before and after `run_id` in the grid's order (its filters and sort), for the
     detail view's arrows; None at either end, or when the run is not among the first `window`."""
     sort = state.get("g_sort", "newest")
-    ids = [run.id for run in g.list_runs(filters_from_state(state), sort=sort if sort in SORTS else "newest",
+    ids = [run.id for run in gallery.list_runs(filters_from_state(state), sort=sort if sort in SORTS else "newest",
                                          limit=window)]
     if run_id not in ids:
         return None, None
@@ -72,10 +72,10 @@ def clamp_page(page: Any, pages: int) -> int:
     return min(max(1, int(page or 1)), pages)
 
 
-def style_options(g: Gallery) -> dict[str, str]:
+def style_options(gallery: Gallery) -> dict[str, str]:
     """Style filter choices, sha256 -> label, for every image used as a style. By sha256, not
     name: two different paintings can both be uploaded as "style.jpg"."""
-    images = g.list_inputs(kind="style", limit=500)
+    images = gallery.list_inputs(kind="style", limit=500)
     names = [image.name for image in images]
     return {image.sha256: image.name if names.count(image.name) == 1 else f"{image.name} ({image.sha256[:6]})"
             for image in images}
@@ -87,13 +87,13 @@ def _reset_page() -> None:
     st.session_state["g_page"] = 1
 
 
-def _sidebar(g: Gallery) -> None:
+def _sidebar(gallery: Gallery) -> None:
     with st.sidebar:
         st.header("Filter", anchor=False)
         st.text_input("Search titles, tags, image names", key="g_search", on_change=_reset_page,
                       placeholder="e.g. starry")
         st.selectbox("Status", STATUS_OPTIONS, key="g_status", on_change=_reset_page)
-        styles = style_options(g)
+        styles = style_options(gallery)
         st.selectbox("Style image", list(styles), index=None, key="g_style", placeholder="Any style",
                      format_func=lambda k: styles.get(k, str(k)), on_change=_reset_page)
         st.toggle("Favorites only", key="g_favorites", on_change=_reset_page)
@@ -131,7 +131,7 @@ def _compare() -> None:
     st.query_params["compare"] = ",".join(str(i) for i in st.session_state.get(SELECTED, []))
 
 
-def selection_zip(g: Gallery, ids: list[int]) -> bytes:
+def selection_zip(gallery: Gallery, ids: list[int]) -> bytes:
     """The selected finished runs as one zip (PNGs with their parameters, inputs, runs.csv), as
     `python -m gallery export` writes it."""
     import io
@@ -141,12 +141,12 @@ def selection_zip(g: Gallery, ids: list[int]) -> bytes:
     done = []
     for run_id in ids:
         try:
-            if g.get(run_id).status == "done":
+            if gallery.get(run_id).status == "done":
                 done.append(run_id)
         except NotFound:  # deleted since it was ticked
             continue
     out = io.BytesIO()
-    export_zip(g, done, out)
+    export_zip(gallery, done, out)
     return out.getvalue()
 
 
@@ -218,13 +218,13 @@ def _set_page(page: int) -> None:
     st.session_state["g_page"] = page
 
 
-def show_grid(g: Gallery) -> None:
-    _sidebar(g)
+def show_grid(gallery: Gallery) -> None:
+    _sidebar(gallery)
     filters = filters_from_state(st.session_state)
     per_page = st.session_state.get("g_per_page", PAGE_SIZES[0])
-    total = g.count_runs(filters)
+    total = gallery.count_runs(filters)
     current, pages = _pager(total, per_page)
-    runs = g.list_runs(filters, sort=st.session_state.get("g_sort", "newest"),
+    runs = gallery.list_runs(filters, sort=st.session_state.get("g_sort", "newest"),
                        limit=per_page, offset=(current - 1) * per_page)
 
     head = st.columns([2, 2, 2, 2, 1.5], vertical_alignment="center")
@@ -233,7 +233,7 @@ def show_grid(g: Gallery) -> None:
     head[1].button(f"Compare ({len(selected)})", key="compare", on_click=_compare,
                    disabled=not 2 <= len(selected) <= results.MAX_COMPARE, icon=":material/compare:",
                    help=f"Two to {results.MAX_COMPARE} selected runs side by side")
-    head[2].download_button(f"Download ({len(selected)})", data=lambda: selection_zip(g, selected),
+    head[2].download_button(f"Download ({len(selected)})", data=lambda: selection_zip(gallery, selected),
                             file_name=f"style-transfer-{len(selected)}-runs.zip", mime="application/zip",
                             key="download_selected", disabled=not selected, icon=":material/download:",
                             help="The selected results as a zip: PNGs with their settings, the input images, a CSV")
@@ -261,16 +261,16 @@ def show_grid(g: Gallery) -> None:
 
 
 def page() -> None:
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     common.current_owner()
     st.title("Gallery")
     run_id = st.query_params.get("run", "")
     if run_id.isdecimal():
-        results.show_detail(g, int(run_id), neighbours(g, int(run_id), st.session_state))
+        results.show_detail(gallery, int(run_id), neighbours(gallery, int(run_id), st.session_state))
     elif st.query_params.get("compare"):
-        results.show_compare(g, results.parse_ids(st.query_params["compare"]))
+        results.show_compare(gallery, results.parse_ids(st.query_params["compare"]))
     else:
-        show_grid(g)
+        show_grid(gallery)
 
 
 if __name__ == "__main__":

@@ -45,31 +45,31 @@ CLIP_HELP = ("A clip is styled frame by frame: the first frame with the full run
              f"Clips may have {LIMITS}.")
 
 
-def stored_clip(g: Gallery, path: str) -> Any | None:
+def stored_clip(gallery: Gallery, path: str) -> Any | None:
     """The gallery's record of `path` when it is a stored clip; None for a still image or a
     file outside the gallery (an example)."""
     sha = input_sha256(path)
-    found = g.get_input_or_none(sha) if sha else None
+    found = gallery.get_input_or_none(sha) if sha else None
     return found if found is not None and found.is_clip else None
 
 
 WAITING = "Another upload's frames are being checked; yours is next."
 
 
-def tiny_size(g: Gallery, path: str) -> tuple[int, int] | None:
+def tiny_size(gallery: Gallery, path: str) -> tuple[int, int] | None:
     """(width, height) of a stored input whose shorter side is under SMALL_SIDE px; else None."""
     sha = input_sha256(path)
-    found = g.get_input_or_none(sha) if sha else None
+    found = gallery.get_input_or_none(sha) if sha else None
     if found is None or not found.width or min(found.width, found.height) >= SMALL_SIDE:
         return None
     return found.width, found.height
 
 
-def longest_side(g: Gallery, path: str) -> int | None:
+def longest_side(gallery: Gallery, path: str) -> int | None:
     """The longest side of a chosen image (a clip's frames), from the gallery's record or the
     file's header; None when it cannot be told."""
     sha = input_sha256(path)
-    found = g.get_input_or_none(sha) if sha else None
+    found = gallery.get_input_or_none(sha) if sha else None
     if found is not None and found.width:
         return max(found.width, found.height)
     try:
@@ -81,7 +81,7 @@ def longest_side(g: Gallery, path: str) -> int | None:
         return None
 
 
-def store(g: Gallery, data: bytes, name: str, kind: str) -> tuple[str, str]:
+def store(gallery: Gallery, data: bytes, name: str, kind: str) -> tuple[str, str]:
     """Stores bytes in the gallery's inputs; (path, name). Raises engine.images.ImageError
     for a file that is not a usable image. A clip waits while others are checked
     (engine.clips.decode_slot), and the person is told."""
@@ -91,7 +91,7 @@ def store(g: Gallery, data: bytes, name: str, kind: str) -> tuple[str, str]:
     def told() -> None:
         st.toast(WAITING, icon=":material/hourglass_top:")
 
-    image = g.add_input(data, name, kind=kind, waiting=told)
+    image = gallery.add_input(data, name, kind=kind, waiting=told)
     return str(image.path), image.name
 
 
@@ -109,9 +109,9 @@ NAME_CSS = """<style>
 SMALL_SIDE = 64
 
 
-def options(g: Gallery, kind: str) -> dict[str, str]:
+def options(gallery: Gallery, kind: str) -> dict[str, str]:
     """path -> label: earlier inputs (most recently used first), then the examples folder's."""
-    found = {str(image.path): image.name for image in g.list_inputs(kind=kind, limit=100)}
+    found = {str(image.path): image.name for image in gallery.list_inputs(kind=kind, limit=100)}
     for path in common.list_examples(common.examples_dir(), kind):
         found.setdefault(str(path), EXAMPLE + path.name)
     return found
@@ -133,16 +133,16 @@ def take_uploads(kind: str) -> None:
         st.session_state[f"{kind}_upload_version"] = st.session_state.get(f"{kind}_upload_version", 0) + 1
 
 
-def paste(g: Gallery, kind: str, many: bool) -> None:
+def paste(gallery: Gallery, kind: str, many: bool) -> None:
     """A box to paste an image from the clipboard into (Ctrl+V, then Enter), as image tools have
     it: Streamlit's chat input takes pasted files, its file uploader does not."""
     pasted = st.chat_input("Paste (Ctrl+V), then Enter", key=f"{kind}_paste",
                            accept_file="multiple" if many else True, file_type=common.IMAGE_TYPES,
                            max_upload_size=50)
-    _take(g, kind, getattr(pasted, "files", None) or [])
+    _take(gallery, kind, getattr(pasted, "files", None) or [])
 
 
-def _take(g: Gallery, kind: str, held: list[Any]) -> bool:
+def _take(gallery: Gallery, kind: str, held: list[Any]) -> bool:
     """Stores the files a widget holds and chooses them; each one's refusal in one sentence under
     the uploader. False when it held none. (Read before its widget is drawn, a value may still
     list files Streamlit has let go of: those are not files.)"""
@@ -152,7 +152,7 @@ def _take(g: Gallery, kind: str, held: list[Any]) -> bool:
     errors = []
     for f in files:
         try:
-            path, name = store(g, f.getvalue(), f.name or "pasted.png", kind)
+            path, name = store(gallery, f.getvalue(), f.name or "pasted.png", kind)
         except (ImageError, GalleryError, OSError) as exc:  # one sentence for the person; OSError: a full disk
             errors.append(f"{display_name(f.name or 'pasted')}: {exc}")  # the name as stored: no bidi tricks
             continue
@@ -172,11 +172,11 @@ def _on_pick(kind: str, labels: dict[str, str]) -> None:
     st.session_state[f"{kind}_pick"] = None
 
 
-def offered(g: Gallery, path: str) -> bool:
+def offered(gallery: Gallery, path: str) -> bool:
     """Whether the page may use `path` as an input: a stored input of the gallery, or an image of
     the examples folder. Server paths beyond those are for the command line and the admin."""
     sha = input_sha256(path)
-    if sha and g.get_input_or_none(sha) is not None and str(g.input_path(sha)) == path:
+    if sha and gallery.get_input_or_none(sha) is not None and str(gallery.input_path(sha)) == path:
         return True
     folder = common.examples_dir()
     return folder is not None and Path(path).resolve().is_relative_to(folder)
@@ -188,7 +188,7 @@ def _on_remove(kind: str, path: str) -> None:
 
 def render(kind: str, title: str) -> list[dict[str, str]]:
     """Uploader, picker, thumbnails of the choice, and any error; returns the choice."""
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     take_uploads(kind)
     st.markdown(f"**{title}**")
     many = kind == "style"
@@ -201,7 +201,7 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
             label_visibility="collapsed",
         )
     st.caption(UPLOAD_HINT[kind])
-    labels = options(g, kind)
+    labels = options(gallery, kind)
     pick, clipboard = st.columns([3, 1], vertical_alignment="center", gap="small")
     if labels:
         pick.selectbox(
@@ -210,7 +210,7 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
             on_change=_on_pick, args=(kind, labels), label_visibility="collapsed",
         )
     with clipboard.popover("Paste", icon=":material/content_paste:", help="An image from the clipboard"):
-        paste(g, kind, many)
+        paste(gallery, kind, many)
     if st.session_state.get(f"{kind}_error"):
         st.error(common.escape_md(st.session_state[f"{kind}_error"]), icon=":material/error:")
     items = chosen(st.session_state, kind)
@@ -225,10 +225,10 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
                     st.image(preview, caption=common.escape_md(item["name"]), width="stretch")
                 else:
                     st.caption(f"{common.escape_md(item['name'])} (missing)")
-                clip = stored_clip(g, item["path"])
+                clip = stored_clip(gallery, item["path"])
                 if clip is not None:
                     st.caption(common.clip_caption(clip.frames, clip.duration_ms), help=CLIP_HELP)
-                small = tiny_size(g, item["path"])
+                small = tiny_size(gallery, item["path"])
                 if small:
                     st.warning(f"Only {small[0]}×{small[1]} px: there is almost nothing here to go on, and "
                                "the result will show it.", icon=":material/photo_size_select_small:")

@@ -84,9 +84,9 @@ def job_view(run: Run, position: int | None, now: datetime | None = None) -> Job
 
 
 def _cancel(run_ids: list[int]) -> None:
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     for run_id in run_ids:
-        auth.cancel(g, run_id)
+        auth.cancel(gallery, run_id)
 
 
 def _requeue(run_id: int) -> None:
@@ -129,9 +129,9 @@ def _draw_progress(view: JobView, params: Any) -> None:
 
 def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
     """The job panel; `drawn`: the run's status when the page was drawn, while it polls."""
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     try:
-        run = g.get(run_id)
+        run = gallery.get(run_id)
     except NotFound:  # deleted meanwhile, perhaps from another tab
         st.info(f"Run #{run_id} no longer exists.")
         return
@@ -139,7 +139,7 @@ def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
         # Started or ended: the whole page again (the sidebar's worker line with it), and once
         # it has ended, without the timer.
         st.rerun()
-    view = job_view(run, g.queue_position(run_id) if run.status == "queued" else None)
+    view = job_view(run, gallery.queue_position(run_id) if run.status == "queued" else None)
     mine = auth.may_cancel(run.owner, owner)
     with st.container(border=True, key="job"):
         st.subheader(f"Run #{run.id} · {view.label}", anchor=False)
@@ -155,7 +155,7 @@ def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
         elif run.status == "done":
             if common.existing(run.result_path):
                 action.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
-                                       data=lambda: g.export_png(run_id), file_name=common.download_name(run),
+                                       data=lambda: gallery.export_png(run_id), file_name=common.download_name(run),
                                        mime="image/png", key="download_result", icon=":material/download:",
                                        type="primary")
             action.page_link(common.PAGE_GALLERY, label="Open in gallery", query_params={"run": str(run_id)},
@@ -169,7 +169,7 @@ def _draw_job(run_id: int, owner: str, drawn: str | None) -> None:
             common.show_animation(run.animation_path, caption=caption)
         elif run.status == "done" and common.existing(run.result_path):
             common.show_image(run.result_path, caption=caption)
-        elif run.is_clip and run.status == "running" and (finished := g.frames(run.id)):
+        elif run.is_clip and run.status == "running" and (finished := gallery.frames(run.id)):
             st.image(str(finished[-1]), width="stretch", caption=f"Frame {len(finished)} of {run.frames}, finished")
         elif common.existing(run.preview_path):
             # Previews of the coarse scales are small; stretched, they still show where it is going.
@@ -194,24 +194,24 @@ def poll_seconds(expected: float | None) -> float:
 
 def show_job(run_id: int, owner: str) -> None:
     """The job panel; polls while the job is queued or running."""
-    g = common.get_gallery()
+    gallery = common.get_gallery()
     try:
-        run = g.get(run_id)
+        run = gallery.get(run_id)
     except NotFound:
         run = None
     active = run is not None and run.status in ACTIVE
     every = None
     if active:
-        speed = estimates.measured_speed(g, run.params.device)
-        every = poll_seconds(estimates.run_seconds(g, run, speed) if speed else None)
+        speed = estimates.measured_speed(gallery, run.params.device)
+        every = poll_seconds(estimates.run_seconds(gallery, run, speed) if speed else None)
     auth.fragment(run_every=every)(_draw_job)(run_id, owner, run.status if active else None)
 
 
 # --- sweep batches ------------------------------------------------------------------------------
 
-def batch_runs(g: Gallery, batch: str, owner: str | None = None) -> list[Any]:
+def batch_runs(gallery: Gallery, batch: str, owner: str | None = None) -> list[Any]:
     """The runs of a batch, oldest first."""
-    return g.list_runs(RunFilter(batch=batch, owner=owner or None), sort="oldest", limit=500)
+    return gallery.list_runs(RunFilter(batch=batch, owner=owner or None), sort="oldest", limit=500)
 
 
 def _fmt_axis(name: str, value: Any) -> str:
@@ -219,8 +219,8 @@ def _fmt_axis(name: str, value: Any) -> str:
 
 
 def _draw_batch(batch: str, owner: str, polling: bool) -> None:
-    g = common.get_gallery()
-    runs = batch_runs(g, batch, owner)
+    gallery = common.get_gallery()
+    runs = batch_runs(gallery, batch, owner)
     if not runs:
         st.info("This sweep no longer exists.")
         return

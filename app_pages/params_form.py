@@ -13,6 +13,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages import auth
 from app_pages.common import escape_md
 from engine.devices import DEVICES, gpu_count, gpu_device
 from engine.params import (
@@ -27,6 +28,7 @@ from engine.params import (
     Params,
     preset,
 )
+from engine.params import validation_errors as engine_validation_errors
 
 DEFAULT_PRESET = "balanced"
 PRESET_KEY = "preset"
@@ -271,12 +273,12 @@ def _init_image() -> None:
     from app_pages import inputs  # the Create page's own: the same checks as its other images
     from app_pages.common import get_gallery, input_thumbnail
 
-    g = get_gallery()
+    gallery = get_gallery()
     version = st.session_state.get("init_upload_version", 0)
     held = st.session_state.get(f"init_file_{version}")
     if held is not None and hasattr(held, "getvalue"):
         try:
-            st.session_state[INIT_IMAGE_KEY] = str(g.add_input(held.getvalue(), held.name).path)
+            st.session_state[INIT_IMAGE_KEY] = str(gallery.add_input(held.getvalue(), held.name).path)
         except (ValueError, OSError) as exc:  # ImageError, GalleryError: one sentence
             st.session_state["init_error"] = str(exc)
         st.session_state["init_upload_version"] = version + 1
@@ -284,7 +286,7 @@ def _init_image() -> None:
     left.file_uploader(LABELS["init_image"], type=["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"],
                        key=f"init_file_{st.session_state.get('init_upload_version', 0)}", help=HELP["init_image"])
     path = st.session_state.get(INIT_IMAGE_KEY) or ""
-    preview = input_thumbnail(path) if path and inputs.offered(g, path) else None
+    preview = input_thumbnail(path) if path and inputs.offered(gallery, path) else None
     if preview:
         right.image(preview, caption="Starts from this", width="stretch")
     if st.session_state.get("init_error"):
@@ -331,3 +333,11 @@ def _weight_inputs(errors: Mapping[str, str], field: str, labelled_keys: list[tu
         with cols[i % len(cols)]:
             st.number_input(label, key=state_key, step=0.1, format="%g", help=HELP[field])
     field_error(errors, field)
+
+
+def validation_errors(p: Params, need_images: bool = True) -> dict[str, str]:
+    """engine.params.validation_errors, plus the shared studio's rule on weights (auth.may_use_weights)."""
+    errors = engine_validation_errors(p, need_images)
+    if "weights" not in errors and not auth.may_use_weights(p.weights):
+        errors["weights"] = f"in a shared studio, one of {', '.join(BUILTIN_WEIGHTS)} (other weights: ask the admin)"
+    return errors

@@ -29,13 +29,13 @@ class Row:
     starts: datetime | None = None  # queued: when it should start, where that can be told
 
 
-def queue_rows(g: Gallery, owner: str, workers: int = 1) -> tuple[list[Row], list[Row]]:
+def queue_rows(gallery: Gallery, owner: str, workers: int = 1) -> tuple[list[Row], list[Row]]:
     """(jobs waiting or running, in queue order; recently ended ones, newest first)."""
-    running = g.list_runs(RunFilter(status="running"), sort="oldest", limit=100)
-    queued = g.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
-    ended = g.list_runs(RunFilter(status=tuple(s for s in STATUSES if s not in ACTIVE)), limit=RECENT)
+    running = gallery.list_runs(RunFilter(status="running"), sort="oldest", limit=100)
+    queued = gallery.list_runs(RunFilter(status="queued"), sort="oldest", limit=200)
+    ended = gallery.list_runs(RunFilter(status=tuple(s for s in STATUSES if s not in ACTIVE)), limit=RECENT)
 
-    starts = estimates.expected_starts(g, running, queued, workers) if queued else {}
+    starts = estimates.expected_starts(gallery, running, queued, workers) if queued else {}
 
     def row(run: Run, position: int | None) -> Row:
         mine = run.owner == owner
@@ -44,7 +44,7 @@ def queue_rows(g: Gallery, owner: str, workers: int = 1) -> tuple[list[Row], lis
                    can_requeue=run.status == "interrupted" or (mine and run.status in ("failed", "cancelled")),
                    starts=starts.get(run.id))
 
-    active = [row(r, None) for r in running] + [row(r, g.queue_position(r.id)) for r in queued]
+    active = [row(r, None) for r in running] + [row(r, gallery.queue_position(r.id)) for r in queued]
     return active, [row(r, None) for r in ended]
 
 

@@ -75,7 +75,7 @@ def overlay(photo: Image.Image, masks: list[Image.Image | None]) -> Image.Image:
     return out
 
 
-def store(g: Gallery, masks: list[Image.Image | None], style_names: list[str]) -> tuple[str, ...]:
+def store(gallery: Gallery, masks: list[Image.Image | None], style_names: list[str]) -> tuple[str, ...]:
     """The masks as gallery inputs (stored once by hash); the entries of Params.style_masks."""
     entries = []
     for mask, name in zip(masks, style_names):
@@ -84,7 +84,7 @@ def store(g: Gallery, masks: list[Image.Image | None], style_names: list[str]) -
             continue
         data = io.BytesIO()
         mask.save(data, "PNG")
-        entries.append(str(g.add_input(data.getvalue(), f"region of {name}.png").path))
+        entries.append(str(gallery.add_input(data.getvalue(), f"region of {name}.png").path))
     return tuple(entries)
 
 
@@ -154,7 +154,7 @@ def _draw(photo: Image.Image, styles: list[dict[str, str]]) -> None:
     st.button("Clear the drawing", key="regions_clear", on_click=_clear, icon=":material/ink_eraser:")
 
 
-def _upload(g: Gallery, styles: list[dict[str, str]]) -> None:
+def _upload(gallery: Gallery, styles: list[dict[str, str]]) -> None:
     uploads = st.session_state.setdefault(UPLOADS_KEY, {})
     for i, s in enumerate(styles):
         f = st.file_uploader(f"Mask for {_style_label(i, common.escape_md(s['name']))} (white = here; none = everywhere)",
@@ -163,12 +163,12 @@ def _upload(g: Gallery, styles: list[dict[str, str]]) -> None:
             continue
         try:
             load_mask(f.getvalue(), f"The mask {f.name}")
-            uploads[s["path"]] = str(g.add_input(f.getvalue(), f.name).path)
+            uploads[s["path"]] = str(gallery.add_input(f.getvalue(), f.name).path)
         except (ImageError, GalleryError, OSError) as exc:
             st.error(common.escape_md(str(exc)), icon=":material/error:")
 
 
-def render(g: Gallery, content: list[dict[str, str]], styles: list[dict[str, str]]) -> list[Image.Image | None]:
+def render(gallery: Gallery, content: list[dict[str, str]], styles: list[dict[str, str]]) -> list[Image.Image | None]:
     """The Regions expander (two or more styles and a photo); returns the masks it shows."""
     if len(styles) < 2 or not content:
         return []
@@ -186,7 +186,7 @@ def render(g: Gallery, content: list[dict[str, str]], styles: list[dict[str, str
         if mode == DRAW:
             _draw(photo, styles)
         elif mode == UPLOAD:
-            _upload(g, styles)
+            _upload(gallery, styles)
         try:
             masks = current_masks(st.session_state, styles, photo.size)
         except ImageError as exc:

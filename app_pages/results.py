@@ -7,13 +7,13 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
-from app_pages import auth, common
+from app_pages import auth, common, params_form
 from app_pages.params_form import label as form_label
 from app_pages.sweep import differing_fields
 from engine.masks import is_everywhere
 from engine.params import Params
 from gallery import Gallery, GalleryError, NotFound, Run
-from gallery.animation import progress_webp
+from gallery.timelapse import timelapse_webp
 
 MAX_COMPARE = 4
 
@@ -131,10 +131,10 @@ def print_params(run: Run, size: int, iterations: int) -> Params:
                                    multiscale_from=run.params.size)
 
 
-def make_print(g: Gallery, run: Run, size: int, iterations: int) -> int:
+def make_print(gallery: Gallery, run: Run, size: int, iterations: int) -> int:
     """Queues a print of `run` (engine.params validates the size); its id. The new run records
     the one it grew from (Gallery.prints_of goes back)."""
-    return g.submit(print_params(run, size, iterations), owner=auth.session_owner(), grown_from=run.id,
+    return gallery.submit(print_params(run, size, iterations), owner=auth.session_owner(), grown_from=run.id,
                     title=f"Print of #{run.id}" + (f": {run.title}" if run.title else ""))
 
 
@@ -152,7 +152,7 @@ def print_plan_line(params: Params, shape: tuple[int, int] | None) -> str:
     return f"On this machine's CPU: {found.evaluation or 'the whole image at once'}."
 
 
-def _print_form(g: Gallery, run: Run) -> None:
+def _print_form(gallery: Gallery, run: Run) -> None:
     """The popover of "Make a print": how large, how many iterations a scale, what it takes."""
     from engine.params import MAX_SIZE
 
@@ -168,46 +168,46 @@ def _print_form(g: Gallery, run: Run) -> None:
     iterations = st.number_input("Iterations at each new size", 1, 10_000, min(run.params.iterations, 200),
                                  key="print_iterations")
     params = print_params(run, size, int(iterations) if isinstance(iterations, (int, float)) else 200)
-    problems = auth.validation_errors(params, need_images=False)
+    problems = params_form.validation_errors(params, need_images=False)
     scales = " and ".join(f"{s} px" for s in params.scale_sizes())
     st.caption(f"{size} px ({size / PRINT_DPI:.1f} in at {PRINT_DPI} dpi), from this {run.params.size} px result: "
-               f"{scales}. " + print_plan_line(params, _shape(g, run)))
+               f"{scales}. " + print_plan_line(params, _shape(gallery, run)))
     for field, message in problems.items():
         st.error(f"{form_label(field)} {message}")
     if st.button("Make the print", key="make_print", type="primary", icon=":material/print:",
                  disabled=bool(problems) or size <= run.params.size):
         try:
-            rid = make_print(g, run, size, params.iterations)
+            run_id = make_print(gallery, run, size, params.iterations)
         except (GalleryError, ValueError) as exc:  # ParamsError is a ValueError
             st.error(common.escape_md(str(exc)))
             return
-        st.session_state["toast"] = f"Queued print #{rid} of run #{run.id}"
-        st.switch_page(common.PAGE_CREATE, query_params={"run": str(rid)})
+        st.session_state["toast"] = f"Queued print #{run_id} of run #{run.id}"
+        st.switch_page(common.PAGE_CREATE, query_params={"run": str(run_id)})
 
 
-def _shape(g: Gallery, run: Run) -> tuple[int, int] | None:
-    found = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
+def _shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
+    found = gallery.get_input_or_none(run.content_sha256) if run.content_sha256 else None
     return (found.width, found.height) if found and found.width else None
 
 
-def _lineage(g: Gallery, run: Run) -> None:
+def _lineage(gallery: Gallery, run: Run) -> None:
     """The run a print grew from, and the prints grown from this one: links both ways."""
     # Buttons, not page links: a link to the page it is on changes the page but not its URL.
     if run.grown_from:
         st.button(f"Grown from #{run.grown_from}", key="grown_from", icon=":material/north_west:", type="tertiary",
                   on_click=_go_to, args=(run.grown_from,))
-    for made in g.prints_of(run.id):
+    for made in gallery.prints_of(run.id):
         st.button(f"Print #{made.id} · {made.params.size} px · {made.status}", key=f"print-{made.id}",
                   icon=":material/print:", type="tertiary", on_click=_go_to, args=(made.id,))
 
 
-def use_as_content(g: Gallery, run: Run) -> None:
+def use_as_content(gallery: Gallery, run: Run) -> None:
     """This result, stored as an input, as the Create page's content. (Not from a callback:
     switch_page needs the navigation, as rerun_with.)"""
     from app_pages import inputs
 
     try:
-        path, name = inputs.store(g, g.export_png(run.id), common.download_name(run), "content")
+        path, name = inputs.store(gallery, gallery.export_png(run.id), common.download_name(run), "content")
     except (GalleryError, OSError, ValueError) as exc:  # ImageError is a ValueError
         st.error(common.escape_md(str(exc)))
         return
@@ -267,12 +267,12 @@ def confirm_delete(run_id: int) -> None:
         st.rerun()
 
 
-def delete_runs(g: Gallery, ids: list[int]) -> tuple[list[int], list[str]]:
+def delete_runs(gallery: Gallery, ids: list[int]) -> tuple[list[int], list[str]]:
     """Deletes each run this person may delete: (the ids deleted, why each other one was kept)."""
     deleted, refused = [], []
     for run_id in ids:
         try:
-            auth.delete(g, run_id)
+            auth.delete(gallery, run_id)
             deleted.append(run_id)
         except NotFound:
             deleted.append(run_id)  # gone already
@@ -305,13 +305,13 @@ def _inputs(run: Run) -> None:
             col.caption(f"{caption} (file missing)")
 
 
-def _show_clip(g: Gallery, run: Run, animation: Path) -> None:
+def _show_clip(gallery: Gallery, run: Run, animation: Path) -> None:
     """The styled clip playing (`animation`: its WebP), and a slider to look at one frame at a time."""
-    content = g.get_input_or_none(run.content_sha256) if run.content_sha256 else None
+    content = gallery.get_input_or_none(run.content_sha256) if run.content_sha256 else None
     width = display_width(animation)
     common.show_animation(animation, width if isinstance(width, int) else None,
                           common.clip_caption(run.frames, content.duration_ms if content else None))
-    frames = g.frames(run.id)
+    frames = gallery.frames(run.id)
     if len(frames) > 1:
         _frame_view(frames, run)
 
@@ -354,10 +354,10 @@ def _go_to(run_id: int) -> None:
     st.query_params["run"] = str(run_id)
 
 
-def show_detail(g: Gallery, run_id: int, neighbours: tuple[int | None, int | None] = (None, None)) -> None:
+def show_detail(gallery: Gallery, run_id: int, neighbours: tuple[int | None, int | None] = (None, None)) -> None:
     """One run; `neighbours`: the runs before and after it in the grid (the arrow keys go there)."""
     try:
-        run = g.get(run_id)
+        run = gallery.get(run_id)
     except NotFound:
         st.warning(f"Run #{run_id} is not in the gallery (deleted?).")
         st.button("Back to the gallery", key="back", on_click=_back, icon=":material/arrow_back:")
@@ -365,9 +365,9 @@ def show_detail(g: Gallery, run_id: int, neighbours: tuple[int | None, int | Non
     _detail_header(run, neighbours)
     image_col, side = st.columns([3, 2], gap="large")
     with image_col:
-        _detail_image(g, run)
+        _detail_image(gallery, run)
     with side:
-        _detail_actions(g, run)
+        _detail_actions(gallery, run)
     st.markdown("**Inputs**")
     _inputs(run)
     st.markdown("**Parameters**")
@@ -387,11 +387,11 @@ def _detail_header(run: Run, neighbours: tuple[int | None, int | None]) -> None:
         st.error(common.escape_md(st.session_state.pop(EDIT_ERROR)), icon=":material/lock:")
 
 
-def _detail_image(g: Gallery, run: Run) -> None:
-    frames = dict(scrub_frames(g.previews(run.id), common.existing(run.result_path)))
+def _detail_image(gallery: Gallery, run: Run) -> None:
+    frames = dict(scrub_frames(gallery.previews(run.id), common.existing(run.result_path)))
     animation = common.existing(run.animation_path) if run.is_clip else None
     if animation is not None:
-        _show_clip(g, run, animation)
+        _show_clip(gallery, run, animation)
     elif len(frames) > 1:
         _iteration_view(frames, run.id)
     elif frames:
@@ -401,25 +401,25 @@ def _detail_image(g: Gallery, run: Run) -> None:
         st.info(f"No image: the run is {run.status}." + (f" {common.escape_md(run.error)}" if run.error else ""))
 
 
-def _detail_actions(g: Gallery, run: Run) -> None:
+def _detail_actions(gallery: Gallery, run: Run) -> None:
     """Favorite, downloads, re-run, print, lineage, facts, title and tags, delete."""
     run_id = run.id
     mine = auth.may_change(run.owner, auth.session_owner())
     st.toggle("Favorite", value=run.favorite, key=f"favorite-{run_id}", on_change=_toggle_favorite,
               args=(run_id,), disabled=not mine)
     if run.status == "done":
-        _downloads(g, run)
+        _downloads(gallery, run)
     again = st.container(horizontal=True)
     if again.button("Re-run with these settings", key="rerun", icon=":material/replay:"):
         rerun_with(run_id)
     if run.status == "done" and again.button("Use as content", key="use_as_content", icon=":material/input:",
                                              help="Style this result again: it becomes the content on Create"):
-        use_as_content(g, run)
+        use_as_content(gallery, run)
     if run.status == "done" and not run.is_clip and common.existing(run.result_path):
         with st.popover("Make a print", icon=":material/print:",
                         help="The same settings at a larger size, starting from this result"):
-            _print_form(g, run)
-    _lineage(g, run)
+            _print_form(gallery, run)
+    _lineage(gallery, run)
     st.markdown("  \n".join(f"**{label}:** {common.escape_md(value)}" for label, value in _facts(run)))
     with st.form(f"meta-{run_id}", border=False):
         st.text_input("Title", value=run.title, key=f"title-{run_id}", disabled=not mine)
@@ -432,16 +432,16 @@ def _detail_actions(g: Gallery, run: Run) -> None:
         confirm_delete(run_id)
 
 
-def _downloads(g: Gallery, run: Run) -> None:
+def _downloads(gallery: Gallery, run: Run) -> None:
     run_id = run.id
     if run.is_clip:
         _clip_downloads(run)
     st.download_button("Download PNG" + (" (first frame)" if run.is_clip else ""),
-                       data=lambda: g.export_png(run_id), file_name=common.download_name(run),
+                       data=lambda: gallery.export_png(run_id), file_name=common.download_name(run),
                        mime="image/png", key="download", icon=":material/download:",
                        help="The PNG carries every parameter, so the run can be repeated.")
-    st.download_button("Download the progress as an animation", data=lambda: progress_webp(g, run_id),
-                       file_name=common.download_name(run, ".webp", "progress"), mime="image/webp",
+    st.download_button("Download the time-lapse", data=lambda: timelapse_webp(gallery, run_id),
+                       file_name=common.download_name(run, ".webp", "timelapse"), mime="image/webp",
                        key="download_progress", icon=":material/animation:",
                        help="The saved iterations in order, the result held at the end (animated WebP).")
 
@@ -491,11 +491,11 @@ def _wipe_view(runs: list[Any]) -> None:
              caption=f"{common.escape_md(labels[a])} | {common.escape_md(labels[b])}")
 
 
-def show_compare(g: Gallery, ids: list[int]) -> None:
+def show_compare(gallery: Gallery, ids: list[int]) -> None:
     runs = []
     for run_id in ids:
         try:
-            runs.append(g.get(run_id))
+            runs.append(gallery.get(run_id))
         except NotFound:
             st.caption(f"Run #{run_id} no longer exists.")
     top = st.columns([1, 5], vertical_alignment="center")

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine import images
-from engine.animate import style_clip
+from engine.clip_transfer import style_clip
 from engine.clips import Clip, gif_bytes, read_clip
 from engine.flow import flicker
 from engine.params import Params

@@ -125,12 +125,12 @@ def watch_one(g: Gallery, url: str, server: subprocess.Popen, drivers: list[Any]
               iterations: int, images: tuple[str, str], owner: str) -> Watched:
     params = preset("draft", content=images[0], styles=(images[1],), size=size, iterations=iterations)
     cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-    rid = g.submit(params, owner=owner)
-    open_all(drivers, f"{url}/?run={rid}&owner={owner}")
+    run_id = g.submit(params, owner=owner)
+    open_all(drivers, f"{url}/?run={run_id}&owner={owner}")
     seen = browser_policies() if drivers else ""
-    wait_for(lambda: g.get(rid).status not in ("queued", "running"), 3600, f"run {rid}", interval=0.5)
+    wait_for(lambda: g.get(run_id).status not in ("queued", "running"), 3600, f"run {run_id}", interval=0.5)
     wall, cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
-    return Watched(len(drivers), Finished.of(g.get(rid)).duration, cpu, wall, seen)
+    return Watched(len(drivers), Finished.of(g.get(run_id)).duration, cpu, wall, seen)
 
 
 def cmd_watch(args: argparse.Namespace) -> list[str]:
@@ -176,9 +176,9 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
             params = preset("draft", content=images[0], styles=(images[1],), size=args.size, iterations=args.iterations)
 
             def solo() -> float:
-                rid = g.submit(params, owner="solo")
-                wait_for(lambda: g.get(rid).status == "done", 600, f"solo run {rid}")
-                return Finished.of(g.get(rid)).duration
+                run_id = g.submit(params, owner="solo")
+                wait_for(lambda: g.get(run_id).status == "done", 600, f"solo run {run_id}")
+                return Finished.of(g.get(run_id)).duration
 
             # The clicking session is someone at the machine: a browser at normal priority.
             with browsers(1, idle=False) as (clicker,), browsers(args.sessions) as watchers:
@@ -196,12 +196,12 @@ def cmd_load(args: argparse.Namespace) -> list[str]:
                 with ThreadPoolExecutor(len(watchers)) as pool:
                     list(pool.map(lambda i: watchers[i].get(f"{url}/?run={ids[(i + 1) * args.jobs - 1]}&owner=user{i}"),
                                   range(len(watchers))))
-                wait_for(lambda: all(g.get(rid).status not in ("queued", "running") for rid in ids), 3600,
+                wait_for(lambda: all(g.get(run_id).status not in ("queued", "running") for run_id in ids), 3600,
                            "every job", interval=0.5)
                 wall = time.monotonic() - t0
                 idle.set()
                 clicking.join()
-            runs = [g.get(rid) for rid in ids]
+            runs = [g.get(run_id) for run_id in ids]
             claims = g.db.execute("SELECT COUNT(*) FROM runs WHERE owner LIKE 'user%' AND started IS NOT NULL").fetchone()[0]
     done = sum(r.status == "done" for r in runs)
     busy = sum(Finished.of(r).duration for r in runs if r.status == "done")

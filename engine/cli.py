@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _render_clip(params: Params, output: Path, quiet: bool) -> int:
-    """A clip as content (animated GIF or WebP, or a video): every frame styled (engine/animate.py),
+    """A clip as content (animated GIF or WebP, or a video): every frame styled (engine/clip_transfer.py),
     written as an animation of the same frames and timing (.webp or .gif, by the output's name)."""
-    from engine.animate import style_clip
+    from engine.clip_transfer import style_clip
     from engine.clips import read_clip, write_gif, write_webp
     from engine.images import ImageError
     from engine.transfer import OutOfMemory

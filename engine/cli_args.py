@@ -99,7 +99,7 @@ class RunProgress(Protocol):
 
 @runtime_checkable
 class ClipProgress(Protocol):
-    """engine.animate.FrameProgress: frame `frame` of `frames`, and the run's progress within it."""
+    """engine.clip_transfer.FrameProgress: frame `frame` of `frames`, and the run's progress within it."""
 
     frame: int
     frames: int
@@ -121,7 +121,7 @@ class ProgressBar:
         self.started = time.monotonic()
 
     def __call__(self, reported: RunProgress | ClipProgress) -> None:
-        """`reported`: the engine's Progress, or a clip's FrameProgress (engine.animate) around it."""
+        """`reported`: the engine's Progress, or a clip's FrameProgress (engine.clip_transfer) around it."""
         frame, frames, pr = ((reported.frame, reported.frames, reported.inner) if isinstance(reported, ClipProgress)
                              else (0, 1, reported))
         # Non-terminals (logs, CI) get a line every 10 % instead of a redraw per iteration (or tile).

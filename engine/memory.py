@@ -90,7 +90,7 @@ def _forward_peak(convs: tuple[layers.Conv, ...], width: int, height: int, kept:
 
 def clip_bytes(params: Params, content_shape: tuple[int, int] | None, frames: int) -> int:
     """Host bytes a clip of `frames` frames of `content_shape` holds while it is styled
-    (engine.animate): every frame decoded as uploaded, and at the result's size every input frame
+    (engine.clip_transfer): every frame decoded as uploaded, and at the result's size every input frame
     and every result. Nothing for a still."""
     if frames <= 1:
         return 0

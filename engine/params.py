@@ -61,7 +61,7 @@ class Params:
     pooling: str = "max"
     device: str = "auto"
     preview_every: int = 0  # 0: no intermediate images
-    # Clips (engine/animate.py): frames after the first start from the previous result warped
+    # Clips (engine/clip_transfer.py): frames after the first start from the previous result warped
     # by the input's motion and are held to it where that motion is reliable, with this weight
     # (0: every frame on its own), for frame_iterations at the final size.
     temporal_weight: float = 1e4

@@ -139,7 +139,7 @@ def _is_oom(e: BaseException) -> bool:
 class Reuse:
     """What later runs with the same network and styles can take from earlier ones instead of
     computing again: the network prepared as `accel` evaluates it, and the style images' Grams at
-    each style size. A clip's frames (engine/animate.py) share one. `built` counts the networks
+    each style size. A clip's frames (engine/clip_transfer.py) share one. `built` counts the networks
     prepared, `computed` the times Grams were computed."""
 
     def __init__(self) -> None:
@@ -187,7 +187,7 @@ def run(p: Params, on_progress: ProgressFn | None = None,
         start: FrameStart | None = None, reuse: Reuse | None = None, memory_budget: int | None = None) -> Result:
     """Optimises the result image for `p`, coarse to fine when `p.multiscale`. `accel` picks how
     the loss is evaluated (engine.accel); by default, what was measured best on the device.
-    `start`: a clip's later frame (engine/animate.py) starts there, single scale. `reuse`: the
+    `start`: a clip's later frame (engine/clip_transfer.py) starts there, single scale. `reuse`: the
     network and style Grams kept from earlier runs (a clip's frames), and for later ones.
     `memory_budget`: bytes the run may use ($STUDIO_MEMORY_BUDGET without it), within what the
     device has free; a scale that would not fit is evaluated in tiles (engine.memory.plan)."""

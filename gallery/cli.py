@@ -26,7 +26,7 @@ from gallery.db import STATUSES
 from gallery.errors import GalleryError
 from gallery.exchange import export_zip, import_zip
 from gallery.models import Run
-from gallery.paths import DATA_ENV, run_id
+from gallery.paths import DATA_ENV, as_run_id
 from gallery.queries import RunFilter
 from gallery.store import Gallery
 
@@ -147,7 +147,7 @@ def cmd_list(gallery: Gallery, args: argparse.Namespace) -> int:
 
 
 def cmd_show(gallery: Gallery, args: argparse.Namespace) -> int:
-    run = gallery.get(run_id(args.id))
+    run = gallery.get(as_run_id(args.id))
     fields = [
         ("id", run.id), ("status", run.status), ("title", run.title), ("tags", run.tags),
         ("owner", run.owner), ("favorite", "yes" if run.favorite else "no"),
@@ -184,7 +184,7 @@ def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
             raise UsageError("there are no finished runs to export")
     elif not ids:
         raise UsageError("give the ID of the run to export and where to write it")
-    ids = [run_id(i) for i in ids]
+    ids = [as_run_id(i) for i in ids]
     dest_path = Path(dest)
     as_zip = args.all or len(ids) > 1 or dest_path.suffix.lower() == ".zip"
     if dest_path.is_dir():
@@ -201,27 +201,27 @@ def cmd_export(gallery: Gallery, args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_export(gallery: Gallery, rid: int, suffix: str) -> bytes:
+def _one_export(gallery: Gallery, run_id: int, suffix: str) -> bytes:
     """A run's PNG; for a .webp or .gif destination, a finished clip's animation."""
     if suffix not in (".webp", ".gif"):
-        return gallery.export_png(rid)
-    run = gallery.get(rid)
+        return gallery.export_png(run_id)
+    run = gallery.get(run_id)
     path = run.animation_path if suffix == ".webp" else run.gif_path
     if path is None:
-        raise UsageError(f"run {rid} is not a finished clip, so it has no animation; export it as a .png "
+        raise UsageError(f"run {run_id} is not a finished clip, so it has no animation; export it as a .png "
                          "(or its optimisation with --progress)")
     return path.read_bytes()
 
 
 def _export_progress(gallery: Gallery, items: list[str], dest: Path) -> int:
-    from gallery.animation import progress_webp
     from gallery.files import write_atomic
+    from gallery.timelapse import timelapse_webp
 
     if len(items) != 1:
         raise UsageError("give one run ID with --progress: export ID --progress out.webp")
     if not dest.parent.is_dir():
         raise UsageError(f"no such folder: {dest.parent}")
-    write_atomic(dest, progress_webp(gallery, run_id(items[0])))
+    write_atomic(dest, timelapse_webp(gallery, as_run_id(items[0])))
     print(f"wrote {dest}")
     return 0
 
@@ -245,28 +245,28 @@ def cmd_import(gallery: Gallery, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(gallery: Gallery, args: argparse.Namespace) -> int:
-    ids = [run_id(i) for i in args.ids]
-    for rid in ids:
-        gallery.get(rid)  # all must exist before any goes
-    for rid in ids:
-        gallery.delete(rid)
-        print(f"deleted run {rid}")
+    ids = [as_run_id(i) for i in args.ids]
+    for run_id in ids:
+        gallery.get(run_id)  # all must exist before any goes
+    for run_id in ids:
+        gallery.delete(run_id)
+        print(f"deleted run {run_id}")
     return 0
 
 
 def cmd_requeue(gallery: Gallery, args: argparse.Namespace) -> int:
-    new = gallery.requeue(run_id(args.id))
-    print(f"run {new} queued (again from run {run_id(args.id)}); a running worker (the web app or "
+    new = gallery.requeue(as_run_id(args.id))
+    print(f"run {new} queued (again from run {as_run_id(args.id)}); a running worker (the web app or "
           f"`python -m worker work`) will start it")
     return 0
 
 
 def cmd_cancel(gallery: Gallery, args: argparse.Namespace) -> int:
-    rid = run_id(args.id)
-    status = gallery.request_cancel(rid)
-    print(f"run {rid} cancelled" if status == "cancelled" else
-          f"run {rid} will stop at its next iteration" if status == "running" else
-          f"run {rid} is {status} already")
+    run_id = as_run_id(args.id)
+    status = gallery.request_cancel(run_id)
+    print(f"run {run_id} cancelled" if status == "cancelled" else
+          f"run {run_id} will stop at its next iteration" if status == "running" else
+          f"run {run_id} is {status} already")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from gallery.db import DB_NAME, open_db, write_transaction
 from gallery.errors import GalleryError, NotFound
-from gallery.paths import resolve_data_dir, run_id
+from gallery.paths import as_run_id, resolve_data_dir
 
 MAX_LIMIT = 10_000
 
@@ -61,23 +61,23 @@ class GalleryCore:
             raise GalleryError(f"The gallery database names a file outside the data folder: {relative!r}.")
         return path
 
-    def run_dir(self, rid: int) -> Path:
-        return self.data_dir / "runs" / str(run_id(rid))
+    def run_dir(self, run_id: int) -> Path:
+        return self.data_dir / "runs" / str(as_run_id(run_id))
 
-    def _run_file(self, rid: int, name: str) -> tuple[Path, str]:
-        """A file of run `rid`: its absolute path and the relative name the database keeps."""
-        return self.run_dir(rid) / name, f"runs/{rid}/{name}"
+    def _run_file(self, run_id: int, name: str) -> tuple[Path, str]:
+        """A file of run `run_id`: its absolute path and the relative name the database keeps."""
+        return self.run_dir(run_id) / name, f"runs/{run_id}/{name}"
 
-    def _status(self, rid: int) -> str:
-        row = self._row("SELECT status FROM runs WHERE id = ?", [rid])
+    def _status(self, run_id: int) -> str:
+        row = self._row("SELECT status FROM runs WHERE id = ?", [run_id])
         if row is None:
-            raise NotFound(f"There is no run {rid}.")
+            raise NotFound(f"There is no run {run_id}.")
         return row["status"]
 
-    def _run_row(self, rid: int) -> dict[str, Any]:
-        row = self._row("SELECT * FROM runs WHERE id = ?", [run_id(rid)])
+    def _run_row(self, run_id: int) -> dict[str, Any]:
+        row = self._row("SELECT * FROM runs WHERE id = ?", [as_run_id(run_id)])
         if row is None:
-            raise NotFound(f"There is no run {rid}.")
+            raise NotFound(f"There is no run {run_id}.")
         return row
 
 

@@ -29,7 +29,7 @@ from gallery import files
 from gallery.errors import GalleryError
 from gallery.models import Run, relative_params
 from gallery.names import display_name
-from gallery.paths import run_id, stored_input
+from gallery.paths import as_run_id, stored_input
 from gallery.store import Gallery
 from gallery.times import iso, now_iso, to_utc
 
@@ -63,7 +63,7 @@ def _from_cell(value: str | None) -> str | None:
 def export_zip(gallery: Gallery, run_ids: Iterable[int], dest: str | os.PathLike | BinaryIO) -> int:
     """Writes the given finished runs (PNGs, their input images, runs.csv) as a zip to a path
     or a binary file object; returns how many runs it holds."""
-    runs = [gallery.get(run_id(rid)) for rid in run_ids]
+    runs = [gallery.get(as_run_id(run_id)) for run_id in run_ids]
     unfinished = [str(r.id) for r in runs if r.status != "done" or r.result_path is None]
     if unfinished:
         raise GalleryError(f"Only finished runs can be exported; not finished: {', '.join(unfinished)}.")
@@ -157,10 +157,10 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO, owner: st
             if info.is_dir() or stored_input(info.filename) or not info.filename.lower().endswith(".png"):
                 continue
             row = table.get(info.filename, {})
-            rid = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row), owner, keep_weights)
-            if rid is not None:
-                new_ids.append(rid)
-                renamed[row.get("id")] = rid
+            run_id = _import_result(gallery, _read(zf, info, MAX_BYTES), row, _animation(zf, row), owner, keep_weights)
+            if run_id is not None:
+                new_ids.append(run_id)
+                renamed[row.get("id")] = run_id
         _link_prints(gallery, table, renamed)
     return new_ids
 
@@ -168,9 +168,9 @@ def import_zip(gallery: Gallery, source: str | os.PathLike | BinaryIO, owner: st
 def _link_prints(gallery: Gallery, table: dict[str, dict[str, str]], renamed: dict[Any, int]) -> None:
     """A print keeps the link to the run it grew from when both came in (ids differ here)."""
     for row in table.values():
-        source, rid = renamed.get(row.get("grown_from")), renamed.get(row.get("id"))
-        if source is not None and rid is not None:
-            gallery.set_grown_from(rid, source)
+        source, run_id = renamed.get(row.get("grown_from")), renamed.get(row.get("id"))
+        if source is not None and run_id is not None:
+            gallery.set_grown_from(run_id, source)
 
 
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:

@@ -137,7 +137,7 @@ def thumbnail_bytes(img: Image.Image) -> bytes:
     return _encode(img, THUMB_SIDE, "WEBP", quality=82, method=4)
 
 
-def png_bytes(img: Image.Image) -> bytes:
+def lossless_png(img: Image.Image) -> bytes:
     """Lossless: a clip's finished frame is where the next one starts when a run continues."""
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "PNG", compress_level=3)

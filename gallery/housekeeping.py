@@ -9,7 +9,7 @@ from typing import Any
 from gallery import files, procs
 from gallery.errors import GalleryError
 from gallery.names import MAX_TITLE, clean_tags, clean_text
-from gallery.paths import run_id
+from gallery.paths import as_run_id
 from gallery.queue import Queue
 
 # Every file a row names; anything else under inputs/ and runs/ is an orphan.
@@ -20,38 +20,38 @@ NAMED_FILES_SQL = " UNION ALL ".join(
 
 
 class Housekeeping(Queue):
-    def set_favorite(self, rid: int, favorite: bool = True) -> None:
-        self._update(rid, favorite=int(bool(favorite)))
+    def set_favorite(self, run_id: int, favorite: bool = True) -> None:
+        self._update(run_id, favorite=int(bool(favorite)))
 
-    def set_title_tags(self, rid: int, title: str, tags: str | list[str]) -> None:
-        self._update(rid, title=clean_text(title, MAX_TITLE), tags=clean_tags(tags))
+    def set_title_tags(self, run_id: int, title: str, tags: str | list[str]) -> None:
+        self._update(run_id, title=clean_text(title, MAX_TITLE), tags=clean_tags(tags))
 
-    def set_grown_from(self, rid: int, source: int | None) -> None:
-        """Records that run `rid` is a print grown from run `source`'s result (None: from none)."""
+    def set_grown_from(self, run_id: int, source: int | None) -> None:
+        """Records that run `run_id` is a print grown from run `source`'s result (None: from none)."""
         if source is not None:
-            self._status(run_id(source))  # NotFound for a run that is not here
-        self._update(rid, grown_from=None if source is None else run_id(source))
+            self._status(as_run_id(source))  # NotFound for a run that is not here
+        self._update(run_id, grown_from=None if source is None else as_run_id(source))
 
-    def _update(self, rid: int, **values: Any) -> None:
-        rid = run_id(rid)
+    def _update(self, run_id: int, **values: Any) -> None:
+        run_id = as_run_id(run_id)
         with self._write():
-            self._status(rid)
+            self._status(run_id)
             sets = ", ".join(f"{column} = ?" for column in values)
-            self.db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), rid])
+            self.db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
 
-    def delete(self, rid: int) -> None:
+    def delete(self, run_id: int) -> None:
         """Removes a run's row, then its files. A running run must be cancelled first."""
-        rid = run_id(rid)
+        run_id = as_run_id(run_id)
         with self._write():
-            if self._status(rid) == "running":
-                raise GalleryError(f"Run {rid} is running; cancel it first.")
-            self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
+            if self._status(run_id) == "running":
+                raise GalleryError(f"Run {run_id} is running; cancel it first.")
+            self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
         # After the commit: a crash in between leaves files without a row, which remove_orphans() removes.
-        shutil.rmtree(self.run_dir(rid), ignore_errors=True)
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    def export_png(self, rid: int) -> bytes:
+    def export_png(self, run_id: int) -> bytes:
         """The result PNG, parameters embedded as written by the engine's pngmeta."""
-        run = self.get(rid)
+        run = self.get(run_id)
         if run.status != "done" or run.result_path is None:
             raise GalleryError(f"Run {run.id} is {run.status}; only finished runs have a result to export.")
         return run.result_path.read_bytes()

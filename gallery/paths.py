@@ -34,7 +34,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def run_id(value: Any) -> int:
+def as_run_id(value: Any) -> int:
     """A run id from an int or a string of digits; GalleryError for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise GalleryError(f"A run id is a whole number, not {value!r}.")

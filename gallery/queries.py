@@ -12,7 +12,7 @@ from gallery.core import GalleryCore, check_limit
 from gallery.db import STATUSES
 from gallery.errors import GalleryError
 from gallery.models import Run, run_from_row
-from gallery.paths import run_id
+from gallery.paths import as_run_id
 from gallery.times import iso, to_utc
 
 SORTS = {
@@ -73,7 +73,7 @@ class RunFilter:
             ("runs.owner = ?", self.owner, str), ("runs.batch = ?", self.batch, str),
             ("runs.size >= ?", self.min_size, int), ("runs.size <= ?", self.max_size, int),
             ("runs.created >= ?", self.since, _created), ("runs.created < ?", self.until, _created),
-            ("runs.grown_from = ?", self.grown_from, run_id))
+            ("runs.grown_from = ?", self.grown_from, as_run_id))
         for clause, value, convert in compared:
             if value is not None:
                 clauses.append(clause)
@@ -105,9 +105,9 @@ class Queries(GalleryCore):
         styles = self._styles([row["id"] for row in rows])
         return [run_from_row(row, styles[row["id"]], self.data_dir) for row in rows]
 
-    def get(self, rid: int) -> Run:
-        """The run with id `rid`; raises NotFound."""
-        return self._runs([self._run_row(rid)])[0]
+    def get(self, run_id: int) -> Run:
+        """The run with id `run_id`; raises NotFound."""
+        return self._runs([self._run_row(run_id)])[0]
 
     def list_runs(self, where: RunFilter | None = None, sort: str = "newest", limit: int = 50,
                   offset: int = 0) -> list[Run]:
@@ -121,9 +121,9 @@ class Queries(GalleryCore):
                           [*args, check_limit(limit), offset])
         return self._runs(rows)
 
-    def prints_of(self, rid: int) -> list[Run]:
-        """The runs grown from run `rid`'s result (Gallery.submit's grown_from), oldest first."""
-        return self.list_runs(RunFilter(grown_from=run_id(rid)), sort="oldest", limit=1000)
+    def prints_of(self, run_id: int) -> list[Run]:
+        """The runs grown from run `run_id`'s result (Gallery.submit's grown_from), oldest first."""
+        return self.list_runs(RunFilter(grown_from=as_run_id(run_id)), sort="oldest", limit=1000)
 
     def count_runs(self, where: RunFilter | None = None) -> int:
         sql, args = (where or RunFilter()).where()
@@ -133,16 +133,16 @@ class Queries(GalleryCore):
         """Whether some run's result PNG has this sha256 (an import would be a copy)."""
         return self._row("SELECT 1 FROM runs WHERE result_sha256 = ?", [sha256]) is not None
 
-    def previews(self, rid: int) -> list[tuple[int, Path]]:
+    def previews(self, run_id: int) -> list[tuple[int, Path]]:
         """Intermediate images of a run, by iteration."""
-        rid = run_id(rid)
-        self._status(rid)
+        run_id = as_run_id(run_id)
+        self._status(run_id)
         return [(row["iteration"], self._path(row["file"]))
-                for row in self._rows("SELECT iteration, file FROM previews WHERE run_id = ? ORDER BY iteration", [rid])]
+                for row in self._rows("SELECT iteration, file FROM previews WHERE run_id = ? ORDER BY iteration", [run_id])]
 
-    def queue_position(self, rid: int) -> int | None:
+    def queue_position(self, run_id: int) -> int | None:
         """1 for the next run to start; None when the run is not queued."""
-        rid = run_id(rid)
-        if self._status(rid) != "queued":
+        run_id = as_run_id(run_id)
+        if self._status(run_id) != "queued":
             return None
-        return self._count("SELECT count(*) AS n FROM runs WHERE status = 'queued' AND id <= ?", [rid])
+        return self._count("SELECT count(*) AS n FROM runs WHERE status = 'queued' AND id <= ?", [run_id])

@@ -23,7 +23,7 @@ from gallery.errors import GalleryError
 from gallery.inputs import VIDEO_FORMATS, Inputs
 from gallery.models import Run, absolute_params
 from gallery.names import MAX_TITLE, clean_tags, clean_text
-from gallery.paths import input_sha256, relative_to, run_id
+from gallery.paths import as_run_id, input_sha256, relative_to
 from gallery.times import now_iso, to_utc
 
 # A running job of another host cannot be checked by pid; without a sign of life for this long
@@ -62,7 +62,7 @@ class Queue(Inputs):
             return self._insert_run(
                 stored, content_name=content.name, content_sha256=content.sha256,
                 styles=[(s.sha256, s.name) for s in styles], owner=owner, batch=batch, title=title, tags=tags,
-                frames=content.frames, grown_from=None if grown_from is None else run_id(grown_from))
+                frames=content.frames, grown_from=None if grown_from is None else as_run_id(grown_from))
 
     def _insert_run(self, params: Params, *, content_name: str, content_sha256: str | None,
                     styles: list[tuple[str | None, str]], owner: str = "", batch: str | None = None,
@@ -82,11 +82,11 @@ class Queue(Inputs):
         names = ", ".join(row)
         cursor = self.db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})",
                                  list(row.values()))
-        rid = cursor.lastrowid
-        assert rid is not None, "an INSERT gives its row's id"
+        run_id = cursor.lastrowid
+        assert run_id is not None, "an INSERT gives its row's id"
         self.db.conn.executemany("INSERT INTO run_styles (run_id, position, sha256, name) VALUES (?,?,?,?)",
-                                 [(rid, i, sha, name) for i, (sha, name) in enumerate(styles)])
-        return rid
+                                 [(run_id, i, sha, name) for i, (sha, name) in enumerate(styles)])
+        return run_id
 
     def add_done_run(self, params: Params, png: bytes, thumb: bytes, *, content_name: str,
                      content_sha256: str | None, styles: list[tuple[str | None, str]], owner: str = "",
@@ -102,24 +102,24 @@ class Queue(Inputs):
         staged = files.StagedFiles()
         try:
             with self._write():
-                rid = self._insert_run(
+                run_id = self._insert_run(
                     params, content_name=content_name, content_sha256=content_sha256, styles=styles, owner=owner,
                     batch=batch, title=title, tags=tags, status="done", iteration=params.total_iterations(),
                     result_sha256=hashlib.sha256(png).hexdigest(), **columns)
-                result_path, result_rel = self._run_file(rid, "result.png")
-                thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
+                result_path, result_rel = self._run_file(run_id, "result.png")
+                thumb_path, thumb_rel = self._run_file(run_id, "thumb.webp")
                 staged.add(result_path, png)
                 staged.add(thumb_path, thumb)
-                animation_rel, gif_rel = self._stage_animation(rid, animation, staged)
-                frames = self._stage_animation_frames(rid, animation[0], staged) if animation else []
+                animation_rel, gif_rel = self._stage_animation(run_id, animation, staged)
+                frames = self._stage_animation_frames(run_id, animation[0], staged) if animation else []
                 staged.place()
                 self.db.execute("UPDATE runs SET result_file = ?, thumb_file = ?, animation_file = ?, gif_file = ? "
-                                "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, rid])
+                                "WHERE id = ?", [result_rel, thumb_rel, animation_rel, gif_rel, run_id])
                 self.db.conn.executemany("INSERT INTO frames (run_id, position, file) VALUES (?,?,?)", frames)
         except BaseException:
             staged.discard()
             raise
-        return rid
+        return run_id
 
     def claim_next(self, worker: str = "", devices: Iterable[str] | None = None) -> Run | None:
         """Atomically takes the oldest queued run (optionally only those asking for one of
@@ -131,9 +131,9 @@ class Queue(Inputs):
             args = devices
         return self._claim(f"SELECT id FROM runs WHERE {where} ORDER BY id LIMIT 1", args, worker)
 
-    def claim(self, rid: int, worker: str = "") -> Run | None:
-        """Takes queued run `rid` (as claim_next does); None if it is no longer queued."""
-        return self._claim("SELECT id FROM runs WHERE id = ? AND status = 'queued'", [run_id(rid)], worker)
+    def claim(self, run_id: int, worker: str = "") -> Run | None:
+        """Takes queued run `run_id` (as claim_next does); None if it is no longer queued."""
+        return self._claim("SELECT id FROM runs WHERE id = ? AND status = 'queued'", [as_run_id(run_id)], worker)
 
     def _claim(self, select_sql: str, args: list[Any], worker: str) -> Run | None:
         pid = os.getpid()
@@ -146,7 +146,7 @@ class Queue(Inputs):
                 [now, now, clean_text(worker, 200), procs.HOST, pid, procs.start_ticks(pid), *args]).fetchall()
         return self.get(rows[0][0]) if rows else None
 
-    def _stage_animation(self, rid: int, animation: tuple[bytes, bytes] | None,
+    def _stage_animation(self, run_id: int, animation: tuple[bytes, bytes] | None,
                          staged: files.StagedFiles) -> tuple[str | None, str | None]:
         """A clip run's (WebP, GIF) staged among its files; their relative paths (None, None
         for a still)."""
@@ -154,32 +154,32 @@ class Queue(Inputs):
             return None, None
         relatives = []
         for data, name in zip(animation, ("animation.webp", "animation.gif")):
-            path, relative = self._run_file(rid, name)
+            path, relative = self._run_file(run_id, name)
             staged.add(path, data)
             relatives.append(relative)
         return relatives[0], relatives[1]
 
-    def _frame_file(self, rid: int, position: int) -> tuple[Path, str]:
-        return self._run_file(rid, f"frame-{int(position):04d}.png")
+    def _frame_file(self, run_id: int, position: int) -> tuple[Path, str]:
+        return self._run_file(run_id, f"frame-{int(position):04d}.png")
 
-    def _stage_animation_frames(self, rid: int, webp: bytes, staged: files.StagedFiles) -> list[tuple[int, int, str]]:
+    def _stage_animation_frames(self, run_id: int, webp: bytes, staged: files.StagedFiles) -> list[tuple[int, int, str]]:
         """A finished clip's frames, one at a time for the detail view, decoded from its WebP
         when nothing else has them (an import: the zip carries the animation only); the
         frames table's rows for them."""
         rows = []
         for position, frame in enumerate(read_clip(webp).frames):
-            path, relative = self._frame_file(rid, position)
-            staged.add(path, files.png_bytes(frame))
-            rows.append((rid, position, relative))
+            path, relative = self._frame_file(run_id, position)
+            staged.add(path, files.lossless_png(frame))
+            rows.append((run_id, position, relative))
         return rows
 
-    def record_worker(self, rid: int, worker: str) -> None:
+    def record_worker(self, run_id: int, worker: str) -> None:
         """Says where a running job runs once its worker knows (a cluster's node, for one)."""
         with self._write():
             self.db.execute("UPDATE runs SET worker = ? WHERE id = ? AND status = 'running'",
-                            [clean_text(worker, 200), run_id(rid)])
+                            [clean_text(worker, 200), as_run_id(run_id)])
 
-    def record_progress(self, rid: int, iteration: int, total: int, losses: dict[str, float],
+    def record_progress(self, run_id: int, iteration: int, total: int, losses: dict[str, float],
                         previews: Iterable[tuple[int, Image.Image]] = (), frame: int = 0,
                         tile: int = 0, tiles: int = 0) -> bool:
         """Records how far a running job is, with any new intermediate images; returns whether
@@ -187,18 +187,18 @@ class Queue(Inputs):
         `iteration` of `total` count within it; a tiled run's `tile` of `tiles` are done in the
         iteration after `iteration` (engine.transfer.Progress). How often to call it is the
         caller's policy (the worker throttles: worker/progress.py)."""
-        rid = run_id(rid)
+        run_id = as_run_id(run_id)
         staged = files.StagedFiles()
         try:
-            stored = self._stage_previews(rid, list(previews), staged)
+            stored = self._stage_previews(run_id, list(previews), staged)
             with self._write():
                 changed = self.db.execute(
                     "UPDATE runs SET iteration = ?, total = ?, frame = ?, tile = ?, tiles = ?, losses_json = ?, "
                     "heartbeat = ? WHERE id = ? AND status = 'running'",
                     [int(iteration), int(total), int(frame), int(tile), int(tiles), json.dumps(floats(losses)),
-                     now_iso(), rid]).rowcount
+                     now_iso(), run_id]).rowcount
                 if changed and stored:
-                    self._record_previews(rid, stored, staged)
+                    self._record_previews(run_id, stored, staged)
                 else:
                     staged.discard()
         except BaseException:
@@ -206,97 +206,97 @@ class Queue(Inputs):
             raise
         return bool(changed)
 
-    def _stage_previews(self, rid: int, previews: list[tuple[int, Image.Image]],
+    def _stage_previews(self, run_id: int, previews: list[tuple[int, Image.Image]],
                         staged: files.StagedFiles) -> list[tuple[int, str]]:
-        have = {row["iteration"] for row in self._rows("SELECT iteration FROM previews WHERE run_id = ?", [rid])}
+        have = {row["iteration"] for row in self._rows("SELECT iteration FROM previews WHERE run_id = ?", [run_id])}
         stored = []
         for iteration, image in previews:
             if iteration in have:
                 continue
-            path, relative = self._run_file(rid, f"preview-{int(iteration):06d}.jpg")
+            path, relative = self._run_file(run_id, f"preview-{int(iteration):06d}.jpg")
             staged.add(path, files.preview_bytes(image))
             stored.append((int(iteration), relative))
             have.add(iteration)
         return stored
 
-    def _record_previews(self, rid: int, stored: list[tuple[int, str]], staged: files.StagedFiles) -> None:
+    def _record_previews(self, run_id: int, stored: list[tuple[int, str]], staged: files.StagedFiles) -> None:
         staged.place()
         self.db.conn.executemany("INSERT INTO previews (run_id, iteration, file) VALUES (?,?,?)",
-                                 [(rid, it, rel) for it, rel in stored])
+                                 [(run_id, it, rel) for it, rel in stored])
         self.db.execute("UPDATE runs SET preview_file = (SELECT file FROM previews WHERE run_id = ? "
-                        "ORDER BY iteration DESC LIMIT 1) WHERE id = ?", [rid, rid])
+                        "ORDER BY iteration DESC LIMIT 1) WHERE id = ?", [run_id, run_id])
 
-    def record_frame(self, rid: int, position: int, image: Image.Image) -> bool:
+    def record_frame(self, run_id: int, position: int, image: Image.Image) -> bool:
         """Keeps a running clip's finished frame (`position` from 0), on disk before the row
         naming it commits, so an interrupted run continues after it; whether it was kept."""
-        rid = run_id(rid)
-        path, relative = self._frame_file(rid, position)
+        run_id = as_run_id(run_id)
+        path, relative = self._frame_file(run_id, position)
         staged = files.StagedFiles()
         try:
-            staged.add(path, files.png_bytes(image))
+            staged.add(path, files.lossless_png(image))
             with self._write():
-                if self._status(rid) != "running":
+                if self._status(run_id) != "running":
                     staged.discard()
                     return False
                 staged.place()
                 self.db.execute("INSERT OR REPLACE INTO frames (run_id, position, file) VALUES (?,?,?)",
-                                [rid, int(position), relative])
+                                [run_id, int(position), relative])
         except BaseException:
             staged.discard()
             raise
         return True
 
-    def frames(self, rid: int) -> list[Path]:
+    def frames(self, run_id: int) -> list[Path]:
         """A clip run's finished frames in order, as far as they run without a gap."""
-        rid = run_id(rid)
+        run_id = as_run_id(run_id)
         found: list[Path] = []
-        for row in self._rows("SELECT position, file FROM frames WHERE run_id = ? ORDER BY position", [rid]):
+        for row in self._rows("SELECT position, file FROM frames WHERE run_id = ? ORDER BY position", [run_id]):
             if row["position"] != len(found):
                 break
             found.append(self._path(row["file"]))
         return found
 
-    def resume_frames(self, rid: int) -> list[Path]:
+    def resume_frames(self, run_id: int) -> list[Path]:
         """The frames a clip run can continue after: its own, or, when it has none and was
         queued again, those of the run it was queued from (same params), copied into this one
         so it keeps them when that run is deleted."""
-        rid = run_id(rid)
-        source, found = rid, self.frames(rid)
+        run_id = as_run_id(run_id)
+        source, found = run_id, self.frames(run_id)
         while not found:  # back along the requeues (one that never ran has none of its own)
             row = self._row("SELECT requeued_from FROM runs WHERE id = ?", [source])
             if row is None or row["requeued_from"] is None:
                 return []
             source = row["requeued_from"]
             found = self.frames(source)
-        if source != rid:
+        if source != run_id:
             for position, path in enumerate(found):
                 with Image.open(path) as image:
-                    if not self.record_frame(rid, position, image):
+                    if not self.record_frame(run_id, position, image):
                         break
-        return self.frames(rid)
+        return self.frames(run_id)
 
-    def finish(self, rid: int, result: Any, clip: Clip | None = None) -> None:
+    def finish(self, run_id: int, result: Any, clip: Clip | None = None) -> None:
         """Saves an engine.transfer.Result (a clip's: its first frame, with the styled `clip`
         kept as an animated WebP and GIF): files renamed into place, then the row says done.
         Raises GalleryError if the run is not running (then nothing is kept)."""
-        rid = run_id(rid)
-        row = self._run_row(rid)
+        run_id = as_run_id(run_id)
+        row = self._run_row(run_id)
         png = pngmeta.result_png(result.image, _result_info(result, row))
         staged = files.StagedFiles()
         try:
-            result_path, result_rel = self._run_file(rid, "result.png")
-            thumb_path, thumb_rel = self._run_file(rid, "thumb.webp")
+            result_path, result_rel = self._run_file(run_id, "result.png")
+            thumb_path, thumb_rel = self._run_file(run_id, "thumb.webp")
             staged.add(result_path, png)
             staged.add(thumb_path, files.thumbnail_bytes(result.image))
             animation = (webp_bytes(clip), gif_bytes(clip)) if clip is not None else None
-            animation_rel, gif_rel = self._stage_animation(rid, animation, staged)
-            previews = self._stage_previews(rid, list(result.previews or []), staged)
+            animation_rel, gif_rel = self._stage_animation(run_id, animation, staged)
+            previews = self._stage_previews(run_id, list(result.previews or []), staged)
             with self._write():
-                status = self._status(rid)
+                status = self._status(run_id)
                 if status != "running":
-                    raise GalleryError(f"Run {rid} is {status}, not running; its result was not saved.")
+                    raise GalleryError(f"Run {run_id} is {status}, not running; its result was not saved.")
                 if previews:
-                    self._record_previews(rid, previews, staged)
+                    self._record_previews(run_id, previews, staged)
                 staged.place()
                 self.db.execute(
                     "UPDATE runs SET status = 'done', finished = ?, duration = ?, error = NULL, "
@@ -306,47 +306,47 @@ class Queue(Inputs):
                     [now_iso(), _duration(result, row), json.dumps(floats(result.losses)),
                      json.dumps(floats(result.timings)), str(result.device), getattr(result, "evaluation", ""),
                      result.weights_name, result.weights_sha256, result_rel, hashlib.sha256(png).hexdigest(),
-                     thumb_rel, animation_rel, gif_rel, rid])
+                     thumb_rel, animation_rel, gif_rel, run_id])
         except BaseException:
             staged.discard()
             raise
 
-    def _end(self, rid: int, status: str, error: str | None, from_statuses: tuple[str, ...]) -> bool:
-        rid = run_id(rid)
+    def _end(self, run_id: int, status: str, error: str | None, from_statuses: tuple[str, ...]) -> bool:
+        run_id = as_run_id(run_id)
         with self._write():
-            self._status(rid)  # NotFound for an unknown id
+            self._status(run_id)  # NotFound for an unknown id
             changed = self.db.execute(
                 f"UPDATE runs SET status = ?, error = ?, finished = ?, cancel_requested = 0 "
                 f"WHERE id = ? AND status IN ({', '.join('?' * len(from_statuses))})",
-                [status, error and error[:MAX_ERROR], now_iso(), rid, *from_statuses]).rowcount
+                [status, error and error[:MAX_ERROR], now_iso(), run_id, *from_statuses]).rowcount
         return bool(changed)
 
-    def fail(self, rid: int, message: str) -> bool:
+    def fail(self, run_id: int, message: str) -> bool:
         """A queued or running run becomes failed with `message`; returns whether it changed."""
-        return self._end(rid, "failed", str(message) or "failed", ("running", "queued"))
+        return self._end(run_id, "failed", str(message) or "failed", ("running", "queued"))
 
-    def mark_cancelled(self, rid: int) -> bool:
-        return self._end(rid, "cancelled", None, ("running", "queued"))
+    def mark_cancelled(self, run_id: int) -> bool:
+        return self._end(run_id, "cancelled", None, ("running", "queued"))
 
-    def mark_interrupted(self, rid: int, message: str) -> bool:
+    def mark_interrupted(self, run_id: int, message: str) -> bool:
         """A running run whose worker stopped before it finished."""
-        return self._end(rid, "interrupted", message, ("running",))
+        return self._end(run_id, "interrupted", message, ("running",))
 
-    def request_cancel(self, rid: int) -> str:
+    def request_cancel(self, run_id: int) -> str:
         """Asks for a run to stop: a queued run is cancelled at once, a running one flagged (its
         worker checks every iteration). Returns the run's status afterwards."""
-        rid = run_id(rid)
+        run_id = as_run_id(run_id)
         with self._write():
-            status = self._status(rid)
+            status = self._status(run_id)
             if status == "queued":
-                self.db.execute("UPDATE runs SET status = 'cancelled', finished = ? WHERE id = ?", [now_iso(), rid])
+                self.db.execute("UPDATE runs SET status = 'cancelled', finished = ? WHERE id = ?", [now_iso(), run_id])
                 return "cancelled"
             if status == "running":
-                self.db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [rid])
+                self.db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [run_id])
             return status
 
-    def cancel_requested(self, rid: int) -> bool:
-        row = self._row("SELECT cancel_requested, status FROM runs WHERE id = ?", [run_id(rid)])
+    def cancel_requested(self, run_id: int) -> bool:
+        row = self._row("SELECT cancel_requested, status FROM runs WHERE id = ?", [as_run_id(run_id)])
         return row is None or bool(row["cancel_requested"]) or row["status"] != "running"
 
     def recover_interrupted(self) -> list[int]:
@@ -362,30 +362,30 @@ class Queue(Inputs):
                     dead.append((row["id"], f"process {row['worker_pid']} is gone"))
             elif (heartbeat := to_utc(row["heartbeat"])) is None or heartbeat < stale_before:
                 dead.append((row["id"], f"no sign of life from host {row['worker_host']} since {row['heartbeat']}"))
-        return [rid for rid, why in dead
-                if self.mark_interrupted(rid, f"The worker stopped before the run finished ({why}).")]
+        return [run_id for run_id, why in dead
+                if self.mark_interrupted(run_id, f"The worker stopped before the run finished ({why}).")]
 
-    def requeue(self, rid: int) -> int:
+    def requeue(self, run_id: int) -> int:
         """Queues a new run with the same params, title and tags as an interrupted, failed or
         cancelled one (which stays, for the record); returns the new id."""
-        rid = run_id(rid)
+        run_id = as_run_id(run_id)
         with self._write():
-            row = self._run_row(rid)
+            row = self._run_row(run_id)
             if row["status"] not in ("interrupted", "failed", "cancelled"):
-                raise GalleryError(f"Run {rid} is {row['status']}; only interrupted, failed or cancelled runs "
+                raise GalleryError(f"Run {run_id} is {row['status']}; only interrupted, failed or cancelled runs "
                                    "can be queued again.")
-            styles = self._styles([rid])[rid]
+            styles = self._styles([run_id])[run_id]
             params = absolute_params(row["params_json"], self.data_dir)
             mask_shas = [input_sha256(m) or "" for m in params.style_masks if not masks.is_everywhere(m)]
             init_shas = [input_sha256(params.init_image) or ""] if params.init_image else []
             missing = [sha for sha in [row["content_sha256"], *(s for s, _ in styles), *mask_shas, *init_shas]
                        if not sha or self.get_input_or_none(sha) is None]
             if missing:
-                raise GalleryError(f"Run {rid}'s input images are not in this gallery, so it cannot run again.")
+                raise GalleryError(f"Run {run_id}'s input images are not in this gallery, so it cannot run again.")
             return self._insert_run(
                 Params.from_json(row["params_json"]), content_name=row["content_name"],
                 content_sha256=row["content_sha256"], styles=styles, owner=row["owner"], batch=row["batch"],
-                title=row["title"], tags=row["tags"], requeued_from=rid, frames=row["frames"],
+                title=row["title"], tags=row["tags"], requeued_from=run_id, frames=row["frames"],
                 grown_from=row["grown_from"])
 
 

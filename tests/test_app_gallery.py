@@ -112,7 +112,7 @@ def test_detail_view_shows_everything_and_edits(studio):
     assert params.loc["size", "value"] == "64" and params.loc["style_weight", "value"] == f"{Params().style_weight:g}"
     # download (the browser test fetches the file itself): the PNG carries its parameters
     assert at.get("download_button")[0].label == "Download PNG"
-    assert at.get("download_button")[1].label == "Download the progress as an animation"
+    assert at.get("download_button")[1].label == "Download the time-lapse"
     assert json.loads(read_params_json(studio.export_png(rid)))["size"] == 64
     at.toggle(key=f"favorite-{rid}").set_value(True).run()
     assert studio.get(rid).favorite

@@ -10,7 +10,7 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from app_pages import auth
+from app_pages import auth, params_form
 from app_pages.results import PENDING_DELETE
 from support.app import APP, app, assert_ok, play_worker, shown, small_params
 
@@ -291,14 +291,14 @@ def test_outside_share_mode_nothing_is_asked(studio, monkeypatch: pytest.MonkeyP
 
 
 def test_weights_files_on_the_server_are_for_the_admin(share, monkeypatch: pytest.MonkeyPatch):
-    """The weights box takes typed paths; the Create page validates with auth.validation_errors.
+    """The weights box takes typed paths; the Create page validates with params_form.validation_errors.
     (AppTest cannot type a new option into a selectbox, so this checks the rule directly.)"""
     p = small_params(weights="/etc/passwd")
     signed_in_as(monkeypatch, auth.USER)
-    assert "in a shared studio, one of caffe, torchvision" in auth.validation_errors(p)["weights"]
-    assert "weights" not in auth.validation_errors(small_params(weights="torchvision"))
+    assert "in a shared studio, one of caffe, torchvision" in params_form.validation_errors(p)["weights"]
+    assert "weights" not in params_form.validation_errors(small_params(weights="torchvision"))
     signed_in_as(monkeypatch, auth.ADMIN)
-    assert "weights" not in auth.validation_errors(p)
+    assert "weights" not in params_form.validation_errors(p)
     monkeypatch.delenv(auth.SHARE_ENV)
     signed_in_as(monkeypatch, None)
-    assert "weights" not in auth.validation_errors(p)
+    assert "weights" not in params_form.validation_errors(p)

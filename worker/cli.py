@@ -71,25 +71,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(gallery: Gallery, args: argparse.Namespace) -> int:
-    rid = submit_from_args(gallery, args)
-    print(f"run {rid} queued", flush=True)
-    worker = Worker(gallery.data_dir, gallery.get(rid).params.device, memory_budget=args.memory_budget)
+    run_id = submit_from_args(gallery, args)
+    print(f"run {run_id} queued", flush=True)
+    worker = Worker(gallery.data_dir, gallery.get(run_id).params.device, memory_budget=args.memory_budget)
     gallery.recover_interrupted()
     gallery.remove_orphans()
-    run = gallery.claim(rid, worker.name)
+    run = gallery.claim(run_id, worker.name)
     if run is None:
-        raise GalleryError(f"Run {rid} was taken by another worker before this one could start it.")
+        raise GalleryError(f"Run {run_id} was taken by another worker before this one could start it.")
     try:
-        status = worker.run_job(gallery, run, on_progress=ProgressBar(run.params, sys.stdout, label=f"run {rid}"))
+        status = worker.run_job(gallery, run, on_progress=ProgressBar(run.params, sys.stdout, label=f"run {run_id}"))
     except KeyboardInterrupt:
-        gallery.mark_cancelled(rid)
-        print(f"\nrun {rid} cancelled", file=sys.stderr)
+        gallery.mark_cancelled(run_id)
+        print(f"\nrun {run_id} cancelled", file=sys.stderr)
         return 130
-    run = gallery.get(rid)
+    run = gallery.get(run_id)
     if status != "done":
-        print(f"run {rid} {status}: {run.error or ''}".rstrip(": "), file=sys.stderr)
+        print(f"run {run_id} {status}: {run.error or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_FAILED
-    print(f"run {rid} done in {run.duration:.1f}s: {run.result_path}")
+    print(f"run {run_id} done in {run.duration:.1f}s: {run.result_path}")
     return 0
 
 

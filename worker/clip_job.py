@@ -1,4 +1,4 @@
-"""A clip run in the worker: every frame styled by engine.animate, each kept in the gallery as it
+"""A clip run in the worker: every frame styled by engine.clip_transfer, each kept in the gallery as it
 finishes, and a run queued again after an interruption continuing after the frames it has.
 
 Imports torch (through the engine): the worker imports this module when a clip job starts.
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from engine import animate, clips, images
+from engine import clip_transfer, clips, images
 from engine.params import Params
 from engine.transfer import Result
 from gallery import Run
@@ -23,9 +23,9 @@ class FrameStore(Protocol):
     """Where a clip run's finished frames are kept: the Gallery, or on a cluster's node what
     sends them to the head's gallery (worker/cluster.py)."""
 
-    def resume_frames(self, rid: int) -> list[Path]: ...
+    def resume_frames(self, run_id: int) -> list[Path]: ...
 
-    def record_frame(self, rid: int, position: int, image: Image.Image) -> bool: ...
+    def record_frame(self, run_id: int, position: int, image: Image.Image) -> bool: ...
 
 
 def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: Callable[[Any], object],
@@ -46,7 +46,7 @@ def style_clip_run(gallery: FrameStore, run: Run, params: Params, on_progress: C
     def progress(frame_progress: Any) -> None:
         on_progress(frame_progress)
 
-    styled = animate.style_clip(params, clip, progress, should_cancel, on_frame=finished, done=done)
+    styled = clip_transfer.style_clip(params, clip, progress, should_cancel, on_frame=finished, done=done)
     timings = {key: sum(r.timings.get(key, 0.0) for r in computed) for key in computed[-1].timings}
     # The whole clip's, as a still's total is its whole run's: decoding and the motion between
     # frames as well, which the speed estimates (gallery/estimates.py) must count.

@@ -159,9 +159,9 @@ class Worker:
             self.current = None
 
     def _record_unrecorded(self, gallery: Gallery) -> None:
-        for rid, message in list(self._unrecorded.items()):
-            gallery.fail(rid, message)
-            del self._unrecorded[rid]
+        for run_id, message in list(self._unrecorded.items()):
+            gallery.fail(run_id, message)
+            del self._unrecorded[run_id]
 
     def _run_job(self, gallery: Gallery, run: Run, on_progress: ProgressHook | None) -> str:
         writer = ProgressWriter(gallery, run.id)

@@ -40,7 +40,7 @@ class ProgressWriter:
         return self.flush()
 
     def engine_progress(self, p: Any) -> bool:
-        """report() of an engine's Progress, or of a clip's (engine.animate.FrameProgress: the
+        """report() of an engine's Progress, or of a clip's (engine.clip_transfer.FrameProgress: the
         engine's within frame k)."""
         inner = getattr(p, "inner", p)
         return self.report(inner.iteration, inner.total, inner.losses, inner.preview, frame=getattr(p, "frame", 0),

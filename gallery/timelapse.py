@@ -1,8 +1,8 @@
-"""A finished run's optimisation as an animated WebP: its saved intermediate images in order,
+"""A finished run's time-lapse, an animated WebP: its saved intermediate images in order,
 then the result, held. Pillow only.
 
 Previews of coarser scales are smaller than the result; every frame is scaled to the result's
-size so the animation does not jump."""
+size so the time-lapse does not jump."""
 from __future__ import annotations
 
 import io
@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from gallery.errors import GalleryError
-from gallery.paths import run_id
+from gallery.paths import as_run_id
 from gallery.store import Gallery
 
 FRAME_MS = 150
@@ -19,17 +19,17 @@ HOLD_MS = 2000  # the result, at the end of each loop
 QUALITY = 80
 
 
-def progress_frames(gallery: Gallery, rid: int) -> list[Path]:
-    """The images of the animation, first to last: the previews by iteration, then the result."""
-    run = gallery.get(run_id(rid))
+def progress_frames(gallery: Gallery, run_id: int) -> list[Path]:
+    """The images of the time-lapse, first to last: the previews by iteration, then the result."""
+    run = gallery.get(as_run_id(run_id))
     if run.status != "done" or run.result_path is None or not run.result_path.is_file():
-        raise GalleryError(f"Run {run.id} is {run.status}; only finished runs have their progress to animate.")
+        raise GalleryError(f"Run {run.id} is {run.status}; only finished runs have a time-lapse.")
     return [path for _, path in gallery.previews(run.id) if path.is_file()] + [run.result_path]
 
 
-def progress_webp(gallery: Gallery, rid: int) -> bytes:
-    """The animated WebP of a finished run's progress (a single frame when it saved no previews)."""
-    paths = progress_frames(gallery, rid)
+def timelapse_webp(gallery: Gallery, run_id: int) -> bytes:
+    """The time-lapse of a finished run, an animated WebP (a single frame when it saved no previews)."""
+    paths = progress_frames(gallery, run_id)
     with Image.open(paths[-1]) as last:
         size = last.size
     frames = []

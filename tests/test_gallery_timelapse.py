@@ -1,4 +1,4 @@
-"""A finished run's progress as an animated WebP: the previews in order, the result held last."""
+"""A finished run's time-lapse (an animated WebP): the previews in order, the result held last."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageChops, ImageSequence, ImageStat
 
 from gallery import Gallery, GalleryError
-from gallery.animation import HOLD_MS, progress_webp
 from gallery.cli import main
+from gallery.timelapse import HOLD_MS, timelapse_webp
 from support.runs import fake_result, tiny_params
 
 
@@ -37,7 +37,7 @@ def finished(data_dir: Path) -> Gallery:
 
 def test_the_frames_are_the_previews_in_order_then_the_result_held(finished: Gallery, tmp_path: Path):
     out = tmp_path / "progress.webp"
-    out.write_bytes(progress_webp(finished, 1))
+    out.write_bytes(timelapse_webp(finished, 1))
     frames = frames_of(out)
     assert len(frames) == 4
     assert all(f.size == (32, 24) for f, _ in frames)
@@ -54,6 +54,6 @@ def test_the_cli_writes_it_and_refuses_unfinished_runs(finished: Gallery, data_d
     assert len(frames_of(out)) == 4
     queued = finished.submit(tiny_params())
     with pytest.raises(GalleryError, match="only finished runs"):
-        progress_webp(finished, queued)
+        timelapse_webp(finished, queued)
     assert main(["--data", str(data_dir), "export", str(queued), "--progress", str(out)]) != 0
     assert "only finished runs" in capsys.readouterr().err

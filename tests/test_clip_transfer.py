@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from engine.animate import style_clip
+from engine.clip_transfer import style_clip
 from engine.clips import Clip
 from engine.flow import flicker
 from engine.transfer import Reuse
