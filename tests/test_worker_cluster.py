@@ -25,7 +25,7 @@ from harness.waiting import wait_for
 from support.runs import tiny_params
 from worker.cluster import STOP_ENV
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # slow: a minute and a half of Ray start-ups
 SHORT = {"size": 64, "iterations": 20}
 LONG = {"size": 64, "iterations": 2000, "preview_every": 5}
 
