@@ -3,10 +3,14 @@
 Layout of the data folder (nothing is ever written outside it):
 
     gallery.db                  the index and the queue (SQLite, WAL)
-    inputs/<sha256>.<ext>       uploaded images, stored once by content
-    runs/<id>/result.png        the result, parameters embedded (engine.pngmeta)
-    runs/<id>/thumb.webp        256 px thumbnail
+    inputs/<sha256>.<ext>       uploaded images and clips, stored once by content, as uploaded
+    runs/<id>/result.png        the result (a clip's: its first frame), parameters embedded (engine.pngmeta)
+    runs/<id>/thumb.webp        the thumbnail
     runs/<id>/preview-<n>.jpg   intermediate images at iteration n
+    runs/<id>/frame-<k>.png     a clip's finished frames, kept as they finish (a run continues after them)
+    runs/<id>/animation.webp    a finished clip's animation, and animation.gif
+    drafts/<owner>.json         each browser's Create-page draft (gallery.drafts)
+    logs/                       the supervised workers' output (worker.supervisor)
 
 Every file is renamed into place in the same transaction that commits the row naming it, so
 rows never point at missing files; remove_orphans() removes what a crash left without a row.
