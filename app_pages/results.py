@@ -375,7 +375,7 @@ def show_detail(gallery: Gallery, run_id: int, neighbours: tuple[int | None, int
 
 
 def _detail_header(run: Run, neighbours: tuple[int | None, int | None]) -> None:
-    top = st.columns([1.6, 5, 0.9, 0.9], vertical_alignment="center")
+    top = st.columns([2.3, 5, 0.9, 0.9], vertical_alignment="center")  # wide enough for "Gallery" and its Esc
     top[0].button("Gallery", key="back", on_click=_back, icon=":material/arrow_back:", shortcut="Esc")
     top[1].subheader(f"#{run.id} · {common.escape_md(common.run_label(run))}", anchor=False)
     before, after = neighbours

@@ -267,8 +267,8 @@ def _fill_gallery(data: Path, size: int = 128, iterations: int = 40, timeout: fl
 
 def make_screenshots(out_dir: Path = SCREENSHOTS) -> list[Path]:
     """docs/screenshots/: Create with Advanced open and an invalid setting named beside Generate,
-    a running job's panel, the Done panel, the Gallery and the Queue at 1400 px and at 420 px;
-    all of real runs (see above)."""
+    a running job's panel, the Done panel, the Gallery, a result's detail with Make a print open,
+    and the Queue at 1400 px and at 420 px; all of real runs (see above)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "data"
@@ -324,6 +324,14 @@ def _screenshot_tour(driver: Any, url: str, g: Any, out_dir: Path) -> list[Path]
              "the gallery's thumbnails")
     time.sleep(1)
     shots.append(_shot(driver, out_dir, "gallery.png"))
+    driver.get(f"{url}/gallery?run=1")  # a result's detail, with Make a print open
+    wait_css(driver, ".st-key-back", timeout=60)
+    wait_idle(driver)
+    click(driver, "[data-testid='stPopover'] button")
+    next(e for e in css(driver, "[data-testid='stPopoverBody'] label") if e.text.strip() == "4×").click()
+    wait_idle(driver)
+    time.sleep(1)
+    shots.append(_shot(driver, out_dir, "make-a-print.png"))
     go_to(driver, "Create")
     wait_for(lambda: "Done" in wait_css(driver, ".st-key-job h3", timeout=30).text, 1800, "the job to finish", 2.0)
     time.sleep(1.5)
