@@ -13,8 +13,9 @@ evaluation. Figures, not assertions; each section runs only when asked for.
 does by default in the memory this machine has free (or --budget): seconds per iteration (the
 median between iteration reports after the first --warmup; at least one warm-up, so at least two
 iterations), the resident set's growth over the run (its high-water mark, reset through
-/proc/self/clear_refs), engine.memory's estimate for the plan the run took and its ratio to the
-growth, and the whole image's estimate beside them.
+/proc/self/clear_refs), engine.memory's estimate for the plan the run took, the same with only
+the L-BFGS pairs so few steps have kept (Plan.device_bytes_after; a full history needs 20 steps)
+and its ratio to the growth, and the whole image's estimate beside them.
 --compare: the same run at one size whole and tiled (a budget just under the whole image's
 estimate: the largest tiles beneath it, or --compare-budget), seconds per megapixel of each and
 their ratio, and the seams figure of the tiled result: mean |difference| of neighbouring pixels
@@ -73,6 +74,7 @@ class Timed:
     iteration: float  # seconds
     peak: float  # MB of resident set (or CUDA reservation) growth over the run, in a fresh process
     estimate: float  # MB, engine.memory's plan for what the run took
+    short: float  # MB, the same with only the L-BFGS pairs these few steps have kept
     whole: float  # MB, engine.memory's estimate for the whole image at once
     evaluation: str
     image: Image.Image
@@ -106,7 +108,7 @@ def one(spec: dict) -> None:
     available = memory.within_budget(free_bytes(device), budget)
     shape = Image.open(p.content).size
     on_device = p.with_changes(device=device.type)
-    estimate = plan(on_device, available, shape).device_bytes
+    planned = plan(on_device, available, shape)
     peaks.reset()
     before = peaks.current()
     result = run(p, on_progress=on_progress, memory_budget=budget)
@@ -115,7 +117,8 @@ def one(spec: dict) -> None:
     times = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])]
     width, height = result.image.size
     print(json.dumps({"size": p.size, "pixels": width * height, "iteration": statistics.median(times),
-                      "peak": (reserved or allocated) - before, "estimate": estimate / MB,
+                      "peak": (reserved or allocated) - before, "estimate": planned.device_bytes / MB,
+                      "short": planned.device_bytes_after(p.iterations) / MB,
                       "whole": estimate_bytes(on_device, shape) / MB, "evaluation": result.evaluation}))
 
 
@@ -124,8 +127,8 @@ def tiled_sizes(emit: Report, device: torch.device, pair: Pair, sizes: list[int]
     emit(f"## Tiled runs on {device.type}, single scale, `{default_accel(device).label()}`")
     emit()
     emit("| size | pixels | evaluated | s/iteration | s/megapixel | peak MB (growth) | estimate MB | "
-         "estimate ÷ peak | whole-image estimate MB |")
-    emit("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+         "estimate, pairs kept so far, MB | that ÷ peak | whole-image estimate MB |")
+    emit("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for size in sizes:
         p = base_params(size, device.type, pair, multiscale=False, iterations=warmup + steps, init="content")
         try:
@@ -134,7 +137,7 @@ def tiled_sizes(emit: Report, device: torch.device, pair: Pair, sizes: list[int]
             emit(f"| {size} | | failed: {type(e).__name__}: {str(e)[:200]} | | | | | | |")
             continue
         emit(f"| {size} | {t.pixels} | {t.evaluation} | {t.iteration:.2f} | {t.iteration / t.pixels * 1e6:.2f} | "
-             f"{t.peak:.0f} | {t.estimate:.0f} | {t.estimate / t.peak:.2f} | {t.whole:.0f} |")
+             f"{t.peak:.0f} | {t.estimate:.0f} | {t.short:.0f} | {t.short / t.peak:.2f} | {t.whole:.0f} |")
     emit()
 
 
@@ -175,11 +178,12 @@ def compare(emit: Report, device: torch.device, pair: Pair, size: int, steps: in
     tiled = timed_run(p, device, warmup, budget)
     emit(f"## {size} px on {device.type}: tiled against whole-image (taken in turn, each run in a process of its own)")
     emit()
-    emit("| | evaluated | s/iteration | s/megapixel | peak MB (growth) | estimate MB | estimate ÷ peak |")
-    emit("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    emit("| | evaluated | s/iteration | s/megapixel | peak MB (growth) | estimate MB | estimate, pairs kept so far, MB | "
+         "that ÷ peak |")
+    emit("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, t in (("whole image", whole), (f"tiled (budget {format_bytes(budget)})", tiled)):
         emit(f"| {name} | {t.evaluation or 'whole'} | {t.iteration:.2f} | {t.iteration / t.pixels * 1e6:.2f} | "
-             f"{t.peak:.0f} | {t.estimate:.0f} | {t.estimate / t.peak:.2f} |")
+             f"{t.peak:.0f} | {t.estimate:.0f} | {t.short:.0f} | {t.short / t.peak:.2f} |")
     emit()
     emit(f"Tiled ÷ whole, seconds per megapixel: **{tiled.iteration / whole.iteration:.2f}×**; "
          f"the results differ by {image_difference(whole.image, tiled.image)}.")

@@ -128,6 +128,12 @@ class Plan:
         on_device = available is None or self.device_bytes <= available
         return on_device and (host_available is None or self.host_bytes <= host_available)
 
+    def device_bytes_after(self, steps: int) -> int:
+        """device_bytes as it stands after `steps` L-BFGS steps, with at most that many of the
+        history's pairs kept yet (a benchmark's few steps cannot fill it)."""
+        missing = 0 if self.history_on_host else max(0, self.history - steps)
+        return self.device_bytes - _bytes(2 * missing * 3 * self.width * self.height)
+
 
 def _weights(params: Params, convs: tuple[layers.Conv, ...]) -> int:
     weights = sum(c.in_channels * c.out_channels * 9 + c.out_channels for c in convs)

@@ -91,6 +91,16 @@ def test_l_bfgs_history_is_shorter_for_prints_and_kept_on_the_host_when_a_gpu_is
     assert not plan(on_gpu.with_changes(size=4096), 24 * GB, shape).history_on_host
 
 
+def test_a_few_steps_hold_only_the_pairs_they_have_made() -> None:
+    """What a benchmark's short run is compared with: the history's missing pairs left out."""
+    found = plan(Params(size=2048), None, (1024, 768))
+    vector = 3 * 2048 * 1536 * 4
+    assert found.history == 20 and found.device_bytes_after(20) == found.device_bytes_after(99) == found.device_bytes
+    assert 2 * 17 * vector <= found.device_bytes - found.device_bytes_after(3) <= 2 * 17 * vector * 1.5
+    on_host = plan(Params(size=12288, device="cuda"), 24 * GB, (1024, 768), host_available=100 * GB)
+    assert on_host.history_on_host and on_host.device_bytes_after(1) == on_host.device_bytes
+
+
 @pytest.mark.parametrize("text, n", [("4GB", 4 * GB), ("1.5GB", 1_500_000_000), ("800MB", 800_000_000),
                                      ("2GiB", 2 * 1024**3), (" 512 mb ", 512_000_000), ("123", 123)])
 def test_budgets_are_read_as_people_write_them(text: str, n: int) -> None:
