@@ -1,4 +1,4 @@
-"""The UI's plain functions: owners, durations, examples, the form's state, sweeps."""
+"""The UI's plain functions: owners, durations, examples, the form's state, sweeps, shown images."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -121,3 +121,17 @@ def test_worker_lines_say_what_each_worker_runs_a_cluster_worker_several() -> No
     assert common.worker_lines([cpu, ray], running) == [(True, "cpu worker idle"), (True, "ray worker running #3, #4")]
     down = WorkerState("ray", None, False, 2, "The ray worker exited with status 2: error: No Ray cluster …")
     assert common.worker_lines([down]) == [(False, "ray worker not running; retrying. " + down.last_error)]
+
+
+def test_a_large_result_is_shown_scaled_and_a_small_one_as_it_is(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    big, small = tmp_path / "print.png", tmp_path / "small.png"
+    Image.new("RGB", (2400, 1800), (200, 40, 40)).save(big)
+    Image.new("RGB", (300, 200), (40, 40, 200)).save(small)
+    with Image.open(io.BytesIO(common.display_image(big))) as shown:
+        assert shown.format == "JPEG" and shown.size == (common.DISPLAY_SIDE, 1200)
+    assert common.display_image(small) == small.read_bytes()  # the file itself: nothing to gain
+    assert common.display_image(tmp_path / "gone.png") is None
