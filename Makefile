@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run share test check bench quality browser device-kit
+.PHONY: run share test check lint bench quality browser device-kit
 
 # The venv is rebuilt when requirements.txt is newer than it. The canvas component imports only
 # inside a running Streamlit (it registers its assets there), so it is checked by its metadata.
@@ -33,15 +33,18 @@ browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser lint
 	$(PY) -m pytest -q
 
-# Lint and types (settings in pyproject.toml), then every test but the browser, load, kill and
-# slow ones (markers in pyproject.toml): under 3 minutes, no Chromium. `make test` runs them all.
-check: $(VENV)/.installed
+# Lint and types, then every test but the browser, load, kill and slow ones (markers in
+# pyproject.toml): under 3 minutes, no Chromium. `make test` runs them all.
+check: lint
+	$(PY) -m pytest -q -m "not browser and not load and not kill and not slow"
+
+# ruff and mypy, their settings in pyproject.toml; test and check both start with them.
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -m "not browser and not load and not kill and not slow"
 
 bench: $(VENV)/.installed
 	$(PY) -m bench
