@@ -328,7 +328,8 @@ def _screenshot_tour(driver: Any, url: str, g: Any, out_dir: Path) -> list[Path]
     wait_css(driver, ".st-key-back", timeout=60)
     wait_idle(driver)
     click(driver, "[data-testid='stPopover'] button")
-    next(e for e in css(driver, "[data-testid='stPopoverBody'] label") if e.text.strip() == "4×").click()
+    wait_for(lambda: next((e for e in css(driver, "[data-testid='stPopoverBody'] label") if e.text.strip() == "4×"), None),
+             30, "the print's size choices").click()
     wait_idle(driver)
     time.sleep(1)
     shots.append(_shot(driver, out_dir, "make-a-print.png"))
