@@ -156,10 +156,7 @@ def _plan(params: Params, width: int, height: int, tile: int, host_history: bool
     margin = tiles.halo(deepest)
     n_tiles, shape = 1, (width, height)
     if tile:
-        cut = tiles.grid(width, height, tile, margin)
-        n_tiles = len(cut)
-        widest = max(cut, key=lambda t: t.box.width * t.box.height).box
-        shape = (widest.width, widest.height)
+        n_tiles, shape = tiles.extent(width, height, tile, margin)
     history = lbfgs_history(pixels) if params.optimizer == "lbfgs" else 0
     optimiser = (2 * history + LBFGS_EXTRA_VECTORS) * vector if history else ADAM_VECTORS * vector
     # On the host: the rows, and the copies of the vectors a step takes there.
@@ -207,16 +204,26 @@ def plan(params: Params, available: int | None, content_shape: tuple[int, int] |
     width, height = fit_within(*(content_shape or (1, 1)), size, min_side=1)
     frames_bytes = clip_bytes(params, content_shape, frames)
     side = style_side or params.style_side(size)
-    gpu = params.device != "cpu"
-    choices = [(0, False)] + [(core, False) for core in _cores(width, height)]
-    if gpu and params.optimizer == "lbfgs":
-        choices += [(core, True) for core, _ in choices]
-    for tile, host_history in choices:
-        candidate = _plan(params, width, height, tile, host_history, frames_bytes, side,
-                          frames > 1 if temporal is None else temporal)
-        if candidate.fits(available, host_available):
-            break
-    return candidate  # the first that fits, else the last (choices starts with the whole image)
+    tiles_to_try = [0] + _cores(width, height)  # the whole image, then ever smaller tiles
+
+    def planned(i: int, host_history: bool) -> Plan:
+        return _plan(params, width, height, tiles_to_try[i], host_history, frames_bytes, side,
+                     frames > 1 if temporal is None else temporal)
+
+    gpu_history_choices = (False, True) if params.device != "cpu" and params.optimizer == "lbfgs" else (False,)
+    for host_history in gpu_history_choices:
+        # Smaller tiles never need more memory, so the first that fits is found by bisection
+        # (a 16384 px image has hundreds of tile sizes to try).
+        low, high = 0, len(tiles_to_try)
+        while low < high:
+            middle = (low + high) // 2
+            if planned(middle, host_history).fits(available, host_available):
+                high = middle
+            else:
+                low = middle + 1
+        if low < len(tiles_to_try):
+            return planned(low, host_history)
+    return planned(len(tiles_to_try) - 1, gpu_history_choices[-1])  # nothing fits: the smallest tiles
 
 
 def estimate_bytes(params: Params, content_shape: tuple[int, int] | None = None, frames: int = 1) -> int:

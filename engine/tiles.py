@@ -85,9 +85,15 @@ def grid(width: int, height: int, core: int, margin: int) -> list[Tile]:
     return tiles
 
 
-def tile_pixels(width: int, height: int, core: int, margin: int) -> int:
-    """Pixels of the largest padded tile: what one tile's pass holds."""
-    return max(t.box.width * t.box.height for t in grid(width, height, core, margin))
+def extent(width: int, height: int, core: int, margin: int) -> tuple[int, tuple[int, int]]:
+    """How many tiles `grid` cuts and its largest padded tile's (width, height): what one tile's
+    pass holds. Worked out along each side, without the tiles (16384 px in 64 px cores is 49152)."""
+    def spans(length: int) -> list[int]:
+        cuts = _cuts(length, core)
+        return [min(length, b + margin) - max(0, a - margin) for a, b in zip(cuts, cuts[1:])]
+
+    across, down = spans(width), spans(height)
+    return len(across) * len(down), (max(across), max(down))
 
 
 def describe(tiles: int, core: int) -> str:

@@ -91,6 +91,12 @@ def test_the_halos_follow_the_receptive_field() -> None:
         assert t.core.x0 % 16 == t.core.y0 % 16 == t.box.x0 % 16 == t.box.y0 % 16 == 0
         assert 0 <= t.box.x0 and t.box.x1 <= 1000
     assert (covered == 1).all()
+    # What engine.memory plans with: the count and the largest padded tile, without the tiles.
+    for width, height, core, margin in ((2048, 1536, 1024, 80), (1000, 1000, 300, 80), (8192, 6144, 1184, 80),
+                                        (700, 90, 64, 48), (300, 200, 512, 80)):
+        cut = tiles.grid(width, height, core, margin)
+        largest = max(cut, key=lambda t: t.box.width * t.box.height).box
+        assert tiles.extent(width, height, core, margin) == (len(cut), (largest.width, largest.height))
 
 
 @pytest.mark.parametrize("combine", ["core", "crop"])
