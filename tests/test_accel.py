@@ -84,6 +84,7 @@ def test_bf16_network_stays_close_to_float32(plain):
     assert cosine > 0.99, cosine  # measured: loss -0.8 %, cosine 0.9988
 
 
+@pytest.mark.slow
 def test_compiled_objective_computes_the_same_loss_and_gradient(plain):
     # About a minute of compiling on two CPU cores: the price of knowing that torch.compile traces
     # this objective (a custom autograd Function, dict outputs) before a GPU ever runs it.

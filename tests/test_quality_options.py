@@ -82,6 +82,7 @@ def test_style_scale_matches_the_style_at_that_scale(net):
     assert gram_distance(small, style_small, net) < gram_distance(big, style_small, net)
 
 
+@pytest.mark.slow
 def test_blend_weights_order_the_distances_to_each_style(net):
     runs = [result(styles=(str(STYLE), str(STYLE2)), style_blend=w) for w in ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))]
     to_first = [gram_distance(r, picture(str(STYLE), SIZE), net) for r in runs]

@@ -99,7 +99,7 @@ def test_the_halos_follow_the_receptive_field() -> None:
         assert tiles.extent(width, height, core, margin) == (len(cut), (largest.width, largest.height))
 
 
-@pytest.mark.parametrize("combine", ["core", "crop"])
+@pytest.mark.parametrize("combine", ["core", pytest.param("crop", marks=pytest.mark.slow)])
 def test_tiled_loss_and_gradient_are_the_whole_images_in_float64(float64: Setting, combine: str) -> None:
     found = float64.tiled(tiles.halo("conv5_1", combine), combine)
     loss, grad = float64.errors(found)
@@ -108,6 +108,7 @@ def test_tiled_loss_and_gradient_are_the_whole_images_in_float64(float64: Settin
         assert found[2][name] == pytest.approx(value, rel=1e-12), name
 
 
+@pytest.mark.slow
 def test_exact_where_the_image_ends_off_the_16_px_grid() -> None:
     # 200 x 150 px in cores of 96: the last tiles end where the poolings drop the odd pixels.
     setting = Setting(torch.float64, size=200, core=96)
