@@ -20,6 +20,7 @@ from support.browser import (
     css,
     go_to,
     needs_chromium,
+    open_from_gallery,
     owner_of,
     query_param,
     screenshot,
@@ -76,7 +77,7 @@ def test_generate_watch_browse_download_delete(tmp_path: Path):
         card = wait_css(driver, f".st-key-run-{run_id}")
         assert card.find_elements("css selector", "img"), "the card shows a thumbnail"
         screenshot(driver, ARTIFACTS / "gallery.png")
-        click(driver, f".st-key-open-{run_id} button")
+        open_from_gallery(driver, run_id)
         wait_css(driver, ".st-key-download button", timeout=30)
         wait_idle(driver)
         screenshot(driver, ARTIFACTS / "detail.png")

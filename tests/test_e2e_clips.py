@@ -19,11 +19,11 @@ from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
-    click,
     css,
     generated_run,
     go_to,
     needs_chromium,
+    open_from_gallery,
     screenshot,
     small_cpu_run,
     studio_server,
@@ -76,7 +76,7 @@ def test_a_gif_becomes_an_animation_in_the_gallery(tmp_path: Path):
         card = wait_css(driver, f".st-key-run-{run_id}")
         assert "▶ 3 frames" in card.text and card.find_elements("css selector", "img")
         screenshot(driver, ARTIFACTS / "clip-gallery.png")
-        click(driver, f".st-key-open-{run_id} button")
+        open_from_gallery(driver, run_id)
         animation = wait_css(driver, "img.animation", timeout=30)
         wait_idle(driver)
         wait_for(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", animation),

@@ -17,6 +17,7 @@ from support.browser import (
     click,
     go_to,
     needs_chromium,
+    open_from_gallery,
     query_param,
     screenshot,
     scroll_to,
@@ -66,7 +67,7 @@ def test_jobs_from_the_create_page_run_on_the_cluster_and_land_in_the_gallery(tm
         go_to(driver, "Gallery")
         for rid in ids:
             assert wait_css(driver, f".st-key-run-{rid}").find_elements("css selector", "img")
-        click(driver, f".st-key-open-{ids[0]} button")
+        open_from_gallery(driver, ids[0])
         wait_css(driver, ".st-key-download button", timeout=30)
         wait_idle(driver)
         main = driver.find_element("css selector", "[data-testid='stMain']").text

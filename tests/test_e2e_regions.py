@@ -17,12 +17,12 @@ from harness.waiting import wait_for
 from support.browser import (
     ARTIFACTS,
     chromium,
-    click,
     css,
     expand,
     generated_run,
     go_to,
     needs_chromium,
+    open_from_gallery,
     screenshot,
     scroll_to,
     small_cpu_run,
@@ -101,7 +101,7 @@ def test_draw_two_regions_generate_and_find_the_masks(tmp_path: Path):
         assert second.getpixel((first.width * 4 // 5, first.height // 2)) > 200
 
         go_to(driver, "Gallery")
-        click(driver, f".st-key-open-{run_id} button")
+        open_from_gallery(driver, run_id)
         wait_css(driver, ".st-key-download button", timeout=30)
         wait_idle(driver)
         captions = wait_for(lambda: [c.text for c in css(driver, "[data-testid='stImageCaption'], "

@@ -129,7 +129,7 @@ class User:
 
     def own_panel(self) -> str:
         """The first line of this browser's job panel on Create, once its sweep shows as done."""
-        self.driver.get(f"{self.url}/?owner={self.owner}")
+        self.driver.get(self.url)  # its own jobs, by its cookie
         wait_for(lambda: "2 of 2 done" in wait_css(self.driver, ".st-key-job", timeout=120).text, 60,
                  "its sweep shown as done")
         return wait_css(self.driver, ".st-key-job").text.splitlines()[0]

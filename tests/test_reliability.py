@@ -35,7 +35,7 @@ from gallery import Gallery, RunFilter, files
 from harness.paths import CONTENT, ROOT, STYLE
 from harness.waiting import wait_for
 from support.app import APP, app, assert_ok, uploader
-from support.browser import ARTIFACTS, chromium, click, needs_chromium, studio_process, studio_server, wait_css
+from support.browser import ARTIFACTS, chromium, click, needs_chromium, owner_of, studio_process, studio_server, wait_css
 from support.fake_engine import FakeEngine
 from support.images import encode, noisy, png_with_header, with_orientation
 from support.runs import files_under, finished_run, named_files, tiny_params
@@ -564,16 +564,18 @@ def test_out_of_memory_fails_that_job_and_the_next_runs(data_dir: Path, monkeypa
 @pytest.mark.slow
 @needs_chromium
 def test_server_killed_mid_job_then_restarted(tmp_path: Path):
-    data, owner = tmp_path / "data", "killtest"
+    data = tmp_path / "data"
     with Gallery(data) as g:
-        kept = [finished_run(g, owner=owner, title=f"kept {i}") for i in range(2)]
-        # Long, and saving a preview every iteration, so files are being written when the kill lands.
-        doomed = g.submit(tiny_params(seed=9, size=64, iterations=5000, preview_every=1), owner=owner, title="doomed")
+        kept = [finished_run(g, owner="someone", title=f"kept {i}") for i in range(2)]
     timings = {}
     t_start = time.monotonic()
     with chromium(tmp_path / "downloads") as driver:
         with studio_process(data, ARTIFACTS / "reliability-kill-server-1.log") as (url, server), Gallery(data) as g:
-            driver.get(f"{url}/?owner={owner}")  # the first session starts the server's worker
+            driver.get(url)  # the first session starts the server's worker
+            owner = owner_of(driver)  # this browser's, kept in its cookie across the restart
+            # Long, and saving a preview every iteration, so files are being written when the kill lands.
+            doomed = g.submit(tiny_params(seed=9, size=64, iterations=5000, preview_every=1), owner=owner,
+                              title="doomed")
             wait_for(lambda: g.get(doomed).status == "running" and g.get(doomed).iteration >= 5, 300,
                      "the long job to be under way", interval=0.2)
             timings["first server: start to kill (s)"] = round(time.monotonic() - t_start, 1)
@@ -602,7 +604,7 @@ def test_server_killed_mid_job_then_restarted(tmp_path: Path):
 
         with studio_server(data, ARTIFACTS / "reliability-kill-server-2.log") as url, Gallery(data) as g:
             timings["kill to restarted server healthy (s)"] = round(time.monotonic() - t0, 1)
-            driver.get(f"{url}/queue?owner={owner}")
+            driver.get(f"{url}/queue")
             wait_css(driver, f".st-key-qrequeue-{doomed} button", timeout=60)
             wait_for(lambda: "Interrupted" in driver.find_element("tag name", "body").text, 30, "'Interrupted'")
             run = g.get(doomed)

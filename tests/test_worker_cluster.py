@@ -147,8 +147,10 @@ def test_a_cancel_reaches_a_job_that_sends_nothing(cluster, ray_driver, data_dir
         took = time.monotonic() - asked
         assert cancelled.iteration == 0  # still setting up: no progress ever came
         free_cpus(ray_driver, 2.0)
-    assert "killing its task" not in (data_dir.parent / "head.log").read_text()  # it stopped by itself
-    assert took < 10, took
+    # It stopped by itself, before the head's kill (STUDIO_RAY_STOP_S, 30 s) was due: under 10 s on
+    # a quiet machine, 18 s once in a whole make test.
+    assert "killing its task" not in (data_dir.parent / "head.log").read_text()
+    assert took < 30, took
 
 
 def test_a_frozen_job_is_killed_and_then_recorded_as_cancelled(cluster, ray_driver, data_dir, monkeypatch):

@@ -103,6 +103,17 @@ def click(driver: Any, selector: str, timeout: float = 30) -> None:
     wait_for(clicked, timeout, f"clickable {selector}")
 
 
+def open_from_gallery(driver: Any, run_id: int, timeout: float = 60) -> None:
+    """Clicks a run's thumbnail on the Gallery page, as a person opens it (its Open button lies
+    over the picture, invisible, so Selenium would not click the button itself)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    thumbnail = wait_css(driver, f".st-key-thumb-{run_id} img", timeout=timeout)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", thumbnail)
+    ActionChains(driver).move_to_element(thumbnail).click().perform()
+    wait_for(lambda: query_param(driver.current_url, "run") == str(run_id), 30, f"run {run_id}'s detail")
+
+
 def wait_idle(driver: Any, timeout: float = 30) -> None:
     """Until Streamlit has finished the current script run (its status widget disappears)."""
     time.sleep(0.3)

@@ -63,10 +63,12 @@ def files_under(folder: Path) -> set[str]:
 
 
 def named_files(g: Gallery) -> set[str]:
-    """Every file a row of g names, the database's own files, and the worker processes' logs."""
+    """Every file a row of g names, the database's own files, the worker processes' logs and the
+    browsers' drafts (gallery/drafts.py: one JSON file per owner, named by it)."""
     rows = g.db.query(NAMED_FILES_SQL)
     logs = {f"logs/{p.name}" for p in (g.data_dir / "logs").glob("worker-*.log")}
-    return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"} | logs
+    drafts = {f"drafts/{p.name}" for p in (g.data_dir / "drafts").glob("*.json")}
+    return {row["file"] for row in rows} | {"gallery.db", "gallery.db-wal", "gallery.db-shm"} | logs | drafts
 
 
 def dead_pid() -> int:
