@@ -214,15 +214,16 @@ def plan(params: Params, available: int | None, content_shape: tuple[int, int] |
     for host_history in gpu_history_choices:
         # Smaller tiles never need more memory, so the first that fits is found by bisection
         # (a 16384 px image has hundreds of tile sizes to try).
-        low, high = 0, len(tiles_to_try)
+        low, high, fitting = 0, len(tiles_to_try), None
         while low < high:
             middle = (low + high) // 2
-            if planned(middle, host_history).fits(available, host_available):
-                high = middle
+            candidate = planned(middle, host_history)
+            if candidate.fits(available, host_available):
+                high, fitting = middle, candidate
             else:
                 low = middle + 1
-        if low < len(tiles_to_try):
-            return planned(low, host_history)
+        if fitting is not None:
+            return fitting  # the plan at `high`: the first that fits
     return planned(len(tiles_to_try) - 1, gpu_history_choices[-1])  # nothing fits: the smallest tiles
 
 

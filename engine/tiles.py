@@ -73,26 +73,26 @@ def _cuts(length: int, core: int) -> list[int]:
     return [0, *(_up(length * k / n) for k in range(1, n)), length]
 
 
+def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Along one side: each core's (start, end) and its padded box's, the box `margin` px wider
+    on each side where the image goes on."""
+    cuts = _cuts(length, core)
+    return [(a, b, max(0, a - margin), min(length, b + margin)) for a, b in zip(cuts, cuts[1:])]
+
+
 def grid(width: int, height: int, core: int, margin: int) -> list[Tile]:
     """Tiles whose cores (at most `core` px a side, rows first) cover the image, each padded by
     `margin` px where the image goes on."""
-    xs, ys = _cuts(width, core), _cuts(height, core)
-    tiles = []
-    for y0, y1 in zip(ys, ys[1:]):
-        for x0, x1 in zip(xs, xs[1:]):
-            tiles.append(Tile(Box(x0, y0, x1, y1), Box(max(0, x0 - margin), max(0, y0 - margin),
-                                                       min(width, x1 + margin), min(height, y1 + margin))))
-    return tiles
+    return [Tile(Box(x0, y0, x1, y1), Box(bx0, by0, bx1, by1))
+            for y0, y1, by0, by1 in _spans(height, core, margin)
+            for x0, x1, bx0, bx1 in _spans(width, core, margin)]
 
 
 def extent(width: int, height: int, core: int, margin: int) -> tuple[int, tuple[int, int]]:
     """How many tiles `grid` cuts and its largest padded tile's (width, height): what one tile's
     pass holds. Worked out along each side, without the tiles (16384 px in 64 px cores is 49152)."""
-    def spans(length: int) -> list[int]:
-        cuts = _cuts(length, core)
-        return [min(length, b + margin) - max(0, a - margin) for a, b in zip(cuts, cuts[1:])]
-
-    across, down = spans(width), spans(height)
+    across = [end - start for *_, start, end in _spans(width, core, margin)]
+    down = [end - start for *_, start, end in _spans(height, core, margin)]
     return len(across) * len(down), (max(across), max(down))
 
 
