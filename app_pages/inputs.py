@@ -17,7 +17,7 @@ from app_pages import common
 from engine.clips import LIMITS, clip_format
 from engine.images import ImageError
 from engine.params import MAX_STYLES
-from gallery import Gallery, GalleryError
+from gallery import Gallery, GalleryError, InputImage
 from gallery.names import display_name
 from gallery.paths import input_sha256
 
@@ -45,21 +45,25 @@ CLIP_HELP = ("A clip is styled frame by frame: the first frame with the full run
              f"Clips may have {LIMITS}.")
 
 
-def stored_clip(gallery: Gallery, path: str) -> Any | None:
+def stored(gallery: Gallery, path: str) -> InputImage | None:
+    """The gallery's record of `path` when it names one of its stored inputs; None for a file
+    outside the gallery (an example)."""
+    sha = input_sha256(path)
+    return gallery.get_input_or_none(sha) if sha else None
+
+
+def stored_clip(gallery: Gallery, path: str) -> InputImage | None:
     """The gallery's record of `path` when it is a stored clip; None for a still image or a
     file outside the gallery (an example)."""
-    sha = input_sha256(path)
-    found = gallery.get_input_or_none(sha) if sha else None
+    found = stored(gallery, path)
     return found if found is not None and found.is_clip else None
 
 
 WAITING = "Another upload's frames are being checked; yours is next."
 
 
-def tiny_size(gallery: Gallery, path: str) -> tuple[int, int] | None:
+def tiny_size(found: InputImage | None) -> tuple[int, int] | None:
     """(width, height) of a stored input whose shorter side is under SMALL_SIDE px; else None."""
-    sha = input_sha256(path)
-    found = gallery.get_input_or_none(sha) if sha else None
     if found is None or not found.width or min(found.width, found.height) >= SMALL_SIDE:
         return None
     return found.width, found.height
@@ -68,8 +72,7 @@ def tiny_size(gallery: Gallery, path: str) -> tuple[int, int] | None:
 def longest_side(gallery: Gallery, path: str) -> int | None:
     """The longest side of a chosen image (a clip's frames), from the gallery's record or the
     file's header; None when it cannot be told."""
-    sha = input_sha256(path)
-    found = gallery.get_input_or_none(sha) if sha else None
+    found = stored(gallery, path)
     if found is not None and found.width:
         return max(found.width, found.height)
     try:
@@ -175,8 +178,8 @@ def _on_pick(kind: str, labels: dict[str, str]) -> None:
 def offered(gallery: Gallery, path: str) -> bool:
     """Whether the page may use `path` as an input: a stored input of the gallery, or an image of
     the examples folder. Server paths beyond those are for the command line and the admin."""
-    sha = input_sha256(path)
-    if sha and gallery.get_input_or_none(sha) is not None and str(gallery.input_path(sha)) == path:
+    found = stored(gallery, path)
+    if found is not None and str(found.path) == path:
         return True
     folder = common.examples_dir()
     return folder is not None and Path(path).resolve().is_relative_to(folder)
@@ -225,10 +228,10 @@ def render(kind: str, title: str) -> list[dict[str, str]]:
                     st.image(preview, caption=common.escape_md(item["name"]), width="stretch")
                 else:
                     st.caption(f"{common.escape_md(item['name'])} (missing)")
-                clip = stored_clip(gallery, item["path"])
-                if clip is not None:
-                    st.caption(common.clip_caption(clip.frames, clip.duration_ms), help=CLIP_HELP)
-                small = tiny_size(gallery, item["path"])
+                found = stored(gallery, item["path"])
+                if found is not None and found.is_clip:
+                    st.caption(common.clip_caption(found.frames, found.duration_ms), help=CLIP_HELP)
+                small = tiny_size(found)
                 if small:
                     st.warning(f"Only {small[0]}×{small[1]} px: there is almost nothing here to go on, and "
                                "the result will show it.", icon=":material/photo_size_select_small:")
