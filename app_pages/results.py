@@ -14,6 +14,7 @@ from engine.masks import is_everywhere
 from engine.params import Params
 from gallery import Gallery, GalleryError, NotFound, Run
 from gallery.timelapse import timelapse_webp
+from worker.job import content_shape
 
 MAX_COMPARE = 4
 
@@ -171,7 +172,7 @@ def _print_form(gallery: Gallery, run: Run) -> None:
     problems = params_form.validation_errors(params, need_images=False)
     scales = " and ".join(f"{s} px" for s in params.scale_sizes())
     st.caption(f"{size} px ({size / PRINT_DPI:.1f} in at {PRINT_DPI} dpi), from this {run.params.size} px result: "
-               f"{scales}. " + print_plan_line(params, _shape(gallery, run)))
+               f"{scales}. " + print_plan_line(params, content_shape(gallery, run)))
     for field, message in problems.items():
         st.error(f"{form_label(field)} {message}")
     if st.button("Make the print", key="make_print", type="primary", icon=":material/print:",
@@ -183,11 +184,6 @@ def _print_form(gallery: Gallery, run: Run) -> None:
             return
         st.session_state["toast"] = f"Queued print #{run_id} of run #{run.id}"
         st.switch_page(common.PAGE_CREATE, query_params={"run": str(run_id)})
-
-
-def _shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
-    found = gallery.get_input_or_none(run.content_sha256) if run.content_sha256 else None
-    return (found.width, found.height) if found and found.width else None
 
 
 def _lineage(gallery: Gallery, run: Run) -> None:

@@ -47,7 +47,7 @@ def available_memory(device: str) -> int | None:
 def content_shape(gallery: Gallery, run: Run) -> tuple[int, int] | None:
     """The run's content image's (width, height), when the gallery has it."""
     found = run.content_sha256 and gallery.get_input_or_none(run.content_sha256)
-    return (found.width, found.height) if found else None
+    return (found.width, found.height) if found and found.width else None
 
 
 def params_on_device(params: Params, device: str, shape: tuple[int, int] | None, frames: int = 1,
