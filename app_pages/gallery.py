@@ -56,8 +56,7 @@ def neighbours(gallery: Gallery, run_id: int, state: Mapping[Any, Any], window: 
     """The runs before and after `run_id` in the grid's order (its filters and sort), for the
     detail view's arrows; None at either end, or when the run is not among the first `window`."""
     sort = state.get("g_sort", "newest")
-    ids = [run.id for run in gallery.list_runs(filters_from_state(state), sort=sort if sort in SORTS else "newest",
-                                         limit=window)]
+    ids = gallery.run_ids(filters_from_state(state), sort=sort if sort in SORTS else "newest", limit=window)
     if run_id not in ids:
         return None, None
     i = ids.index(run_id)

@@ -112,14 +112,21 @@ class Queries(GalleryCore):
     def list_runs(self, where: RunFilter | None = None, sort: str = "newest", limit: int = 50,
                   offset: int = 0) -> list[Run]:
         """A page of the runs matching `where` (all runs without one), in `sort` order (SORTS)."""
+        return self._runs(self._page("*", where, sort, limit, offset))
+
+    def run_ids(self, where: RunFilter | None = None, sort: str = "newest", limit: int = 50,
+                offset: int = 0) -> list[int]:
+        """The ids of list_runs' page, without reading the runs (the detail view's neighbours)."""
+        return [row["id"] for row in self._page("id", where, sort, limit, offset)]
+
+    def _page(self, columns: str, where: RunFilter | None, sort: str, limit: int, offset: int) -> list[dict[str, Any]]:
         if sort not in SORTS:
             raise GalleryError(f"Unknown sort {sort!r}; choose one of {', '.join(SORTS)}.")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise GalleryError(f"offset must be a whole number of at least 0, not {offset!r}.")
         sql, args = (where or RunFilter()).where()
-        rows = self._rows(f"SELECT * FROM runs{sql} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+        return self._rows(f"SELECT {columns} FROM runs{sql} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
                           [*args, check_limit(limit), offset])
-        return self._runs(rows)
 
     def prints_of(self, run_id: int) -> list[Run]:
         """The runs grown from run `run_id`'s result (Gallery.submit's grown_from), oldest first."""

@@ -426,6 +426,10 @@ def test_filters(filled: Gallery) -> None:
     assert ids(g.list_runs(RunFilter(max_size=40))) == [5, 4, 1]
     assert ids(g.list_runs(limit=2, offset=1)) == [4, 3]
     assert ids(g.list_runs(RunFilter(status="done"), sort="title")) == [3, 2, 1, 4]
+    # run_ids: the same page, ids only
+    for where, sort, limit, offset in ((None, "newest", 50, 0), (RunFilter(status="done"), "title", 3, 1),
+                                       (RunFilter(favorite=False, status="done"), "oldest", 2, 0)):
+        assert g.run_ids(where, sort, limit, offset) == ids(g.list_runs(where, sort, limit, offset))
     now = datetime.now(UTC)
     assert len(g.list_runs(RunFilter(since=now - timedelta(minutes=5)))) == 5
     assert g.list_runs(RunFilter(until=now - timedelta(minutes=5))) == []
