@@ -27,6 +27,13 @@ _IMAGE_SUFFIXES = {"." + t for t in IMAGE_TYPES}
 # The Gallery's ticked runs (ids, in the order ticked): compared, downloaded or deleted together.
 SELECTED = "selected"
 
+
+def unselect(run_ids: list[int]) -> None:
+    """Takes runs (deleted ones) out of the Gallery's selection, their ticks with them."""
+    for run_id in run_ids:
+        st.session_state.pop(f"sel-{run_id}", None)
+    st.session_state[SELECTED] = [i for i in st.session_state.get(SELECTED, []) if i not in run_ids]
+
 PAGE_CREATE = "app_pages/create.py"
 PAGE_QUEUE = "app_pages/queue.py"
 PAGE_GALLERY = "app_pages/gallery.py"

@@ -117,9 +117,7 @@ def _toggle_selected(run_id: int) -> None:
 
 
 def _clear_selected() -> None:
-    for run_id in st.session_state.get(SELECTED, []):
-        st.session_state.pop(f"sel-{run_id}", None)
-    st.session_state[SELECTED] = []
+    common.unselect(list(st.session_state.get(SELECTED, [])))
 
 
 def _open(run_id: int) -> None:
@@ -168,9 +166,7 @@ def confirm_bulk_delete(ids: list[int]) -> None:
     if left.button("Delete them", key="confirm_bulk_delete", type="primary", icon=":material/delete:"):
         _drop_bulk_delete()
         deleted, refused = results.delete_runs(common.get_gallery(), ids)
-        for run_id in deleted:
-            st.session_state.pop(f"sel-{run_id}", None)
-        st.session_state[SELECTED] = [i for i in st.session_state.get(SELECTED, []) if i not in deleted]
+        common.unselect(deleted)
         st.session_state["toast"] = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}" + \
             (f"; kept {len(refused)}: {refused[0]}" if refused else "")
         st.rerun()

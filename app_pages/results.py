@@ -255,8 +255,7 @@ def confirm_delete(run_id: int) -> None:
             st.error(common.escape_md(str(exc)))
             return
         _back()
-        if run_id in st.session_state.get(common.SELECTED, []):
-            st.session_state[common.SELECTED].remove(run_id)
+        common.unselect([run_id])
         st.session_state["toast"] = f"Deleted run #{run_id}"
         st.rerun()
     if right.button("Keep it", key="keep", on_click=_drop_pending_delete):
